@@ -1,0 +1,150 @@
+"""One ID level's codebook: dot-product code scores, straight-through (Gumbel-)softmax, k-means initialisation."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class CodebookOutput:
+    """
+    Result of quantising a batch of level representations.
+
+    Args:
+        quantized (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+            The chosen codebook rows in the forward pass; in training the gradient flows through the softmax-weighted
+            mixture of all rows (straight-through estimator).
+        codes (`torch.LongTensor` of shape `(batch_size,)`):
+            Index of the chosen code of each representation.
+        scores (`torch.FloatTensor` of shape `(batch_size, num_codes)`):
+            Dot products between the representations and every codebook row.
+    """
+
+    quantized: torch.Tensor
+    codes: torch.Tensor
+    scores: torch.Tensor
+
+
+class LMIndexerCodebook(nn.Module):
+    """
+    The K_t code vectors of one ID level. A representation `h` gets the code `argmax_k h . E[k]`.
+
+    Args:
+        num_codes (`int`): Codebook size K_t.
+        hidden_size (`int`): Width of the representations and code vectors.
+        temperature (`float`): Softmax temperature of the straight-through estimator.
+        use_gumbel_noise (`bool`): Perturb the scores with Gumbel noise in training (straight-through Gumbel-softmax).
+    """
+
+    def __init__(self, num_codes: int, hidden_size: int, temperature: float = 1.0, use_gumbel_noise: bool = False):
+        super().__init__()
+        self.num_codes = num_codes
+        self.temperature = temperature
+        self.use_gumbel_noise = use_gumbel_noise
+        self.weight = nn.Parameter(torch.empty(num_codes, hidden_size))
+
+    def scores(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Dot-product scores `(..., num_codes)` of representations `(..., hidden_size)`."""
+        return hidden_states @ self.weight.t()
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """Code vectors `(..., hidden_size)` of integer codes `(...)`."""
+        return nn.functional.embedding(codes, self.weight)
+
+    def forward(self, hidden_states: torch.Tensor) -> CodebookOutput:
+        """
+        Quantise representations of shape `(batch_size, hidden_size)` to their best code vectors.
+
+        The forward value is the chosen row `E[c]`; the gradient reaches the encoder and every codebook row through
+        `softmax(scores / temperature) @ E`.
+        """
+        scores = self.scores(hidden_states)
+        logits = scores
+        if self.training and self.use_gumbel_noise:
+            uniform = torch.rand_like(scores).clamp_(min=1e-9, max=1.0 - 1e-9)
+            logits = scores - torch.log(-torch.log(uniform))
+        codes = logits.argmax(dim=-1)
+        soft_assignment = torch.softmax(logits / self.temperature, dim=-1)
+        hard_assignment = nn.functional.one_hot(codes, self.num_codes).to(soft_assignment.dtype)
+        straight_through = hard_assignment - soft_assignment.detach() + soft_assignment
+        return CodebookOutput(quantized=straight_through @ self.weight, codes=codes, scores=scores)
+
+    @torch.no_grad()
+    def initialize_from_centroids(self, centroids: torch.Tensor) -> None:
+        """Copy k-means centres of shape `(num_codes, hidden_size)` into the codebook."""
+        if tuple(centroids.shape) != tuple(self.weight.shape):
+            raise ValueError(
+                f"Expected {self.num_codes} centroids of width {self.weight.shape[1]}, "
+                f"got shape {tuple(centroids.shape)}."
+            )
+        self.weight.copy_(centroids.to(device=self.weight.device, dtype=self.weight.dtype))
+
+
+def kmeans_centroids(
+    representations: torch.Tensor | np.ndarray,
+    num_clusters: int,
+    num_iterations: int = 50,
+    num_restarts: int = 3,
+    spherical: bool = True,
+    seed: int = 0,
+) -> torch.Tensor:
+    """
+    Cluster representations with faiss k-means.
+
+    With `spherical=True`, the representations and centres are L2-normalised (cosine k-means), so that the k-means
+    assignment `argmax_k cos(h, E[k])` equals the codebook's dot-product selection `argmax_k h . E[k]` for unit-norm
+    centres. The centres are then rescaled to the mean representation norm, keeping the straight-through softmax at
+    the scale of the raw dot products.
+
+    Args:
+        representations (`torch.Tensor` or `np.ndarray` of shape `(num_documents, hidden_size)`):
+            Level representations of the whole corpus.
+        num_clusters (`int`): Number of centres (the codebook size).
+        num_iterations (`int`): k-means iterations per restart.
+        num_restarts (`int`): Independent restarts; faiss keeps the best.
+        spherical (`bool`): Cosine k-means instead of Euclidean.
+        seed (`int`): Random seed of faiss.
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_clusters, hidden_size)`: the centres.
+    """
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError("k-means codebook initialisation needs faiss: `pip install faiss-cpu`.") from error
+
+    if isinstance(representations, torch.Tensor):
+        representations = representations.detach().float().cpu().numpy()
+    vectors = np.ascontiguousarray(representations, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise ValueError(f"k-means expects a 2-D (num_documents, hidden_size) array, got shape {vectors.shape}.")
+    if len(vectors) < num_clusters:
+        raise ValueError(
+            "k-means needs at least as many documents as codes: "
+            f"got {len(vectors)} documents for {num_clusters} codes."
+        )
+    if not np.isfinite(vectors).all():
+        raise ValueError("k-means input contains NaN or infinite values; the representations diverged.")
+    mean_norm = float(np.linalg.norm(vectors, axis=1).mean())
+    if spherical:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    kmeans = faiss.Kmeans(
+        vectors.shape[1],
+        num_clusters,
+        niter=num_iterations,
+        nredo=num_restarts,
+        spherical=spherical,
+        seed=seed,
+        max_points_per_centroid=max(256, len(vectors) // num_clusters + 1),
+        verbose=False,
+    )
+    kmeans.train(vectors)
+    centroids = torch.from_numpy(kmeans.centroids.copy())
+    if spherical:
+        centroids = centroids * mean_norm
+    return centroids
+
+
+__all__ = ["CodebookOutput", "LMIndexerCodebook", "kmeans_centroids"]

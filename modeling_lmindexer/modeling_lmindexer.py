@@ -1,0 +1,595 @@
+"""LMIndexerForSemanticID: a seq2seq language model that learns hierarchical semantic IDs for documents."""
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from huggingface_hub import ModelCardData
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModelForSeq2SeqLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import ModelOutput, cached_file, logging
+from transformers.utils.hub import hf_api
+
+from .codebook import LMIndexerCodebook, kmeans_centroids
+from .configuration_lmindexer import LMIndexerConfig
+from .reconstructor import LMIndexerReconstructor
+from .semantic_ids import SemanticIDs, validate_corpus
+
+
+logger = logging.get_logger(__name__)
+
+SEMANTIC_IDS_NAME = "semantic_ids.json"
+MODEL_CARD_NAME = "README.md"
+LOSS_NAMES = ("reconstruction", "contrastive", "code_prediction")
+
+
+@dataclass
+class LMIndexerOutput(ModelOutput):
+    """
+    Output of [`LMIndexerForSemanticID.forward`] for one ID level.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Weighted sum of the requested losses.
+        reconstruction_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Cross-entropy of the reconstructor's predictions of the document tokens.
+        contrastive_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            InfoNCE loss between two dropout views, with in-batch and prefix-sharing hard negatives.
+        code_prediction_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Cross-entropy of the decoder's predictions of the earlier levels' codes.
+        codes (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            The code chosen at this level (only when quantising).
+        code_scores (`torch.FloatTensor` of shape `(batch_size, codebook_size)`, *optional*):
+            Dot products of the level representation with every code of this level (only when quantising).
+        level_representation (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+            The decoder state `h_t` representing the document at this level.
+    """
+
+    loss: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    contrastive_loss: torch.FloatTensor | None = None
+    code_prediction_loss: torch.FloatTensor | None = None
+    codes: torch.LongTensor | None = None
+    code_scores: torch.FloatTensor | None = None
+    level_representation: torch.FloatTensor | None = None
+
+
+class LMIndexerPreTrainedModel(PreTrainedModel):
+    config_class = LMIndexerConfig
+    base_model_prefix = "lmindexer"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, LMIndexerCodebook):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, (nn.Linear, nn.Embedding)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
+    """
+    The semantic indexer: a seq2seq backbone whose decoder, fed `[start, c_1, ..., c_{t-1}]`, produces the level-t
+    representation of a document; a codebook per level that turns it into the code `c_t`; and a shallow reconstructor
+    that must rebuild the document from its ID (training only).
+
+    The decoder reads earlier codes as their codebook vectors and predicts them with dot-product scores against the
+    same codebooks, so the backbone's text vocabulary is never resized.
+
+    Learned IDs are kept in `model.semantic_ids` (a [`SemanticIDs`]) and saved with the model.
+    """
+
+    def __init__(self, config: LMIndexerConfig):
+        super().__init__(config)
+        self.backbone = AutoModelForSeq2SeqLM.from_config(config.seq2seq_config)
+        self.codebooks = nn.ModuleList(
+            [
+                LMIndexerCodebook(size, config.hidden_size, config.code_temperature, config.use_gumbel_noise)
+                for size in config.codebook_sizes
+            ]
+        )
+        self.reconstructor = LMIndexerReconstructor(config)
+        self.semantic_ids: SemanticIDs | None = None
+        self.post_init()
+
+    @classmethod
+    def from_backbone(cls, backbone: str | PreTrainedModel, **config_kwargs) -> "LMIndexerForSemanticID":
+        """
+        Build an indexer around pretrained backbone weights; codebooks and reconstructor start untrained.
+
+        Args:
+            backbone (`str` or `PreTrainedModel`): An `AutoModelForSeq2SeqLM` instance, or its Hub id / folder.
+                A Hub id that cannot be reached falls back to the offline all-MiniLM-L6-v2 BERT2BERT backbone.
+            config_kwargs: Any [`LMIndexerConfig`] field, e.g. `codebook_sizes=[256, 256, 256]`.
+        """
+        if isinstance(backbone, str):
+            from .backbones import load_backbone
+
+            backbone, _ = load_backbone(backbone)
+        config = LMIndexerConfig(
+            seq2seq_config=backbone.config, backbone_name_or_path=str(backbone.name_or_path), **config_kwargs
+        )
+        model = cls(config)
+        model.backbone = backbone
+        return model
+
+    def _decoder_start_embedding(self, batch_size: int) -> torch.Tensor:
+        start_token_id = self.backbone.config.decoder_start_token_id
+        if start_token_id is None:
+            raise ValueError("The backbone config has no decoder_start_token_id; set it before indexing.")
+        embeddings = self.backbone.get_decoder().get_input_embeddings()
+        start_ids = torch.full((batch_size, 1), start_token_id, dtype=torch.long, device=self.device)
+        return embeddings(start_ids)
+
+    def _check_prefix_codes(self, level: int, prefix_codes: torch.Tensor | None, batch_size: int) -> None:
+        if not 0 <= level < self.config.num_levels:
+            raise ValueError(f"level = {level} is outside the {self.config.num_levels} ID levels (0-based).")
+        if level == 0:
+            return
+        if prefix_codes is None or tuple(prefix_codes.shape) != (batch_size, level):
+            shape = None if prefix_codes is None else tuple(prefix_codes.shape)
+            raise ValueError(f"Level {level} needs prefix_codes of shape ({batch_size}, {level}), got {shape}.")
+
+    def level_hidden_states(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        prefix_codes: torch.Tensor | None,
+        encoder_outputs: BaseModelOutput | None = None,
+    ) -> tuple[torch.Tensor, BaseModelOutput]:
+        """
+        Decoder states for the levels up to `len(prefix_codes) + 1`.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`): Document tokens (may be `None`
+                when `encoder_outputs` is given).
+            attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`)
+            prefix_codes (`torch.LongTensor` of shape `(batch_size, level)`, *optional*): Codes of earlier levels.
+            encoder_outputs (`BaseModelOutput`, *optional*): Cached encoder states of the same documents.
+
+        Returns:
+            The states `(batch_size, level + 1, hidden_size)`, position `j` representing the document at level `j`,
+            and the encoder outputs for reuse.
+        """
+        batch_size = attention_mask.shape[0]
+        decoder_inputs = [self._decoder_start_embedding(batch_size)]
+        if prefix_codes is not None:
+            for level in range(prefix_codes.shape[1]):
+                decoder_inputs.append(self.codebooks[level].lookup(prefix_codes[:, level : level + 1]))
+        outputs = self.backbone(
+            input_ids=input_ids if encoder_outputs is None else None,
+            attention_mask=attention_mask,
+            encoder_outputs=encoder_outputs,
+            decoder_inputs_embeds=torch.cat(decoder_inputs, dim=1),
+            output_hidden_states=True,
+            use_cache=False,
+            return_dict=True,
+        )
+        return outputs.decoder_hidden_states[-1], BaseModelOutput(last_hidden_state=outputs.encoder_last_hidden_state)
+
+    def encode_level(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        level: int,
+        prefix_codes: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        The level representation `h_t` of shape `(batch_size, hidden_size)` of documents whose earlier codes are
+        `prefix_codes` `(batch_size, level)`; the input of k-means and of the codebook.
+        """
+        self._check_prefix_codes(level, prefix_codes, input_ids.shape[0])
+        states, _ = self.level_hidden_states(input_ids, attention_mask, prefix_codes)
+        return states[:, level]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        level: int = 0,
+        prefix_codes: torch.Tensor | None = None,
+        quantize: bool = True,
+        losses: Sequence[str] | None = None,
+        mask_ratio: float | None = None,
+        hard_negative_input_ids: torch.Tensor | None = None,
+        hard_negative_attention_mask: torch.Tensor | None = None,
+        hard_negative_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> LMIndexerOutput:
+        r"""
+        One training step's computation for ID level `level`.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`): Document tokens.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`): 1 for real tokens.
+            level (`int`): 0-based ID level being learned.
+            prefix_codes (`torch.LongTensor` of shape `(batch_size, level)`, *optional*):
+                Frozen codes of the earlier levels (required from level 1 on).
+            quantize (`bool`): Pass the level representation through the codebook (joint stage). `False` feeds the
+                continuous representation to the reconstructor (stage before the codebook exists).
+            losses (`Sequence[str]`, *optional*): Which of `"reconstruction"`, `"contrastive"`, `"code_prediction"`
+                to compute. Defaults to all that apply (code prediction needs `level >= 1`).
+            mask_ratio (`float`, *optional*): Reconstructor mask ratio; defaults to `config.mask_ratios[level]`.
+            hard_negative_input_ids (`torch.LongTensor` of shape `(batch_size, num_hard_negatives, sequence_length)`,
+                *optional*): Documents sharing each document's earlier codes, used as extra contrastive negatives.
+            hard_negative_attention_mask (`torch.LongTensor` of the same shape, *optional*)
+            hard_negative_mask (`torch.BoolTensor` of shape `(batch_size, num_hard_negatives)`, *optional*):
+                `False` for padding slots of documents with fewer hard negatives.
+        """
+        batch_size = input_ids.shape[0]
+        self._check_prefix_codes(level, prefix_codes, batch_size)
+        requested = self._requested_losses(losses, level)
+
+        states, _ = self.level_hidden_states(input_ids, attention_mask, prefix_codes)
+        level_representation = states[:, level]
+        quantized = self.codebooks[level](level_representation) if quantize else None
+        id_vector = level_representation if quantized is None else quantized.quantized
+
+        level_losses = {}
+        if "reconstruction" in requested:
+            ratio = self.config.mask_ratios[level] if mask_ratio is None else mask_ratio
+            level_losses["reconstruction"] = self.reconstruction_loss(
+                input_ids, attention_mask, self._id_vectors(prefix_codes, id_vector), ratio
+            )
+        if "contrastive" in requested:
+            level_losses["contrastive"] = self.contrastive_loss(
+                level_representation,
+                self.encode_level(input_ids, attention_mask, level, prefix_codes),
+                self._hard_negative_representations(
+                    level, prefix_codes, hard_negative_input_ids, hard_negative_attention_mask
+                ),
+                hard_negative_mask,
+            )
+        if "code_prediction" in requested:
+            level_losses["code_prediction"] = self.code_prediction_loss(states[:, :level], prefix_codes)
+
+        weights = {
+            "reconstruction": self.config.reconstruction_loss_weight,
+            "contrastive": self.config.contrastive_loss_weight,
+            "code_prediction": self.config.code_prediction_loss_weight,
+        }
+        return LMIndexerOutput(
+            loss=sum(weights[name] * value for name, value in level_losses.items()),
+            reconstruction_loss=level_losses.get("reconstruction"),
+            contrastive_loss=level_losses.get("contrastive"),
+            code_prediction_loss=level_losses.get("code_prediction"),
+            codes=None if quantized is None else quantized.codes,
+            code_scores=None if quantized is None else quantized.scores,
+            level_representation=level_representation,
+        )
+
+    def _requested_losses(self, losses: Sequence[str] | None, level: int) -> list[str]:
+        if losses is None:
+            return [name for name in LOSS_NAMES if name != "code_prediction" or level > 0]
+        unknown = sorted(set(losses) - set(LOSS_NAMES))
+        if unknown:
+            raise ValueError(f"Unknown loss names {unknown}; choose from {list(LOSS_NAMES)}.")
+        if not losses:
+            raise ValueError("At least one loss must be requested.")
+        if "code_prediction" in losses and level == 0:
+            raise ValueError("The code prediction loss needs earlier codes: it applies from level 1 on.")
+        return list(losses)
+
+    def _id_vectors(self, prefix_codes: torch.Tensor | None, id_vector: torch.Tensor) -> torch.Tensor:
+        """Code vectors of the earlier levels and the current level's vector: `(batch_size, level + 1, hidden)`."""
+        vectors = (
+            []
+            if prefix_codes is None
+            else [self.codebooks[level].lookup(prefix_codes[:, level]) for level in range(prefix_codes.shape[1])]
+        )
+        return torch.stack([*vectors, id_vector], dim=1)
+
+    def _hard_negative_representations(
+        self,
+        level: int,
+        prefix_codes: torch.Tensor | None,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        """Level representations `(batch_size, num_hard_negatives, hidden_size)` of the hard negatives."""
+        if input_ids is None:
+            return None
+        if attention_mask is None:
+            raise ValueError("hard_negative_input_ids needs hard_negative_attention_mask.")
+        batch_size, num_negatives, sequence_length = input_ids.shape
+        repeated_prefix = None if prefix_codes is None else prefix_codes.repeat_interleave(num_negatives, dim=0)
+        representations = self.encode_level(
+            input_ids.reshape(-1, sequence_length),
+            attention_mask.reshape(-1, sequence_length),
+            level,
+            repeated_prefix,
+        )
+        return representations.view(batch_size, num_negatives, -1)
+
+    def reconstruction_loss(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, id_vectors: torch.Tensor, mask_ratio: float
+    ) -> torch.Tensor:
+        """
+        Cross-entropy of rebuilding every real token of `input_ids` `(batch_size, sequence_length)` from the ID
+        vectors `(batch_size, num_id_vectors, hidden_size)` and a `mask_ratio`-masked view of the other tokens.
+        """
+        token_embeddings = self.backbone.get_input_embeddings()(input_ids)
+        hidden_states = self.reconstructor(id_vectors, token_embeddings, attention_mask, mask_ratio)
+        targets = attention_mask.bool()
+        if getattr(self.backbone.config, "scale_decoder_outputs", False):
+            # T5 with tied embeddings rescales states before its output head; do as the backbone does.
+            hidden_states = hidden_states * self.config.hidden_size**-0.5
+        logits = self.backbone.get_output_embeddings()(hidden_states[targets])
+        return nn.functional.cross_entropy(logits.float(), input_ids[targets])
+
+    def contrastive_loss(
+        self,
+        anchors: torch.Tensor,
+        positives: torch.Tensor,
+        hard_negatives: torch.Tensor | None = None,
+        hard_negative_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        InfoNCE over dot products: document `i`'s first view `anchors[i]` `(batch_size, hidden_size)` must pick its
+        second view `positives[i]` among all second views of the batch and its own hard negatives
+        `(batch_size, num_hard_negatives, hidden_size)`, of which `hard_negative_mask` marks the real ones.
+        """
+        logits = anchors @ positives.t()
+        if hard_negatives is not None:
+            hard_logits = torch.einsum("bd,bnd->bn", anchors, hard_negatives)
+            if hard_negative_mask is not None:
+                hard_logits = hard_logits.masked_fill(~hard_negative_mask.bool(), torch.finfo(hard_logits.dtype).min)
+            logits = torch.cat([logits, hard_logits], dim=1)
+        targets = torch.arange(anchors.shape[0], device=anchors.device)
+        return nn.functional.cross_entropy(logits.float() / self.config.contrastive_temperature, targets)
+
+    def code_prediction_loss(self, earlier_states: torch.Tensor, prefix_codes: torch.Tensor) -> torch.Tensor:
+        """
+        Cross-entropy of predicting each earlier code from the decoder state before it.
+
+        Args:
+            earlier_states (`torch.FloatTensor` of shape `(batch_size, level, hidden_size)`)
+            prefix_codes (`torch.LongTensor` of shape `(batch_size, level)`)
+        """
+        per_level = [
+            nn.functional.cross_entropy(
+                self.codebooks[level].scores(earlier_states[:, level]).float(), prefix_codes[:, level]
+            )
+            for level in range(prefix_codes.shape[1])
+        ]
+        return torch.stack(per_level).mean()
+
+    @torch.no_grad()
+    def initialize_codebook(self, level: int, representations: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """
+        Initialise the codebook of `level` from k-means centres (faiss) of the corpus' level representations.
+
+        Args:
+            level (`int`): 0-based ID level.
+            representations (`torch.FloatTensor` of shape `(num_documents, hidden_size)`): from [`encode_level`].
+            seed (`int`): k-means seed.
+
+        Returns:
+            The centres, of shape `(codebook_size, hidden_size)`.
+        """
+        centroids = kmeans_centroids(
+            representations,
+            self.config.codebook_sizes[level],
+            num_iterations=self.config.kmeans_num_iterations,
+            num_restarts=self.config.kmeans_num_restarts,
+            spherical=self.config.kmeans_spherical,
+            seed=seed,
+        )
+        self.codebooks[level].initialize_from_centroids(centroids)
+        return centroids
+
+    @torch.no_grad()
+    def predict_codes(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_levels: int | None = None
+    ) -> torch.Tensor:
+        """
+        Greedy codes `(batch_size, num_levels)`: level by level, the best-scoring code given the earlier ones.
+        The encoder runs once; the decoder once per level.
+        """
+        num_levels = self.config.num_levels if num_levels is None else num_levels
+        codes = torch.empty(input_ids.shape[0], 0, dtype=torch.long, device=input_ids.device)
+        encoder_outputs = None
+        for level in range(num_levels):
+            states, encoder_outputs = self.level_hidden_states(
+                input_ids, attention_mask, codes if level else None, encoder_outputs
+            )
+            level_codes = self.codebooks[level].scores(states[:, level]).argmax(dim=-1)
+            codes = torch.cat([codes, level_codes[:, None]], dim=1)
+        return codes
+
+    @torch.no_grad()
+    def assign_ids(
+        self,
+        documents: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase,
+        doc_ids: Sequence[str] | None = None,
+        batch_size: int = 64,
+        num_levels: int | None = None,
+        show_progress_bar: bool = False,
+    ) -> SemanticIDs:
+        """
+        Encode a corpus in batches and give every document a unique semantic ID.
+
+        Documents whose learned codes coincide get one extra final code numbering them within their group.
+
+        Args:
+            documents (`Sequence[str]`): Document texts.
+            tokenizer (`PreTrainedTokenizerBase`): The backbone's tokenizer.
+            doc_ids (`Sequence[str]`, *optional*): Unique document ids; defaults to the positions `"0"`, `"1"`, ...
+            batch_size (`int`): Documents encoded at once.
+            num_levels (`int`, *optional*): Learned levels to use (defaults to all).
+            show_progress_bar (`bool`): Show a tqdm bar.
+
+        Returns:
+            [`SemanticIDs`], also stored in `self.semantic_ids` and saved by `save_pretrained`.
+        """
+        documents = list(documents)
+        doc_ids = [str(position) for position in range(len(documents))] if doc_ids is None else list(doc_ids)
+        validate_corpus(doc_ids, documents)
+        num_levels = self.config.num_levels if num_levels is None else num_levels
+        was_training = self.training
+        self.eval()
+        batches = []
+        for start in tqdm(range(0, len(documents), batch_size), desc="Assigning IDs", disable=not show_progress_bar):
+            encoded = tokenizer(
+                documents[start : start + batch_size],
+                max_length=self.config.max_document_length,
+                truncation=True,
+                padding=True,
+                return_tensors="pt",
+            )
+            batches.append(
+                self.predict_codes(
+                    encoded["input_ids"].to(self.device), encoded["attention_mask"].to(self.device), num_levels
+                ).cpu()
+            )
+        self.train(was_training)
+        self.semantic_ids = SemanticIDs.from_learned_codes(
+            doc_ids, torch.cat(batches).numpy(), self.config.codebook_sizes[:num_levels]
+        )
+        return self.semantic_ids
+
+    def _check_semantic_ids(self, semantic_ids: SemanticIDs, source: str) -> None:
+        for level in range(semantic_ids.num_learned_levels):
+            expected = self.config.codebook_sizes[level] if level < self.config.num_levels else None
+            if semantic_ids.codebook_sizes[level] != expected:
+                raise ValueError(
+                    f"{source}: level {level} has codebook size {semantic_ids.codebook_sizes[level]} but the model's "
+                    f"level {level} has {expected}; these IDs were not learned by this model."
+                )
+
+    def model_card(self) -> str:
+        """Markdown model card: backbone, levels, codebook sizes, dataset and indexing metrics when known."""
+        config = self.config
+        card_data = ModelCardData(
+            library_name="transformers",
+            tags=["lmindexer", "semantic-ids", "generative-retrieval"],
+            datasets=[config.dataset_name] if config.dataset_name else None,
+        )
+        lines = [
+            "---",
+            card_data.to_yaml(),
+            "---",
+            "",
+            "# LMIndexer semantic indexer",
+            "",
+            "A language model that assigns hierarchical semantic IDs to documents, as in *Language Models as Semantic "
+            "Indexers* (Jin et al., ICML 2024), trained with `lmindexer`.",
+            "",
+            f"- Backbone: `{config.backbone_name_or_path or config.seq2seq_config.model_type}` "
+            f"({config.seq2seq_config.model_type}, width {config.hidden_size})",
+            f"- Learned ID levels: {config.num_levels}",
+            f"- Codebook sizes: {', '.join(str(size) for size in config.codebook_sizes)}",
+            f"- Dataset: {config.dataset_name or 'unknown'}",
+        ]
+        if self.semantic_ids is not None:
+            lines.append(
+                f"- Indexed documents: {len(self.semantic_ids)} (ID length {self.semantic_ids.num_levels}, "
+                f"collision rate before resolution {self.semantic_ids.collision_rate_before_resolution:.4f})"
+            )
+        if config.indexing_metrics:
+            lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+            lines += [f"| {name} | {value} |" for name, value in config.indexing_metrics.items()]
+        lines += [
+            "",
+            "## Usage",
+            "",
+            "```python",
+            "import modeling_lmindexer",
+            "from transformers import AutoModel",
+            "",
+            f'model = AutoModel.from_pretrained("{config.name_or_path or "path/to/model"}")',
+            "model.semantic_ids  # doc id -> code tuple",
+            "```",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
+        """Save weights (safetensors), config, the learned [`SemanticIDs`] and a model card."""
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if not is_main_process:
+            return
+        if self.semantic_ids is not None:
+            self.semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
+        with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
+            card_file.write(self.model_card())
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """Load the model as [`PreTrainedModel.from_pretrained`] does, plus its learned [`SemanticIDs`] if saved."""
+        hub_kwargs = {
+            name: kwargs[name]
+            for name in ("cache_dir", "force_download", "token", "revision", "local_files_only", "subfolder")
+            if name in kwargs
+        }
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        ids_file = cached_file(
+            pretrained_model_name_or_path,
+            SEMANTIC_IDS_NAME,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub_kwargs,
+        )
+        if ids_file is not None:
+            semantic_ids = SemanticIDs.load(ids_file)
+            model._check_semantic_ids(semantic_ids, ids_file)
+            model.semantic_ids = semantic_ids
+        return loaded
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ) -> str:
+        """
+        Upload config, safetensors weights, learned IDs, model card and modeling code to `repo_id` in one commit.
+        Arguments are those of [`PreTrainedModel.push_to_hub`]; `tags` are added to the model card.
+        """
+        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as working_dir:
+            self.save_pretrained(working_dir, max_shard_size=max_shard_size)
+            if tags:
+                self._add_model_card_tags(os.path.join(working_dir, MODEL_CARD_NAME), tags)
+            return self._upload_modified_files(
+                working_dir,
+                repo_id,
+                files_timestamps={},
+                commit_message=commit_message,
+                token=token,
+                create_pr=create_pr,
+                revision=revision,
+                commit_description=commit_description,
+            )
+
+    @staticmethod
+    def _add_model_card_tags(card_path: str, tags: list[str]) -> None:
+        from huggingface_hub import ModelCard
+
+        card = ModelCard.load(card_path)
+        card.data.tags = sorted(set(card.data.tags or []) | set(tags))
+        card.save(card_path)
+
+
+__all__ = ["LMIndexerForSemanticID", "LMIndexerOutput", "LMIndexerPreTrainedModel"]

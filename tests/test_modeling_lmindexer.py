@@ -1,0 +1,224 @@
+"""Behaviour of LMIndexerForSemanticID on tiny random backbones (T5, BART, BERT2BERT)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_indexer_config
+from transformers import BartConfig, BertConfig, EncoderDecoderConfig
+
+from modeling_lmindexer import LMIndexerConfig, LMIndexerForSemanticID, SemanticIDs, kmeans_centroids
+
+
+def make_model(config: LMIndexerConfig, seed: int = 0) -> LMIndexerForSemanticID:
+    torch.manual_seed(seed)
+    return LMIndexerForSemanticID(config)
+
+
+def level_one_inputs(batch, seed: int = 0) -> dict:
+    """Level-1 (second level) inputs: random prefix codes and two hard negatives per document, one of them padding."""
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = batch["input_ids"].shape[0]
+    negative_rows = torch.randint(0, batch_size, (batch_size, 2), generator=generator)
+    return dict(
+        batch,
+        level=1,
+        prefix_codes=torch.randint(0, 8, (batch_size, 1), generator=generator),
+        hard_negative_input_ids=batch["input_ids"][negative_rows],
+        hard_negative_attention_mask=batch["attention_mask"][negative_rows],
+        hard_negative_mask=torch.tensor([[True, False]] * batch_size),
+    )
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_forward_returns_each_loss_and_codes_in_range(tiny_config, batch, level):
+    model = make_model(tiny_config)
+    inputs = level_one_inputs(batch) if level else batch
+    output = model(**inputs)
+    batch_size = batch["input_ids"].shape[0]
+    assert output.codes.shape == (batch_size,)
+    assert output.codes.dtype == torch.long
+    assert int(output.codes.min()) >= 0 and int(output.codes.max()) < tiny_config.codebook_sizes[level]
+    assert output.code_scores.shape == (batch_size, tiny_config.codebook_sizes[level])
+    assert output.level_representation.shape == (batch_size, tiny_config.hidden_size)
+    assert output.reconstruction_loss.ndim == 0 and output.contrastive_loss.ndim == 0
+    assert (output.code_prediction_loss is not None) == (level == 1)
+    parts = [output.reconstruction_loss, output.contrastive_loss]
+    if level:
+        parts.append(output.code_prediction_loss)
+    torch.testing.assert_close(output.loss, sum(parts))
+
+
+def test_continuous_stage_has_no_codes(tiny_config, batch):
+    output = make_model(tiny_config)(**batch, quantize=False)
+    assert output.codes is None and output.code_scores is None
+    assert torch.isfinite(output.loss)
+
+
+@pytest.mark.parametrize("loss_name", ["reconstruction", "contrastive", "code_prediction"])
+def test_one_training_step_lowers_each_loss(tiny_config, batch, loss_name):
+    model = make_model(tiny_config)
+    inputs = level_one_inputs(batch)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def loss_value() -> torch.Tensor:
+        torch.manual_seed(1234)  # the same reconstruction mask before and after the step
+        return model(**inputs, losses=[loss_name]).loss
+
+    before = loss_value()
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = loss_value()
+    assert after < before, f"{loss_name} loss did not decrease: {before.item():.4f} -> {after.item():.4f}"
+
+
+def test_one_training_step_lowers_the_total_loss(tiny_config, batch):
+    model = make_model(tiny_config)
+    inputs = level_one_inputs(batch)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    torch.manual_seed(7)
+    before = model(**inputs)
+    before.loss.backward()
+    optimizer.step()
+    torch.manual_seed(7)
+    with torch.no_grad():
+        after = model(**inputs)
+    assert after.loss < before.loss
+
+
+def test_gradients_reach_encoder_codebook_and_reconstructor(tiny_config, batch):
+    model = make_model(tiny_config)
+    model(**level_one_inputs(batch)).loss.backward()
+
+    def has_gradient(prefix: str) -> bool:
+        gradients = [p.grad for name, p in model.named_parameters() if name.startswith(prefix)]
+        return bool(gradients) and any(g is not None and g.abs().sum() > 0 for g in gradients)
+
+    assert has_gradient("backbone.encoder.")
+    assert has_gradient("backbone.decoder.")
+    assert has_gradient("codebooks.0.")
+    assert has_gradient("codebooks.1.")
+    assert has_gradient("reconstructor.")
+
+
+def test_hard_negative_padding_slots_are_ignored(tiny_config, batch):
+    model = make_model(tiny_config).eval()
+    inputs = level_one_inputs(batch)
+    output = model(**inputs, losses=["contrastive"])
+    changed = copy.deepcopy(inputs)
+    changed["hard_negative_input_ids"][:, 1] = batch["input_ids"].flip(0)
+    changed_output = model(**changed, losses=["contrastive"])
+    torch.testing.assert_close(output.contrastive_loss, changed_output.contrastive_loss)
+
+
+def test_kmeans_initialisation_sets_codebook_to_faiss_centres(tiny_config):
+    model = make_model(tiny_config)
+    representations = torch.randn(200, tiny_config.hidden_size, generator=torch.Generator().manual_seed(0))
+    centroids = model.initialize_codebook(0, representations, seed=3)
+    expected = kmeans_centroids(representations, 8, num_iterations=10, num_restarts=1, spherical=True, seed=3)
+    torch.testing.assert_close(model.codebooks[0].weight.detach(), expected)
+    torch.testing.assert_close(centroids, expected)
+    # Dot-product code selection agrees with the cosine k-means assignment.
+    codes = model.codebooks[0].scores(representations).argmax(-1)
+    unit = torch.nn.functional.normalize(representations, dim=-1)
+    cosine_assignment = (unit @ torch.nn.functional.normalize(expected, dim=-1).t()).argmax(-1)
+    assert torch.equal(codes, cosine_assignment)
+
+
+def test_kmeans_refuses_fewer_documents_than_codes():
+    with pytest.raises(ValueError, match="at least as many documents as codes: got 5 documents for 8 codes"):
+        kmeans_centroids(torch.randn(5, 4), 8)
+
+
+def test_assign_ids_gives_unique_ids_with_collision_code(tiny_config, t5_tokenizer, documents):
+    model = make_model(tiny_indexer_config(codebook_sizes=[2, 2]))
+    semantic_ids = model.assign_ids(documents, t5_tokenizer, doc_ids=[f"doc-{i}" for i in range(40)], batch_size=16)
+    assert isinstance(semantic_ids, SemanticIDs)
+    assert len(semantic_ids) == 40
+    assert len({semantic_ids[doc_id] for doc_id in semantic_ids.doc_ids}) == 40
+    # 40 documents cannot fit in 2 x 2 learned IDs: a collision code is appended.
+    assert semantic_ids.num_learned_levels == 2 and semantic_ids.num_levels == 3
+    assert semantic_ids.collision_rate_before_resolution > 0
+    assert model.semantic_ids is semantic_ids
+
+
+def test_assign_ids_matches_batched_predict_codes(tiny_config, t5_tokenizer, documents):
+    model = make_model(tiny_config).eval()
+    semantic_ids = model.assign_ids(documents[:10], t5_tokenizer, batch_size=3)
+    encoded = t5_tokenizer(documents[:10], padding=True, truncation=True, max_length=32, return_tensors="pt")
+    codes = model.predict_codes(encoded["input_ids"], encoded["attention_mask"])
+    assert codes.shape == (10, 2)
+    np.testing.assert_array_equal(semantic_ids.codes[:, :2], codes.numpy())
+
+
+@pytest.mark.parametrize(
+    "documents, doc_ids, message",
+    [
+        (["a text", ""], None, "empty"),
+        (["a text", 42], None, "int"),
+        (["a text", "another"], ["x", "x"], "'x'"),
+    ],
+)
+def test_assign_ids_rejects_bad_documents(tiny_config, t5_tokenizer, documents, doc_ids, message):
+    with pytest.raises(ValueError, match=message):
+        make_model(tiny_config).assign_ids(documents, t5_tokenizer, doc_ids=doc_ids)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"codebook_sizes": [8, 0]}, r"codebook_sizes\[1\] = 0"),
+        ({"codebook_sizes": [1, 8]}, r"codebook_sizes\[0\] = 1"),
+        ({"codebook_sizes": [8, 8, 8]}, "3 entries but num_levels = 2"),
+        ({"mask_ratios": [0.5, 1.0]}, r"mask_ratios\[1\] = 1.0"),
+        ({"reconstructor_num_heads": 5}, "must divide the backbone width 32"),
+    ],
+)
+def test_config_rejects_bad_hyper_parameters(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_indexer_config(**overrides)
+
+
+def test_forward_rejects_missing_prefix_codes(tiny_config, batch):
+    with pytest.raises(ValueError, match=r"Level 1 needs prefix_codes of shape \(8, 1\)"):
+        make_model(tiny_config)(**batch, level=1)
+
+
+def test_forward_rejects_unknown_loss(tiny_config, batch):
+    with pytest.raises(ValueError, match="Unknown loss names"):
+        make_model(tiny_config)(**batch, losses=["commitment"])
+
+
+def tiny_bart_config() -> BartConfig:
+    return BartConfig(
+        vocab_size=100,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        dropout=0.0,
+    )
+
+
+def tiny_bert2bert_config() -> EncoderDecoderConfig:
+    bert = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+    config = EncoderDecoderConfig.from_encoder_decoder_configs(bert, BertConfig(**bert.to_dict()))
+    config.decoder_start_token_id = 2
+    config.pad_token_id = 0
+    return config
+
+
+@pytest.mark.parametrize("seq2seq_config", [tiny_bart_config(), tiny_bert2bert_config()], ids=["bart", "bert2bert"])
+def test_other_seq2seq_backbones_train_and_assign(seq2seq_config):
+    model = make_model(tiny_indexer_config(seq2seq_config=seq2seq_config))
+    input_ids = torch.randint(3, 100, (6, 12), generator=torch.Generator().manual_seed(0))
+    attention_mask = torch.ones_like(input_ids)
+    output = model(input_ids=input_ids, attention_mask=attention_mask, level=1, prefix_codes=torch.zeros(6, 1).long())
+    output.loss.backward()
+    assert model.codebooks[1].weight.grad is not None
+    assert model.predict_codes(input_ids, attention_mask).shape == (6, 2)

@@ -1,0 +1,1 @@
+"""Trainers of the lmindexer models (the progressive indexer trainer lands with the trainer issue)."""
