@@ -11,23 +11,24 @@ k-means over those representations, and assign the level's codes; then make ever
 """
 
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import transformers
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, PreTrainedTokenizerBase
-from transformers.utils import logging
 
 from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerForSemanticID, load_backbone
 from modeling_lmindexer.data import load_corpus
 
 
-logger = logging.get_logger("run_indexing")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,8 +76,14 @@ def encode_corpus(
 
 def main() -> None:
     (args,) = HfArgumentParser(IndexingArguments).parse_args_into_dataclasses()
-    logging.set_verbosity_info()
     accelerator = Accelerator()
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+    )
+    transformers.utils.logging.set_verbosity_warning()
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     set_seed(args.seed)
     try:
         corpus = load_corpus(args.dataset, args.data_dir)
