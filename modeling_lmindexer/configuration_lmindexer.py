@@ -61,8 +61,11 @@ class LMIndexerConfig(PreTrainedConfig):
             Mask ratio of the reconstructor warm-up stage.
         max_document_length (`int`, *optional*, defaults to 128):
             Token length documents are truncated to, in training and in ID assignment alike.
-        contrastive_temperature (`float`, *optional*, defaults to 1.0):
-            Temperature dividing the dot products of the contrastive loss.
+        contrastive_similarity (`str`, *optional*, defaults to `"cosine"`):
+            Similarity of the contrastive loss: `"cosine"` (SimCSE-style, does not saturate by growing norms) or
+            `"dot"` (raw dot products, as in the authors' code).
+        contrastive_temperature (`float`, *optional*, defaults to 0.05):
+            Temperature dividing the similarities of the contrastive loss.
         num_hard_negatives (`int`, *optional*, defaults to 4):
             Documents sharing the earlier codes used as hard negatives from level 2 on.
         reconstruction_loss_weight (`float`, *optional*, defaults to 1.0):
@@ -107,7 +110,8 @@ class LMIndexerConfig(PreTrainedConfig):
     mask_ratios: list[float] | None = None
     warmup_mask_ratio: float = 0.0
     max_document_length: int = 128
-    contrastive_temperature: float = 1.0
+    contrastive_similarity: str = "cosine"
+    contrastive_temperature: float = 0.05
     num_hard_negatives: int = 4
     reconstruction_loss_weight: float = 1.0
     contrastive_loss_weight: float = 1.0
@@ -154,6 +158,8 @@ class LMIndexerConfig(PreTrainedConfig):
             if not 0.0 <= ratio < 1.0:
                 name = "warmup_mask_ratio" if level == 0 else f"mask_ratios[{level - 1}]"
                 raise ValueError(f"{name} = {ratio}: a mask ratio must be in [0, 1).")
+        if self.contrastive_similarity not in ("cosine", "dot"):
+            raise ValueError(f"contrastive_similarity = {self.contrastive_similarity!r}: use 'cosine' or 'dot'.")
         if self.max_document_length < 2:
             raise ValueError(f"max_document_length = {self.max_document_length}: documents need at least 2 tokens.")
 

@@ -337,10 +337,15 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         hard_negative_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
-        InfoNCE over dot products: document `i`'s first view `anchors[i]` `(batch_size, hidden_size)` must pick its
-        second view `positives[i]` among all second views of the batch and its own hard negatives
-        `(batch_size, num_hard_negatives, hidden_size)`, of which `hard_negative_mask` marks the real ones.
+        InfoNCE over cosine similarities or dot products (`config.contrastive_similarity`): document `i`'s first
+        view `anchors[i]` `(batch_size, hidden_size)` must pick its second view `positives[i]` among all second views
+        of the batch and its own hard negatives `(batch_size, num_hard_negatives, hidden_size)`, of which
+        `hard_negative_mask` marks the real ones.
         """
+        if self.config.contrastive_similarity == "cosine":
+            anchors, positives = nn.functional.normalize(anchors, dim=-1), nn.functional.normalize(positives, dim=-1)
+            if hard_negatives is not None:
+                hard_negatives = nn.functional.normalize(hard_negatives, dim=-1)
         logits = anchors @ positives.t()
         if hard_negatives is not None:
             hard_logits = torch.einsum("bd,bnd->bn", anchors, hard_negatives)

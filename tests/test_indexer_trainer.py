@@ -1,0 +1,196 @@
+"""LMIndexerTrainer on a tiny T5 and 40 synthetic documents: stages, k-means hand-over, unique IDs, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_indexer_config
+from datasets import Dataset
+from transformers import TrainerCallback, TrainingArguments
+
+from modeling_lmindexer import LMIndexerForSemanticID, kmeans_centroids
+from trainers import IndexingStage, LMIndexerTrainer, default_stage_plan
+
+
+class SimulatedKill(RuntimeError):
+    pass
+
+
+class RecordSteps(TrainerCallback):
+    """Records (stage name, global step) of every optimizer step."""
+
+    def __init__(self, trainer_ref: list):
+        self.trainer_ref, self.steps = trainer_ref, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append((self.trainer_ref[0].current_stage.name, state.global_step))
+
+
+class KillAtStep(TrainerCallback):
+    """Stops the run, as a kill would, once `stage_name` reaches `step`."""
+
+    def __init__(self, trainer_ref: list, stage_name: str, step: int):
+        self.trainer_ref, self.stage_name, self.step = trainer_ref, stage_name, step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.trainer_ref[0].current_stage.name == self.stage_name and state.global_step == self.step:
+            raise SimulatedKill(f"killed in {self.stage_name} at step {self.step}")
+
+
+def make_corpus(documents: list[str]) -> Dataset:
+    return Dataset.from_dict({"doc_id": [f"doc-{i}" for i in range(len(documents))], "text": documents})
+
+
+def make_trainer(tmp_path, tokenizer, documents, stage_plan=None, callbacks=None, **config_overrides):
+    torch.manual_seed(0)
+    config = tiny_indexer_config(codebook_sizes=[4, 4], **config_overrides)
+    model = LMIndexerForSemanticID(config)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
+        learning_rate=1e-3,
+        logging_steps=2,
+        save_strategy="steps",
+        save_steps=3,
+        report_to=[],
+        seed=0,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    plan = stage_plan or default_stage_plan(2, warmup_epochs=1, continuous_epochs=1, joint_epochs=1)
+    return LMIndexerTrainer(model, args, make_corpus(documents), tokenizer, stage_plan=plan, callbacks=callbacks)
+
+
+def test_every_stage_runs_and_hands_over_to_the_next(tmp_path, t5_tokenizer, documents):
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents)
+    output = trainer.train()
+    assert [record.name for record in trainer.stage_records] == [stage.name for stage in trainer.stage_plan]
+    train_records = [record for record in trainer.stage_records if record.kind == "train"]
+    assert all(record.losses for record in train_records)
+    assert "code_prediction" in train_records[-1].losses
+    semantic_ids = trainer.model.semantic_ids
+    assert len(semantic_ids) == 40
+    assert len(set(semantic_ids.to_dict().values())) == 40
+    assert semantic_ids.num_learned_levels == 2
+    assert output.metrics["collision_rate_after_resolution"] == 0.0
+    progress = json.loads((tmp_path / "indexer_progress.json").read_text())
+    assert progress["completed_stages"] == len(trainer.stage_plan)
+    logged = [entry for entry in trainer.state.log_history if "reconstruction_loss" in entry]
+    assert logged and all("id_level" in entry for entry in logged)
+
+
+def test_codebooks_are_initialised_from_kmeans_centres(tmp_path, t5_tokenizer, documents):
+    plan = [
+        IndexingStage("level-1/kmeans-init", 0, kind="kmeans"),
+        IndexingStage("level-1/assign", 0, kind="assign"),
+        IndexingStage("level-2/kmeans-init", 1, kind="kmeans"),
+        IndexingStage("level-2/assign", 1, kind="assign"),
+    ]
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents, stage_plan=plan)
+    trainer.train()
+    config = trainer.model.config
+    for level in range(2):
+        trainer.codes = trainer.model.semantic_ids.codes[:, :level]
+        representations = trainer.encode_corpus(level)
+        expected = kmeans_centroids(
+            representations,
+            config.codebook_sizes[level],
+            num_iterations=config.kmeans_num_iterations,
+            num_restarts=config.kmeans_num_restarts,
+            spherical=config.kmeans_spherical,
+            seed=0 + level,
+        )
+        torch.testing.assert_close(trainer.model.codebooks[level].weight.detach(), expected)
+        assigned = trainer.model.codebooks[level].scores(representations).argmax(-1).numpy()
+        np.testing.assert_array_equal(trainer.model.semantic_ids.codes[:, level], assigned)
+
+
+@pytest.mark.parametrize("kill_stage, kill_step", [("level-1/continuous", 4), ("level-2/joint", 2)])
+def test_resume_after_kill_gives_identical_ids(tmp_path, t5_tokenizer, documents, kill_stage, kill_step):
+    uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
+    uninterrupted.train()
+
+    trainer_ref = []
+    killed = make_trainer(
+        tmp_path / "killed", t5_tokenizer, documents, callbacks=[KillAtStep(trainer_ref, kill_stage, kill_step)]
+    )
+    trainer_ref.append(killed)
+    with pytest.raises(SimulatedKill):
+        killed.train()
+
+    resumed_ref = []
+    recorder = RecordSteps(resumed_ref)
+    resumed = make_trainer(tmp_path / "killed", t5_tokenizer, documents, callbacks=[recorder])
+    resumed_ref.append(resumed)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.model.semantic_ids == uninterrupted.model.semantic_ids
+    # The resumed run continued inside the killed stage from its last save_steps checkpoint (step 3 for save_steps=3
+    # when killed at step 4; no checkpoint yet when killed at step 2), not from the start of the plan.
+    assert recorder.steps[0] == (kill_stage, 4 if kill_step == 4 else 1)
+    executed_stages = [name for name, _ in recorder.steps]
+    assert not set(executed_stages) & {stage.name for stage in killed.stage_plan[: killed.current_stage_index]}
+
+
+def test_resume_after_kill_between_stages(tmp_path, t5_tokenizer, documents, monkeypatch):
+    uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
+    uninterrupted.train()
+
+    killed = make_trainer(tmp_path / "killed", t5_tokenizer, documents)
+    original_assign = LMIndexerTrainer.assign_level_codes
+
+    def assign_or_die(self, level):
+        if level == 1:
+            raise SimulatedKill("killed while assigning level 2")
+        return original_assign(self, level)
+
+    monkeypatch.setattr(LMIndexerTrainer, "assign_level_codes", assign_or_die)
+    with pytest.raises(SimulatedKill):
+        killed.train()
+    monkeypatch.setattr(LMIndexerTrainer, "assign_level_codes", original_assign)
+
+    resumed_ref = []
+    recorder = RecordSteps(resumed_ref)
+    resumed = make_trainer(tmp_path / "killed", t5_tokenizer, documents, callbacks=[recorder])
+    resumed_ref.append(resumed)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.model.semantic_ids == uninterrupted.model.semantic_ids
+    assert recorder.steps == []  # only the level-2 assign stage was left: no training step was redone
+    assert [record.name for record in resumed.stage_records] == [stage.name for stage in resumed.stage_plan]
+
+
+def test_checkpoints_record_stage_and_codes(tmp_path, t5_tokenizer, documents):
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents)
+    trainer.train()
+    joint_dir = next(tmp_path.glob("stage-*-level-2-joint"))
+    checkpoint = sorted(joint_dir.glob("checkpoint-*"))[0]
+    stage = json.loads((checkpoint / "indexer_stage.json").read_text())
+    assert stage["stage"]["name"] == "level-2/joint"
+    codes = np.load(checkpoint / "indexer_codes.npy")
+    np.testing.assert_array_equal(codes, trainer.model.semantic_ids.codes[:, :1])
+    assert (checkpoint / "rng_state.pth").exists()
+
+
+def test_fewer_documents_than_codes_is_refused_before_training(tmp_path, t5_tokenizer, documents):
+    with pytest.raises(ValueError, match="3 documents but a codebook has 4 codes"):
+        make_trainer(tmp_path, t5_tokenizer, documents[:3])
+
+
+@pytest.mark.parametrize(
+    "texts, doc_ids, message",
+    [(["a", ""] * 3, None, "empty"), (["a", "b"] * 3, ["x"] * 6, "'x'")],
+)
+def test_bad_documents_are_refused_before_training(tmp_path, t5_tokenizer, texts, doc_ids, message):
+    corpus = Dataset.from_dict({"doc_id": doc_ids or [str(i) for i in range(len(texts))], "text": texts})
+    torch.manual_seed(0)
+    model = LMIndexerForSemanticID(tiny_indexer_config(codebook_sizes=[2, 2]))
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    with pytest.raises(ValueError, match=message):
+        LMIndexerTrainer(model, args, corpus, t5_tokenizer)
+
+
+def test_stage_plan_must_learn_levels_in_order(tmp_path, t5_tokenizer, documents):
+    plan = [IndexingStage("level-2/kmeans-init", 1, kind="kmeans")]
+    with pytest.raises(ValueError, match="levels must be learned in order"):
+        make_trainer(tmp_path, t5_tokenizer, documents, stage_plan=plan)

@@ -1,0 +1,321 @@
+"""LMIndexerTrainer: runs the whole progressive schedule of semantic-ID learning from one `train()` call."""
+
+import json
+import os
+import shutil
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+from accelerate.utils import gather_object
+from datasets import Dataset
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import TrainOutput, get_last_checkpoint
+from transformers.utils import logging
+
+from modeling_lmindexer import LMIndexerForSemanticID, SemanticIDs, validate_corpus
+from modeling_lmindexer.data.collator import LMIndexerDataCollator
+
+from .report import StageRecord, peak_memory_mb, prefix_collision_rate
+from .stages import IndexingStage, default_stage_plan, validate_stage_plan
+
+
+logger = logging.get_logger(__name__)
+
+PROGRESS_FILE = "indexer_progress.json"
+CODES_FILE = "indexer_codes.npy"
+STAGE_MODEL_DIR = "indexer_last_stage_model"
+CHECKPOINT_STAGE_FILE = "indexer_stage.json"
+
+
+class LMIndexerTrainer(Trainer):
+    """
+    A [`Trainer`] that learns semantic IDs level by level, following a stage plan (see [`IndexingStage`]).
+
+    `train()` runs every stage in order: train stages call [`Trainer.train`] with the stage's trainable parameters,
+    losses, epochs and learning rate (one progress bar and one `checkpoint-*` folder series per stage, under
+    `output_dir/stage-XX-name/`); k-means stages initialise the level's codebook from faiss k-means over the whole
+    corpus (representations gathered from all processes); assign stages freeze the level's code of every document. At
+    the end, documents that share a full ID get an extra collision code, and the [`SemanticIDs`] are stored in the model.
+
+    After each stage, the model, the codes so far and the stage index are written to `output_dir`, and every
+    `save_steps` checkpoint also records the stage and the codes, so `train(resume_from_checkpoint=True)` continues
+    where a killed run stopped and ends with the same IDs as an uninterrupted run with the same seed.
+
+    Args:
+        model ([`LMIndexerForSemanticID`]): The indexer to train.
+        args ([`TrainingArguments`]): `learning_rate`, batch sizes, `save_steps`, `logging_steps`, `report_to`, `seed`
+            apply to every train stage; `num_train_epochs` is taken from each stage instead.
+        corpus (`datasets.Dataset`): Documents with columns `doc_id` and `text`.
+        processing_class ([`PreTrainedTokenizerBase`]): The backbone's tokenizer.
+        stage_plan (`list[IndexingStage]`, *optional*): Defaults to [`default_stage_plan`] for the model's levels.
+    """
+
+    def __init__(
+        self,
+        model: LMIndexerForSemanticID,
+        args: TrainingArguments,
+        corpus: Dataset,
+        processing_class: PreTrainedTokenizerBase,
+        stage_plan: list[IndexingStage] | None = None,
+        **kwargs,
+    ):
+        missing_columns = {"doc_id", "text"} - set(corpus.column_names)
+        if missing_columns:
+            raise ValueError(f"The corpus lacks the column(s) {sorted(missing_columns)}; it needs doc_id and text.")
+        self.doc_ids = [str(doc_id) for doc_id in corpus["doc_id"]]
+        texts = list(corpus["text"])
+        validate_corpus(self.doc_ids, texts)
+        largest_codebook = max(model.config.codebook_sizes)
+        if len(texts) < largest_codebook:
+            raise ValueError(
+                f"The corpus has {len(texts)} documents but a codebook has {largest_codebook} codes; k-means needs "
+                "at least as many documents as codes. Use smaller --codebook_sizes or more documents."
+            )
+        self.stage_plan = stage_plan if stage_plan is not None else default_stage_plan(model.config.num_levels)
+        validate_stage_plan(self.stage_plan, model.config.num_levels)
+        args.remove_unused_columns = False
+        collator = LMIndexerDataCollator(
+            processing_class,
+            texts,
+            max_length=model.config.max_document_length,
+            num_hard_negatives=model.config.num_hard_negatives,
+            seed=args.seed,
+        )
+        train_dataset = Dataset.from_dict({"doc_index": list(range(len(texts))), "text": texts})
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            data_collator=collator,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        self.root_output_dir = args.output_dir
+        self.codes = np.zeros((len(texts), 0), dtype=np.int64)
+        self.stage_records: list[StageRecord] = []
+        self.current_stage: IndexingStage | None = None
+        self.current_stage_index = 0
+        self._loss_sums: dict[str, float] = defaultdict(float)
+        self._loss_counts: dict[str, int] = defaultdict(int)
+        self._stage_loss_sums: dict[str, float] = defaultdict(float)
+        self._stage_loss_counts: dict[str, int] = defaultdict(int)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs) -> TrainOutput:
+        """
+        Run the stage plan; with `resume_from_checkpoint` (`True` or the run's `output_dir`), continue a stopped run.
+
+        Returns:
+            [`TrainOutput`] whose metrics hold the collision rates and the total wall time; the IDs are in
+            `self.model.semantic_ids`.
+        """
+        start_time = time.perf_counter()
+        first_stage, stage_checkpoint = 0, None
+        if resume_from_checkpoint:
+            root = self.root_output_dir if resume_from_checkpoint is True else str(resume_from_checkpoint)
+            first_stage, stage_checkpoint = self._restore_progress(root)
+        for index in range(first_stage, len(self.stage_plan)):
+            self._run_stage(index, self.stage_plan[index], stage_checkpoint if index == first_stage else None)
+            self._save_progress(index + 1)
+        self.args.output_dir = self.root_output_dir
+        semantic_ids = SemanticIDs.from_learned_codes(self.doc_ids, self.codes, self.model.config.codebook_sizes)
+        self.model.semantic_ids = semantic_ids
+        metrics = {
+            "collision_rate_before_resolution": semantic_ids.collision_rate_before_resolution,
+            "collision_rate_after_resolution": prefix_collision_rate(semantic_ids.codes),
+            "indexing_wall_time_seconds": time.perf_counter() - start_time,
+        }
+        logger.info(f"Assigned {len(semantic_ids)} unique semantic IDs: {json.dumps(metrics)}")
+        return TrainOutput(global_step=self.state.global_step, training_loss=0.0, metrics=metrics)
+
+    def _stage_output_dir(self, index: int, stage: IndexingStage) -> str:
+        return os.path.join(self.root_output_dir, f"stage-{index:02d}-{stage.name.replace('/', '-')}")
+
+    def _run_stage(self, index: int, stage: IndexingStage, checkpoint: str | None) -> None:
+        self.current_stage, self.current_stage_index = stage, index
+        logger.info(f"Stage {index + 1}/{len(self.stage_plan)} '{stage.name}' ({stage.kind}, level {stage.level + 1})")
+        set_seed(self.args.seed + index)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        start_time = time.perf_counter()
+        self._stage_loss_sums.clear()
+        self._stage_loss_counts.clear()
+        record = StageRecord(
+            name=stage.name, level=stage.level, kind=stage.kind, wall_time_seconds=0.0, peak_memory_mb=0.0
+        )
+        if stage.kind == "train":
+            self._train_stage(index, stage, checkpoint)
+            record.losses = {
+                name: total / self._stage_loss_counts[name] for name, total in self._stage_loss_sums.items()
+            }
+        elif stage.kind == "kmeans":
+            representations = self.encode_corpus(stage.level)
+            self.model.initialize_codebook(stage.level, representations, seed=self.args.seed + stage.level)
+        else:
+            level_codes = self.assign_level_codes(stage.level)
+            self.codes = np.concatenate([self.codes[:, : stage.level], level_codes[:, None]], axis=1)
+            record.codes_used = int(len(np.unique(level_codes)))
+            counts = np.bincount(level_codes, minlength=self.model.config.codebook_sizes[stage.level])
+            probabilities = counts[counts > 0] / counts.sum()
+            record.code_usage_perplexity = float(np.exp(-(probabilities * np.log(probabilities)).sum()))
+            record.collision_rate = prefix_collision_rate(self.codes)
+        record.wall_time_seconds = time.perf_counter() - start_time
+        record.peak_memory_mb = peak_memory_mb()
+        self.stage_records.append(record)
+        summary = {key: value for key, value in record.to_dict().items() if value not in (None, {})}
+        logger.info(f"Finished stage '{stage.name}': {json.dumps(summary, default=float)}")
+
+    def _set_trainable(self, stage: IndexingStage) -> None:
+        model = self.model
+        model.requires_grad_(False)
+        if "backbone" in stage.trainable:
+            model.backbone.requires_grad_(True)
+        if "codebook" in stage.trainable:
+            model.codebooks[stage.level].requires_grad_(True)
+        if "reconstructor" in stage.trainable:
+            model.reconstructor.requires_grad_(True)
+
+    def _train_stage(self, index: int, stage: IndexingStage, checkpoint: str | None) -> None:
+        self._set_trainable(stage)
+        self.data_collator.set_level(stage.level, self.codes)
+        self.args.output_dir = self._stage_output_dir(index, stage)
+        self.args.num_train_epochs = stage.num_epochs
+        if stage.learning_rate is not None:
+            self.args.learning_rate = stage.learning_rate
+        self.optimizer, self.lr_scheduler = None, None
+        self.model_wrapped = self.model
+        self.model.train()
+        super().train(resume_from_checkpoint=checkpoint)
+        self.model.requires_grad_(True)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        stage = self.current_stage
+        outputs = model(
+            **inputs, level=stage.level, quantize=stage.quantize, losses=stage.losses, mask_ratio=stage.mask_ratio
+        )
+        for name in stage.losses:
+            value = float(outputs[f"{name}_loss"].detach())
+            for sums, counts in (
+                (self._loss_sums, self._loss_counts),
+                (self._stage_loss_sums, self._stage_loss_counts),
+            ):
+                sums[name] += value
+                counts[name] += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add each loss's mean since the last log, and the stage's level, to the Trainer's logs."""
+        if "loss" in logs and self.current_stage is not None:
+            for name, total in self._loss_sums.items():
+                logs[f"{name}_loss"] = round(total / self._loss_counts[name], 4)
+            logs["id_level"] = self.current_stage.level + 1
+            self._loss_sums.clear()
+            self._loss_counts.clear()
+        super().log(logs, start_time)
+
+    @torch.no_grad()
+    def encode_corpus(self, level: int) -> torch.Tensor:
+        """
+        Level representations `(num_documents, hidden_size)` of the whole corpus given the frozen earlier codes.
+
+        Batches are dealt round-robin to the processes and gathered, so every process gets the same tensor, equal to
+        what one process computes.
+        """
+        model = self.model
+        was_training = model.training
+        model.eval()
+        collator = LMIndexerDataCollator(
+            self.processing_class, self.data_collator.texts, model.config.max_document_length, num_hard_negatives=0
+        )
+        collator.set_level(level, self.codes)
+        batch_size = self.args.per_device_eval_batch_size
+        batch_starts = list(range(0, len(self.doc_ids), batch_size))
+        local_batches = batch_starts[self.accelerator.process_index :: self.accelerator.num_processes]
+        encoded = []
+        progress = tqdm(local_batches, desc=f"Encoding level {level + 1}", disable=not self.is_world_process_zero())
+        for start in progress:
+            indices = range(start, min(start + batch_size, len(self.doc_ids)))
+            batch = collator([{"doc_index": index, "text": self.data_collator.texts[index]} for index in indices])
+            batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
+            representations = model.encode_level(
+                batch["input_ids"], batch["attention_mask"], level, batch.get("prefix_codes")
+            )
+            encoded.append((start, representations.float().cpu()))
+        model.train(was_training)
+        gathered = gather_object(encoded) if self.accelerator.num_processes > 1 else encoded
+        return torch.cat([representations for _, representations in sorted(gathered, key=lambda item: item[0])])
+
+    @torch.no_grad()
+    def assign_level_codes(self, level: int) -> np.ndarray:
+        """Code `(num_documents,)` of every document at `level`, given its frozen earlier codes."""
+        representations = self.encode_corpus(level).to(self.model.device)
+        scores = self.model.codebooks[level].scores(representations)
+        return scores.argmax(dim=-1).cpu().numpy().astype(np.int64)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if not self.is_world_process_zero():
+            return
+        checkpoint_dir = get_last_checkpoint(self.args.output_dir)
+        stage = self.current_stage
+        with open(os.path.join(checkpoint_dir, CHECKPOINT_STAGE_FILE), "w", encoding="utf-8") as stage_file:
+            json.dump({"stage_index": self.current_stage_index, "stage": stage.to_dict()}, stage_file, indent=2)
+        np.save(os.path.join(checkpoint_dir, CODES_FILE), self.codes)
+
+    def _save_progress(self, completed_stages: int) -> None:
+        """Write the model, the codes and the plan position after a finished stage (main process only)."""
+        self.accelerator.wait_for_everyone()
+        if not self.is_world_process_zero():
+            return
+        os.makedirs(self.root_output_dir, exist_ok=True)
+        model_dir = os.path.join(self.root_output_dir, STAGE_MODEL_DIR)
+        staging_dir = model_dir + ".tmp"
+        self.model.save_pretrained(staging_dir)
+        np.save(os.path.join(staging_dir, CODES_FILE), self.codes)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        os.replace(staging_dir, model_dir)
+        progress = {
+            "completed_stages": completed_stages,
+            "num_documents": len(self.doc_ids),
+            "stage_plan": [stage.to_dict() for stage in self.stage_plan],
+            "stage_records": [record.to_dict() for record in self.stage_records],
+        }
+        progress_path = os.path.join(self.root_output_dir, PROGRESS_FILE)
+        with open(progress_path + ".tmp", "w", encoding="utf-8") as progress_file:
+            json.dump(progress, progress_file, indent=2)
+        os.replace(progress_path + ".tmp", progress_path)
+
+    def _restore_progress(self, root: str) -> tuple[int, str | None]:
+        """Load the state of a stopped run from `root`; returns the stage to start at and its last checkpoint."""
+        progress_path = os.path.join(root, PROGRESS_FILE)
+        if not os.path.isfile(progress_path):
+            stage_dir = self._stage_output_dir(0, self.stage_plan[0])
+            checkpoint = get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None
+            logger.info(f"No finished stage in {root}; starting at the first stage (checkpoint: {checkpoint}).")
+            return 0, checkpoint
+        with open(progress_path, encoding="utf-8") as progress_file:
+            progress = json.load(progress_file)
+        if progress["stage_plan"] != [stage.to_dict() for stage in self.stage_plan]:
+            raise ValueError(f"{progress_path}: the stage plan differs from this run's; resume with the same plan.")
+        if progress["num_documents"] != len(self.doc_ids):
+            raise ValueError(
+                f"{progress_path}: the run indexed {progress['num_documents']} documents, this corpus has "
+                f"{len(self.doc_ids)}."
+            )
+        model_dir = os.path.join(root, STAGE_MODEL_DIR)
+        saved = type(self.model).from_pretrained(model_dir)
+        self.model.load_state_dict(saved.state_dict())
+        self.codes = np.load(os.path.join(model_dir, CODES_FILE))
+        self.stage_records = [StageRecord.from_dict(record) for record in progress["stage_records"]]
+        first_stage = progress["completed_stages"]
+        checkpoint = None
+        if first_stage < len(self.stage_plan):
+            stage_dir = self._stage_output_dir(first_stage, self.stage_plan[first_stage])
+            checkpoint = get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None
+        logger.info(f"Resuming {root} at stage {first_stage + 1}/{len(self.stage_plan)} (checkpoint: {checkpoint}).")
+        return first_stage, checkpoint
+
+
+__all__ = ["LMIndexerTrainer"]

@@ -1,0 +1,428 @@
+"""
+The indexing report: what a semantic indexing run cost (time and memory per stage) and what its IDs are worth.
+
+[`IndexingReport.build`] computes, from the final [`SemanticIDs`], the code usage and collisions of every level, the
+collision rate before and after resolution, and the adjusted mutual information (AMI) between the IDs and the
+documents' leaf categories; [`IndexingReport.write`] saves it as JSON and as a readable Markdown report, with optional
+baseline rows (e.g. k-means on sentence embeddings) for comparison.
+"""
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import adjusted_mutual_info_score
+from transformers.utils import logging
+
+from modeling_lmindexer.semantic_ids import SemanticIDs
+
+
+logger = logging.get_logger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STAGE_KINDS = ("train", "kmeans", "assign", "resolve")
+_MISSING = "n/a"
+
+
+@dataclass
+class StageRecord:
+    """
+    Cost and outcome of one stage of the progressive indexing run.
+
+    Args:
+        name (`str`): Human-readable stage name, e.g. `"level 1 training"`.
+        level (`int`): 0-based ID level the stage works on.
+        kind (`str`): One of `"train"`, `"kmeans"`, `"assign"`, `"resolve"`.
+        wall_time_seconds (`float`): Wall-clock duration.
+        peak_memory_mb (`float`): Peak memory at the end of the stage (see [`peak_memory_mb`]).
+        losses (`dict[str, float]`): Final value of every loss of the stage.
+        code_usage_perplexity (`float`, *optional*): Perplexity of the level's code distribution after the stage.
+        codes_used (`int`, *optional*): Number of distinct codes of the level after the stage.
+        collision_rate (`float`, *optional*): Fraction of documents whose code prefix up to this level is shared.
+    """
+
+    name: str
+    level: int
+    kind: str
+    wall_time_seconds: float
+    peak_memory_mb: float
+    losses: dict[str, float] = field(default_factory=dict)
+    code_usage_perplexity: float | None = None
+    codes_used: int | None = None
+    collision_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in STAGE_KINDS:
+            raise ValueError(f"stage kind {self.kind!r} of {self.name!r} is not one of {STAGE_KINDS}")
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StageRecord":
+        """The record written by [`~StageRecord.to_dict`]."""
+        return cls(**data)
+
+
+def peak_memory_mb() -> float:
+    """
+    Peak memory of this process so far, in MB.
+
+    Returns:
+        `float`: The peak CUDA memory allocated by torch (`torch.cuda.max_memory_allocated`) when CUDA is available,
+        else the peak resident set size of the process (`ru_maxrss`).
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in bytes on macOS and in kilobytes on Linux.
+    return max_rss / 2**20 if sys.platform == "darwin" else max_rss / 2**10
+
+
+def _tuple_labels(codes: np.ndarray) -> np.ndarray:
+    """Cluster label `(N,)` of every row of `codes` `(N,)` or `(N, t)`: rows with the same tuple share a label."""
+    rows = np.asarray(codes)
+    if rows.ndim not in (1, 2) or len(rows) == 0:
+        raise ValueError(f"codes must be a non-empty (N,) or (N, t) array, got shape {rows.shape}")
+    return np.unique(rows.reshape(len(rows), -1), axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def prefix_collision_rate(codes: np.ndarray) -> float:
+    """
+    Fraction of documents whose code tuple is shared with at least one other document.
+
+    Args:
+        codes (`np.ndarray` of shape `(N, t)` or `(N,)`): Code prefixes of the documents.
+
+    Returns:
+        `float` in `[0, 1]`: 0 when every tuple is unique.
+    """
+    labels = _tuple_labels(codes)
+    return float(np.mean(np.bincount(labels)[labels] > 1))
+
+
+def adjusted_mutual_information(codes: np.ndarray, categories: Sequence[str]) -> float | None:
+    """
+    Adjusted mutual information between the code tuples (each distinct tuple a cluster) and the categories.
+
+    Args:
+        codes (`np.ndarray` of shape `(N,)` or `(N, t)`): Codes of the documents.
+        categories (`Sequence[str]` of length `N`): Leaf category of every document, `""` when unknown; documents
+            with an unknown category are left out.
+
+    Returns:
+        `float` (1 for codes that match the categories exactly, about 0 for random codes), or `None` when fewer than
+        2 distinct categories remain.
+
+    Raises:
+        `ValueError`: When `codes` and `categories` have different lengths.
+    """
+    labels = _tuple_labels(codes)
+    categories = np.asarray(categories, dtype=object)
+    if len(categories) != len(labels):
+        raise ValueError(f"got {len(labels)} code rows but {len(categories)} categories")
+    known = categories != ""
+    if len(set(categories[known])) < 2:
+        return None
+    return float(adjusted_mutual_info_score(categories[known], labels[known]))
+
+
+def machine_info() -> dict:
+    """
+    Where the run happened.
+
+    Returns:
+        `dict` with `platform`, `python`, `torch`, `cpu_count`, `cuda_device` (`None` without CUDA) and `git_commit`
+        (the commit of this repository, `None` outside a git checkout).
+    """
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def _level_statistics(semantic_ids: SemanticIDs, level: int) -> dict:
+    """Usage and prefix collisions of one 0-based level."""
+    codebook_size = semantic_ids.codebook_sizes[level]
+    perplexity = semantic_ids.code_usage_perplexity(level)
+    return {
+        "level": level + 1,
+        "kind": "learned" if level < semantic_ids.num_learned_levels else "collision",
+        "codebook_size": codebook_size,
+        "codes_used": int(np.unique(semantic_ids.codes[:, level]).size),
+        "code_usage_perplexity": perplexity,
+        "perplexity_ratio": perplexity / codebook_size,
+        "prefix_collision_rate": prefix_collision_rate(semantic_ids.codes[:, : level + 1]),
+    }
+
+
+def semantic_id_metrics(semantic_ids: SemanticIDs, categories: Sequence[str]) -> dict:
+    """
+    The comparison metrics of a semantic ID table, for the learned IDs or a baseline row of the report.
+
+    Args:
+        semantic_ids ([`SemanticIDs`]): The IDs.
+        categories (`Sequence[str]`): Leaf category of every document in row order, `""` when unknown.
+
+    Returns:
+        `dict` with `ami_level_1` and `ami_full_id` (AMI of the first code and of the full learned ID, the collision
+        level excluded, `None` without 2 known categories) and `collision_rate_before_resolution`.
+    """
+    learned_codes = semantic_ids.codes[:, : semantic_ids.num_learned_levels]
+    return {
+        "ami_level_1": adjusted_mutual_information(learned_codes[:, 0], categories),
+        "ami_full_id": adjusted_mutual_information(learned_codes, categories),
+        "collision_rate_before_resolution": semantic_ids.collision_rate_before_resolution,
+    }
+
+
+def _to_builtin(value: object) -> object:
+    """JSON fallback for numpy scalars and arrays that callers may leave in stage records, baselines or extras."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _format_value(value: object) -> str:
+    if value is None:
+        return _MISSING
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _format_losses(losses: dict[str, float]) -> str:
+    return ", ".join(f"{name}={value:.4f}" for name, value in losses.items()) or _MISSING
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = [f"| {' | '.join(header)} |", f"|{'|'.join('---' for _ in header)}|"]
+    lines.extend(f"| {' | '.join(_format_value(value) for value in row)} |" for row in rows)
+    return lines
+
+
+@dataclass
+class IndexingReport:
+    """
+    Cost and quality of a semantic indexing run.
+
+    Args:
+        dataset (`str`): Corpus name.
+        num_documents (`int`): Number of indexed documents.
+        backbone (`str`): Backbone name or path.
+        codebook_sizes (`list[int]`): Codebook size of every level, the collision level included.
+        stages (`list[StageRecord]`): Every stage in run order.
+        per_level (`list[dict]`): Per level (1-based `level`): `kind` (`"learned"` or `"collision"`),
+            `codebook_size`, `codes_used`, `code_usage_perplexity`, `perplexity_ratio` (perplexity / codebook size)
+            and `prefix_collision_rate`.
+        collision_rate_before_resolution (`float`): Fraction of documents sharing their learned codes.
+        collision_rate_after_resolution (`float`): Fraction of documents sharing their full ID (0 after resolution).
+        ami_level_1 (`float`, *optional*): AMI between the first code and the categories.
+        ami_full_id (`float`, *optional*): AMI between the full learned ID (collision level excluded) and the
+            categories.
+        total_wall_time_seconds (`float`): Sum of the stage wall times.
+        baselines (`dict[str, dict]`): Rows to compare with, e.g. `{"kmeans on sentence embeddings": {"ami_level_1":
+            ..., "ami_full_id": ..., "collision_rate_before_resolution": ...}}` (see [`semantic_id_metrics`]).
+        extra (`dict`): Anything else worth recording: machine, commit, seed, ...
+    """
+
+    dataset: str
+    num_documents: int
+    backbone: str
+    codebook_sizes: list[int]
+    stages: list[StageRecord]
+    per_level: list[dict]
+    collision_rate_before_resolution: float
+    collision_rate_after_resolution: float
+    ami_level_1: float | None
+    ami_full_id: float | None
+    total_wall_time_seconds: float
+    baselines: dict[str, dict] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        dataset: str,
+        backbone: str,
+        semantic_ids: SemanticIDs,
+        categories: Sequence[str],
+        stages: Sequence[StageRecord],
+        baselines: dict[str, dict] | None = None,
+        extra: dict | None = None,
+    ) -> "IndexingReport":
+        """
+        Compute the report from the final IDs.
+
+        Args:
+            dataset (`str`): Corpus name.
+            backbone (`str`): Backbone name or path.
+            semantic_ids ([`SemanticIDs`]): The final IDs, collision level included.
+            categories (`Sequence[str]`): Leaf category of every document in row order, `""` when unknown.
+            stages (`Sequence[StageRecord]`): Every stage in run order.
+            baselines (`dict[str, dict]`, *optional*): Comparison rows (see [`semantic_id_metrics`]).
+            extra (`dict`, *optional*): Anything else worth recording (see [`machine_info`]).
+
+        Returns:
+            [`IndexingReport`].
+        """
+        metrics = semantic_id_metrics(semantic_ids, categories)
+        return cls(
+            dataset=dataset,
+            num_documents=len(semantic_ids),
+            backbone=backbone,
+            codebook_sizes=list(semantic_ids.codebook_sizes),
+            stages=list(stages),
+            per_level=[_level_statistics(semantic_ids, level) for level in range(semantic_ids.num_levels)],
+            collision_rate_before_resolution=metrics["collision_rate_before_resolution"],
+            collision_rate_after_resolution=prefix_collision_rate(semantic_ids.codes),
+            ami_level_1=metrics["ami_level_1"],
+            ami_full_id=metrics["ami_full_id"],
+            total_wall_time_seconds=float(sum(stage.wall_time_seconds for stage in stages)),
+            baselines=dict(baselines or {}),
+            extra=dict(extra or {}),
+        )
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of every field, the stages as dicts."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "IndexingReport":
+        """The report written by [`~IndexingReport.to_dict`] (or read back from its JSON file)."""
+        return cls(**{**data, "stages": [StageRecord.from_dict(stage) for stage in data["stages"]]})
+
+    def to_markdown(self) -> str:
+        """The readable report: summary, per-level, per-stage and (with baselines) comparison tables."""
+        sections = [
+            [f"# Indexing report: {self.dataset}"],
+            ["## Summary", "", *self._summary_table()],
+            ["## Levels", "", *self._level_table()],
+            ["## Stages", "", *self._stage_table()],
+        ]
+        if self.baselines:
+            sections.append(["## Comparison with baselines", "", *self._comparison_table()])
+        return "\n\n".join("\n".join(section) for section in sections) + "\n"
+
+    def _summary_table(self) -> list[str]:
+        rows = [
+            ("documents", self.num_documents),
+            ("backbone", f"`{self.backbone}`"),
+            ("levels", self._levels_description()),
+            ("codebook sizes", ", ".join(map(str, self.codebook_sizes))),
+            ("collision rate before resolution", self.collision_rate_before_resolution),
+            ("collision rate after resolution", self.collision_rate_after_resolution),
+            ("AMI level 1", self.ami_level_1),
+            ("AMI full ID", self.ami_full_id),
+            ("total wall time (s)", self.total_wall_time_seconds),
+        ]
+        return _markdown_table(["metric", "value"], rows)
+
+    def _levels_description(self) -> str:
+        num_learned_levels = sum(row["kind"] == "learned" for row in self.per_level)
+        if num_learned_levels == len(self.per_level):
+            return f"{num_learned_levels} learned"
+        return f"{len(self.per_level)} ({num_learned_levels} learned + 1 collision)"
+
+    def _level_table(self) -> list[str]:
+        header = ["level", "kind", "codebook size", "codes used", "usage perplexity", "perplexity / size", "collision"]
+        keys = [
+            "level",
+            "kind",
+            "codebook_size",
+            "codes_used",
+            "code_usage_perplexity",
+            "perplexity_ratio",
+            "prefix_collision_rate",
+        ]
+        return _markdown_table(header, [[row[key] for key in keys] for row in self.per_level])
+
+    def _stage_table(self) -> list[str]:
+        header = [
+            "stage",
+            "level",
+            "kind",
+            "wall time (s)",
+            "peak memory (MB)",
+            "final losses",
+            "usage perplexity",
+            "collision rate",
+        ]
+        rows = [
+            [
+                stage.name,
+                stage.level + 1,
+                stage.kind,
+                stage.wall_time_seconds,
+                stage.peak_memory_mb,
+                _format_losses(stage.losses),
+                stage.code_usage_perplexity,
+                stage.collision_rate,
+            ]
+            for stage in self.stages
+        ]
+        return _markdown_table(header, rows)
+
+    def _comparison_table(self) -> list[str]:
+        header = ["IDs", "AMI level 1", "AMI full ID", "collision rate before resolution"]
+        keys = ["ami_level_1", "ami_full_id", "collision_rate_before_resolution"]
+        learned = {key: getattr(self, key) for key in keys}
+        rows = [
+            [name, *(metrics.get(key) for key in keys)]
+            for name, metrics in {f"learned ({self.backbone})": learned, **self.baselines}.items()
+        ]
+        return _markdown_table(header, rows)
+
+    def write(self, output_dir: str | os.PathLike, name: str = "indexing_report") -> tuple[Path, Path]:
+        """
+        Write `{name}.json` (indent 2) and `{name}.md` into `output_dir`, creating it if needed.
+
+        Args:
+            output_dir (`str` or `os.PathLike`): Output folder.
+            name (`str`): File name without extension.
+
+        Returns:
+            `tuple[Path, Path]`: The JSON and Markdown files.
+        """
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        json_path, markdown_path = output_dir / f"{name}.json", output_dir / f"{name}.md"
+        content = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=_to_builtin)
+        json_path.write_text(content + "\n", encoding="utf-8")
+        markdown_path.write_text(self.to_markdown(), encoding="utf-8")
+        logger.info(f"Wrote the indexing report to {json_path} and {markdown_path}.")
+        return json_path, markdown_path
+
+
+__all__ = [
+    "IndexingReport",
+    "StageRecord",
+    "adjusted_mutual_information",
+    "machine_info",
+    "peak_memory_mb",
+    "prefix_collision_rate",
+    "semantic_id_metrics",
+]
