@@ -38,7 +38,8 @@ class LMIndexerTrainer(Trainer):
     losses, epochs and learning rate (one progress bar and one `checkpoint-*` folder series per stage, under
     `output_dir/stage-XX-name/`); k-means stages initialise the level's codebook from faiss k-means over the whole
     corpus (representations gathered from all processes); assign stages freeze the level's code of every document. At
-    the end, documents that share a full ID get an extra collision code, and the [`SemanticIDs`] are stored in the model.
+    the end, documents that share a full ID get an extra collision code, and the [`SemanticIDs`] are stored in the
+    model.
 
     After each stage, the model, the codes so far and the stage index are written to `output_dir`, and every
     `save_steps` checkpoint also records the stage and the codes, so `train(resume_from_checkpoint=True)` continues
