@@ -29,6 +29,7 @@ from modeling_lmindexer.baselines import hierarchical_kmeans_codes, sentence_emb
 from modeling_lmindexer.data import load_corpus
 from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
 from trainers.indexer_trainer import PROGRESS_FILE
+from trainers.lora import apply_lora, merge_lora
 from trainers.report import machine_info, semantic_id_metrics
 
 
@@ -49,6 +50,11 @@ class IndexingArguments:
     codebook_sizes: list[int] = field(default_factory=lambda: [256, 256, 256], metadata={"help": "Codes per level."})
     max_document_length: int = field(default=128, metadata={"help": "Tokens kept per document."})
     num_hard_negatives: int = field(default=4, metadata={"help": "Prefix-sharing hard negatives from level 2 on."})
+    lora_r: int | None = field(
+        default=None, metadata={"help": "Train LoRA adapters of this rank on the backbone instead of full weights."}
+    )
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling (alpha)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     kmeans_baseline: bool = field(
         default=True, metadata={"help": "Also report k-means IDs on sentence embeddings of the same backbone."}
     )
@@ -124,8 +130,11 @@ def main() -> None:
         num_hard_negatives=args.num_hard_negatives,
         dataset_name=args.dataset,
     )
+    if args.lora_r is not None:
+        apply_lora(model, r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout)
     trainer = LMIndexerTrainer(model, training_args, corpus, tokenizer)
     result = trainer.train(resume_from_checkpoint=resume_source(args, training_args))
+    merge_lora(model)
     semantic_ids = model.semantic_ids
 
     baselines = {}

@@ -66,6 +66,9 @@ class LMIndexerConfig(PreTrainedConfig):
             `"dot"` (raw dot products, as in the authors' code).
         contrastive_temperature (`float`, *optional*, defaults to 0.05):
             Temperature dividing the similarities of the contrastive loss.
+        contrastive_across_processes (`bool`, *optional*, defaults to `True`):
+            Under distributed training, use the second views of every process's batch as in-batch negatives, so the
+            loss equals the one-process loss at the same global batch.
         num_hard_negatives (`int`, *optional*, defaults to 4):
             Documents sharing the earlier codes used as hard negatives from level 2 on.
         reconstruction_loss_weight (`float`, *optional*, defaults to 1.0):
@@ -112,6 +115,7 @@ class LMIndexerConfig(PreTrainedConfig):
     max_document_length: int = 128
     contrastive_similarity: str = "cosine"
     contrastive_temperature: float = 0.05
+    contrastive_across_processes: bool = True
     num_hard_negatives: int = 4
     reconstruction_loss_weight: float = 1.0
     contrastive_loss_weight: float = 1.0

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn as dist_nn
 from huggingface_hub import ModelCardData
 from torch import nn
 from tqdm.auto import tqdm
@@ -206,6 +208,7 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         hard_negative_input_ids: torch.Tensor | None = None,
         hard_negative_attention_mask: torch.Tensor | None = None,
         hard_negative_mask: torch.Tensor | None = None,
+        reconstruction_noise: torch.Tensor | None = None,
         **kwargs,
     ) -> LMIndexerOutput:
         r"""
@@ -227,6 +230,9 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
             hard_negative_attention_mask (`torch.LongTensor` of the same shape, *optional*)
             hard_negative_mask (`torch.BoolTensor` of shape `(batch_size, num_hard_negatives)`, *optional*):
                 `False` for padding slots of documents with fewer hard negatives.
+            reconstruction_noise (`torch.FloatTensor` of shape `(batch_size, sequence_length, sequence_length)`,
+                *optional*): Uniform noise choosing the context tokens hidden from the reconstructor. Collators pass
+                per-document noise so that results do not depend on batch composition or process count.
         """
         batch_size = input_ids.shape[0]
         self._check_prefix_codes(level, prefix_codes, batch_size)
@@ -241,7 +247,7 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         if "reconstruction" in requested:
             ratio = self.config.mask_ratios[level] if mask_ratio is None else mask_ratio
             level_losses["reconstruction"] = self.reconstruction_loss(
-                input_ids, attention_mask, self._id_vectors(prefix_codes, id_vector), ratio
+                input_ids, attention_mask, self._id_vectors(prefix_codes, id_vector), ratio, reconstruction_noise
             )
         if "contrastive" in requested:
             level_losses["contrastive"] = self.contrastive_loss(
@@ -319,20 +325,31 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         return representations.view(batch_size, num_negatives, -1)
 
     def reconstruction_loss(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, id_vectors: torch.Tensor, mask_ratio: float
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        id_vectors: torch.Tensor,
+        mask_ratio: float,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Cross-entropy of rebuilding every real token of `input_ids` `(batch_size, sequence_length)` from the ID
-        vectors `(batch_size, num_id_vectors, hidden_size)` and a `mask_ratio`-masked view of the other tokens.
+        vectors `(batch_size, num_id_vectors, hidden_size)` and a `mask_ratio`-masked view of the other tokens,
+        averaged per document, then over documents (so each document weighs the same, whatever its length).
         """
         token_embeddings = self.backbone.get_input_embeddings()(input_ids)
-        hidden_states = self.reconstructor(id_vectors, token_embeddings, attention_mask, mask_ratio)
+        hidden_states = self.reconstructor(id_vectors, token_embeddings, attention_mask, mask_ratio, noise)
         targets = attention_mask.bool()
         if getattr(self.backbone.config, "scale_decoder_outputs", False):
             # T5 with tied embeddings rescales states before its output head; do as the backbone does.
             hidden_states = hidden_states * self.config.hidden_size**-0.5
         logits = self.backbone.get_output_embeddings()(hidden_states[targets])
-        return nn.functional.cross_entropy(logits.float(), input_ids[targets])
+        token_losses = nn.functional.cross_entropy(logits.float(), input_ids[targets], reduction="none")
+        document_index = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(targets)[targets]
+        document_losses = torch.zeros(input_ids.shape[0], device=token_losses.device).index_add_(
+            0, document_index, token_losses
+        )
+        return (document_losses / targets.sum(dim=1).clamp(min=1)).mean()
 
     def contrastive_loss(
         self,
@@ -344,20 +361,24 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         """
         InfoNCE over cosine similarities or dot products (`config.contrastive_similarity`): document `i`'s first
         view `anchors[i]` `(batch_size, hidden_size)` must pick its second view `positives[i]` among all second views
-        of the batch and its own hard negatives `(batch_size, num_hard_negatives, hidden_size)`, of which
-        `hard_negative_mask` marks the real ones.
+        of the batch (of every process's batch under distributed training, equal local batch sizes assumed) and its
+        own hard negatives `(batch_size, num_hard_negatives, hidden_size)`, of which `hard_negative_mask` marks the
+        real ones.
         """
         if self.config.contrastive_similarity == "cosine":
             anchors, positives = nn.functional.normalize(anchors, dim=-1), nn.functional.normalize(positives, dim=-1)
             if hard_negatives is not None:
                 hard_negatives = nn.functional.normalize(hard_negatives, dim=-1)
+        targets = torch.arange(anchors.shape[0], device=anchors.device)
+        if self.config.contrastive_across_processes and dist.is_available() and dist.is_initialized():
+            targets = targets + dist.get_rank() * anchors.shape[0]
+            positives = torch.cat(dist_nn.all_gather(positives))
         logits = anchors @ positives.t()
         if hard_negatives is not None:
             hard_logits = torch.einsum("bd,bnd->bn", anchors, hard_negatives)
             if hard_negative_mask is not None:
                 hard_logits = hard_logits.masked_fill(~hard_negative_mask.bool(), torch.finfo(hard_logits.dtype).min)
             logits = torch.cat([logits, hard_logits], dim=1)
-        targets = torch.arange(anchors.shape[0], device=anchors.device)
         return nn.functional.cross_entropy(logits.float() / self.config.contrastive_temperature, targets)
 
     def code_prediction_loss(self, earlier_states: torch.Tensor, prefix_codes: torch.Tensor) -> torch.Tensor:

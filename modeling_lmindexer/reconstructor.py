@@ -7,7 +7,7 @@ from .configuration_lmindexer import LMIndexerConfig
 
 
 def reconstruction_visibility_mask(
-    attention_mask: torch.Tensor, num_id_vectors: int, mask_ratio: float
+    attention_mask: torch.Tensor, num_id_vectors: int, mask_ratio: float, noise: torch.Tensor | None = None
 ) -> torch.Tensor:
     """
     Which keys each reconstructed token may attend to.
@@ -19,6 +19,9 @@ def reconstruction_visibility_mask(
         attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`): 1 for real tokens.
         num_id_vectors (`int`): Number P of ID vectors placed before the tokens among the keys.
         mask_ratio (`float`): Probability that a context token is hidden from a query.
+        noise (`torch.FloatTensor` of shape `(batch_size, sequence_length, sequence_length)`, *optional*):
+            Uniform [0, 1) values; query `i` does not see token `j` where `noise[:, i, j] < mask_ratio`. Drawn with
+            `torch.rand` when absent.
 
     Returns:
         `torch.BoolTensor` of shape `(batch_size, sequence_length, num_id_vectors + sequence_length)`, `True` where
@@ -28,7 +31,9 @@ def reconstruction_visibility_mask(
     device = attention_mask.device
     token_visible = attention_mask.bool()[:, None, :].expand(batch_size, sequence_length, sequence_length)
     not_self = ~torch.eye(sequence_length, dtype=torch.bool, device=device)
-    kept = torch.rand(batch_size, sequence_length, sequence_length, device=device) >= mask_ratio
+    if noise is None:
+        noise = torch.rand(batch_size, sequence_length, sequence_length, device=device)
+    kept = noise >= mask_ratio
     id_visible = torch.ones(batch_size, sequence_length, num_id_vectors, dtype=torch.bool, device=device)
     return torch.cat([id_visible, token_visible & not_self & kept], dim=-1)
 
@@ -106,6 +111,7 @@ class LMIndexerReconstructor(nn.Module):
         token_embeddings: torch.Tensor,
         attention_mask: torch.Tensor,
         mask_ratio: float,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -115,6 +121,8 @@ class LMIndexerReconstructor(nn.Module):
                 Input embeddings of the document tokens.
             attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`): 1 for real tokens.
             mask_ratio (`float`): Share of context tokens hidden from each prediction.
+            noise (`torch.FloatTensor` of shape `(batch_size, sequence_length, sequence_length)`, *optional*):
+                Uniform noise choosing the hidden tokens (see [`reconstruction_visibility_mask`]).
 
         Returns:
             `torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`: one state per token to predict.
@@ -123,7 +131,7 @@ class LMIndexerReconstructor(nn.Module):
         positions = self.position_embeddings.weight[:sequence_length][None]
         queries = id_vectors[:, -1:, :] + positions
         keys_values = torch.cat([id_vectors, token_embeddings + positions], dim=1)
-        visibility = reconstruction_visibility_mask(attention_mask, id_vectors.shape[1], mask_ratio)
+        visibility = reconstruction_visibility_mask(attention_mask, id_vectors.shape[1], mask_ratio, noise)
         hidden_states = queries
         for layer in self.layers:
             hidden_states = layer(hidden_states, keys_values, visibility)

@@ -10,14 +10,17 @@ import numpy as np
 import torch
 from accelerate.utils import gather_object
 from datasets import Dataset
+from peft import PeftModel
+from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, set_seed
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from transformers.utils import logging
 
 from modeling_lmindexer import LMIndexerForSemanticID, SemanticIDs, validate_corpus
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
 
+from .lora import is_lora_parameter
 from .report import StageRecord, peak_memory_mb, prefix_collision_rate
 from .stages import IndexingStage, default_stage_plan, validate_stage_plan
 from .training_args import LMIndexerTrainingArguments
@@ -27,7 +30,8 @@ logger = logging.get_logger(__name__)
 
 PROGRESS_FILE = "indexer_progress.json"
 CODES_FILE = "indexer_codes.npy"
-STAGE_MODEL_DIR = "indexer_last_stage_model"
+STAGE_MODEL_DIR = "indexer_last_stage"
+STAGE_WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_STAGE_FILE = "indexer_stage.json"
 
 
@@ -46,6 +50,16 @@ def check_corpus(corpus: Dataset, codebook_sizes: list[int]) -> None:
             f"The corpus has {len(corpus)} documents but a codebook has {largest_codebook} codes; k-means needs at "
             "least as many documents as codes. Use smaller --codebook_sizes or more documents."
         )
+
+
+class CollatorEpochCallback(TrainerCallback):
+    """Tells the collator the current epoch, which seeds its per-document draws (noise, hard negatives)."""
+
+    def __init__(self, collator: LMIndexerDataCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(state.epoch or 0)
 
 
 class LMIndexerTrainer(Trainer):
@@ -109,6 +123,7 @@ class LMIndexerTrainer(Trainer):
             processing_class=processing_class,
             **kwargs,
         )
+        self.add_callback(CollatorEpochCallback(collator))
         self.root_output_dir = args.output_dir
         self.base_learning_rate = args.learning_rate
         self.codes = np.zeros((len(texts), 0), dtype=np.int64)
@@ -188,7 +203,11 @@ class LMIndexerTrainer(Trainer):
         model = self.model
         model.requires_grad_(False)
         if "backbone" in stage.trainable:
-            model.backbone.requires_grad_(True)
+            if isinstance(model.backbone, PeftModel):
+                for name, parameter in model.backbone.named_parameters():
+                    parameter.requires_grad_(is_lora_parameter(name))
+            else:
+                model.backbone.requires_grad_(True)
         if "codebook" in stage.trainable:
             model.codebooks[stage.level].requires_grad_(True)
         if "reconstructor" in stage.trainable:
@@ -204,7 +223,6 @@ class LMIndexerTrainer(Trainer):
         self.model_wrapped = self.model
         self.model.train()
         super().train(resume_from_checkpoint=checkpoint)
-        self.model.requires_grad_(True)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """The Trainer's optimizer, with the backbone's parameters in groups of their own learning rate."""
@@ -260,21 +278,18 @@ class LMIndexerTrainer(Trainer):
         model = self.model
         was_training = model.training
         model.eval()
-        collator = LMIndexerDataCollator(
-            self.processing_class, self.data_collator.texts, model.config.max_document_length, num_hard_negatives=0
-        )
-        collator.set_level(level, self.codes)
+        texts = self.data_collator.texts
         batch_size = self.args.per_device_eval_batch_size
         batch_starts = list(range(0, len(self.doc_ids), batch_size))
         local_batches = batch_starts[self.accelerator.process_index :: self.accelerator.num_processes]
         encoded = []
         progress = tqdm(local_batches, desc=f"Encoding level {level + 1}", disable=not self.is_world_process_zero())
         for start in progress:
-            indices = range(start, min(start + batch_size, len(self.doc_ids)))
-            batch = collator([{"doc_index": index, "text": self.data_collator.texts[index]} for index in indices])
-            batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
+            end = min(start + batch_size, len(texts))
+            batch = self.data_collator.tokenize(texts[start:end])
+            prefix_codes = torch.tensor(self.codes[start:end, :level], device=model.device) if level else None
             representations = model.encode_level(
-                batch["input_ids"], batch["attention_mask"], level, batch.get("prefix_codes")
+                batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device), level, prefix_codes
             )
             encoded.append((start, representations.float().cpu()))
         model.train(was_training)
@@ -299,14 +314,18 @@ class LMIndexerTrainer(Trainer):
         np.save(os.path.join(checkpoint_dir, CODES_FILE), self.codes)
 
     def _save_progress(self, completed_stages: int) -> None:
-        """Write the model, the codes and the plan position after a finished stage (main process only)."""
+        """
+        Write the weights (safetensors, LoRA adapters included), the codes and the plan position after a finished
+        stage (main process only).
+        """
         self.accelerator.wait_for_everyone()
         if not self.is_world_process_zero():
             return
         os.makedirs(self.root_output_dir, exist_ok=True)
         model_dir = os.path.join(self.root_output_dir, STAGE_MODEL_DIR)
         staging_dir = model_dir + ".tmp"
-        self.model.save_pretrained(staging_dir)
+        os.makedirs(staging_dir, exist_ok=True)
+        save_model(self.model, os.path.join(staging_dir, STAGE_WEIGHTS_FILE))
         np.save(os.path.join(staging_dir, CODES_FILE), self.codes)
         shutil.rmtree(model_dir, ignore_errors=True)
         os.replace(staging_dir, model_dir)
@@ -339,8 +358,7 @@ class LMIndexerTrainer(Trainer):
                 f"{len(self.doc_ids)}."
             )
         model_dir = os.path.join(root, STAGE_MODEL_DIR)
-        saved = type(self.model).from_pretrained(model_dir)
-        self.model.load_state_dict(saved.state_dict())
+        load_model(self.model, os.path.join(model_dir, STAGE_WEIGHTS_FILE))
         self.codes = np.load(os.path.join(model_dir, CODES_FILE))
         self.stage_records = [StageRecord.from_dict(record) for record in progress["stage_records"]]
         first_stage = progress["completed_stages"]

@@ -34,9 +34,10 @@ class LMIndexerDataCollator:
     """
     Collates corpus rows `{"doc_index": int, "text": str}` for the stage being trained.
 
-    From the second level on, each batch carries the documents' frozen `prefix_codes` and up to
-    `num_hard_negatives` documents sharing each document's prefix. Hard negatives are drawn with a generator seeded by
-    `(seed, level, doc_index)`, so a document's negatives do not depend on batch composition or process count.
+    Each batch carries the reconstructor's masking noise; from the second level on, also the documents' frozen
+    `prefix_codes` and up to `num_hard_negatives` documents sharing each document's prefix. Noise and hard negatives
+    are drawn with generators seeded by `(seed, level, epoch, doc_index)`, so what a document gets depends neither on
+    the batch it lands in nor on the number of processes, and a resumed run draws the same as an uninterrupted one.
 
     Args:
         tokenizer (`PreTrainedTokenizerBase`): The backbone's tokenizer.
@@ -60,6 +61,7 @@ class LMIndexerDataCollator:
         self.num_hard_negatives = num_hard_negatives
         self.seed = seed
         self.level = 0
+        self.epoch = 0
         self.prefix_codes: np.ndarray | None = None
         self.prefix_groups: PrefixGroups | None = None
 
@@ -70,23 +72,34 @@ class LMIndexerDataCollator:
         use_hard_negatives = level > 0 and self.num_hard_negatives > 0
         self.prefix_groups = PrefixGroups(self.prefix_codes) if use_hard_negatives else None
 
-    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """`input_ids` and `attention_mask` `(len(texts), sequence_length)`, truncated to `max_length`."""
         encoded = self.tokenizer(texts, max_length=self.max_length, truncation=True, padding=True, return_tensors="pt")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def _generator(self, document_index: int, purpose: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.level, self.epoch, document_index, purpose))
+
+    def _reconstruction_noise(self, document_indices: list[int], sequence_length: int) -> torch.Tensor:
+        """Uniform noise `(batch_size, sequence_length, sequence_length)`, cut from a per-document full-length draw."""
+        noise = [
+            self._generator(index, 0).random((self.max_length, self.max_length), dtype=np.float32)
+            for index in document_indices
+        ]
+        return torch.from_numpy(np.stack(noise)[:, :sequence_length, :sequence_length])
 
     def _hard_negatives(self, document_indices: list[int]) -> dict[str, torch.Tensor]:
         negative_indices = np.zeros((len(document_indices), self.num_hard_negatives), dtype=np.int64)
         negative_mask = np.zeros_like(negative_indices, dtype=bool)
         for row, document_index in enumerate(document_indices):
             candidates = self.prefix_groups.others(document_index)
-            generator = np.random.default_rng((self.seed, self.level, document_index))
-            chosen = generator.permutation(candidates)[: self.num_hard_negatives]
+            chosen = self._generator(document_index, 1).permutation(candidates)[: self.num_hard_negatives]
             negative_indices[row] = document_index
             negative_indices[row, : len(chosen)] = chosen
             negative_mask[row, : len(chosen)] = True
         if not negative_mask.any():
             return {}
-        encoded = self._tokenize([self.texts[index] for index in negative_indices.reshape(-1)])
+        encoded = self.tokenize([self.texts[index] for index in negative_indices.reshape(-1)])
         shape = (*negative_indices.shape, -1)
         return {
             "hard_negative_input_ids": encoded["input_ids"].view(shape),
@@ -96,7 +109,8 @@ class LMIndexerDataCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         document_indices = [int(feature["doc_index"]) for feature in features]
-        batch = self._tokenize([feature["text"] for feature in features])
+        batch = self.tokenize([feature["text"] for feature in features])
+        batch["reconstruction_noise"] = self._reconstruction_noise(document_indices, batch["input_ids"].shape[1])
         if self.level:
             batch["prefix_codes"] = torch.from_numpy(self.prefix_codes[document_indices])
         if self.prefix_groups is not None:
