@@ -62,7 +62,7 @@ def main() -> None:
     target = TARGET_MINUTES.get(args.dataset)
     result = {
         "dataset": args.dataset,
-        "command": " ".join(command[1:]),
+        "command": " ".join(["accelerate", *command[1:]]),
         "wall_time_minutes": round(wall_time / 60, 2),
         "target_minutes": target,
         "within_target": None if target is None else wall_time / 60 <= target,

