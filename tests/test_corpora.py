@@ -110,6 +110,22 @@ def test_amazon_beauty_omits_missing_brand(tmp_path):
     assert beauty[0]["category"] == "Bath"
 
 
+def test_amazon_beauty_decodes_html_entities(tmp_path):
+    """A synthetic item whose title and brand carry HTML entities, as about 2,000 real Beauty items do."""
+    item_file = tmp_path / "amazon-beauty-2014-text" / "Beauty.items.derived.json"
+    item_file.parent.mkdir()
+    item = {
+        "asin": "A1",
+        "title": "Shampoo &amp; Conditioner",
+        "categories": [["Beauty", "Hair"]],
+        "brand": "L&#39;Oreal",
+    }
+    item_file.write_text(json.dumps({"0": item}))
+    beauty = load_amazon_beauty(tmp_path)
+    assert beauty[0]["text"] == "title: Shampoo & Conditioner, brand: L'Oreal, category: Beauty, Hair"
+    assert beauty[0]["title"] == "Shampoo & Conditioner" and beauty[0]["brand"] == "L'Oreal"
+
+
 def test_amazon_office_reads_real_items():
     """Reads amazon-office-2014/Office.item.json: 2,420 items, 3 of them without a title."""
     office = load_amazon_office(shared_data_dir("amazon-office-2014"))
