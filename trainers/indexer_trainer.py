@@ -80,7 +80,9 @@ class LMIndexerTrainer(Trainer):
     Args:
         model ([`LMIndexerForSemanticID`]): The indexer to train.
         args ([`TrainingArguments`]): `learning_rate`, batch sizes, `save_steps`, `logging_steps`, `report_to`, `seed`
-            apply to every train stage; `num_train_epochs` is taken from each stage instead.
+            apply to every train stage; `num_train_epochs` is taken from each stage instead, and
+            `remove_unused_columns` is set to `False` (the collator reads the document index and text).
+            [`LMIndexerTrainingArguments`] adds the stage epochs and a backbone learning rate.
         corpus (`datasets.Dataset`): Documents with columns `doc_id` and `text`.
         processing_class ([`PreTrainedTokenizerBase`]): The backbone's tokenizer.
         stage_plan (`list[IndexingStage]`, *optional*): Defaults to [`default_stage_plan`] for the model's levels.

@@ -38,6 +38,10 @@ class LMIndexerTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N optimizer steps of a stage."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept per stage."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=True,
+        metadata={"help": "Stages leave parts of the model unused (e.g. the backbone's pooler); DDP must allow it."},
+    )
     warmup_epochs: float = field(default=0.5, metadata={"help": "Reconstructor warm-up epochs at level 1."})
     continuous_epochs: float = field(default=0.5, metadata={"help": "Epochs before each level's codebook exists."})
     joint_epochs: float = field(default=1.0, metadata={"help": "Epochs of joint training with quantisation."})
