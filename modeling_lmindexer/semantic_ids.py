@@ -211,6 +211,21 @@ def _check_level(level: int, num_levels: int) -> None:
         raise ValueError(f"level {level} is out of range for a semantic ID with {num_levels} levels")
 
 
+def code_usage_perplexity(codes: np.ndarray) -> float:
+    """
+    Exponential of the entropy of a code distribution: the effective number of codes in use.
+
+    Args:
+        codes (`np.ndarray` of shape `(num_documents,)`): Non-negative integer codes of one level.
+
+    Returns:
+        `float` between 1 (one code for everyone) and the number of distinct codes (uniform use).
+    """
+    counts = np.bincount(codes)
+    probabilities = counts[counts > 0] / len(codes)
+    return math.exp(-float(np.sum(probabilities * np.log(probabilities))))
+
+
 class SemanticIDs:
     """
     An immutable table between document ids and their semantic IDs (code tuples).
@@ -480,9 +495,7 @@ class SemanticIDs:
             `float` between 1 and `codebook_sizes[level]`.
         """
         _check_level(level, self.num_levels)
-        counts = np.bincount(self._codes[:, level])
-        probabilities = counts[counts > 0] / len(self)
-        return math.exp(-float(np.sum(probabilities * np.log(probabilities))))
+        return code_usage_perplexity(self._codes[:, level])
 
     def level_prefix_groups(self, level: int) -> np.ndarray:
         """

@@ -19,6 +19,7 @@ from transformers.utils import logging
 
 from modeling_lmindexer import LMIndexerForSemanticID, SemanticIDs, validate_corpus
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
+from modeling_lmindexer.semantic_ids import code_usage_perplexity
 
 from .lora import is_lora_parameter
 from .report import StageRecord, peak_memory_mb, prefix_collision_rate
@@ -191,9 +192,7 @@ class LMIndexerTrainer(Trainer):
             level_codes = self.assign_level_codes(stage.level)
             self.codes = np.concatenate([self.codes[:, : stage.level], level_codes[:, None]], axis=1)
             record.codes_used = int(len(np.unique(level_codes)))
-            counts = np.bincount(level_codes, minlength=self.model.config.codebook_sizes[stage.level])
-            probabilities = counts[counts > 0] / counts.sum()
-            record.code_usage_perplexity = float(np.exp(-(probabilities * np.log(probabilities)).sum()))
+            record.code_usage_perplexity = code_usage_perplexity(level_codes)
             record.collision_rate = prefix_collision_rate(self.codes)
         record.wall_time_seconds = time.perf_counter() - start_time
         record.peak_memory_mb = peak_memory_mb()
