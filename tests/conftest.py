@@ -75,8 +75,7 @@ def tiny_config() -> LMIndexerConfig:
     return tiny_indexer_config()
 
 
-@pytest.fixture
-def documents() -> list[str]:
+def synthetic_documents() -> list[str]:
     """Forty short synthetic product texts in four topics."""
     topics = {
         "lipstick": ["matte red lipstick", "glossy pink lip colour", "long lasting lip stain", "nude lip balm"],
@@ -87,9 +86,14 @@ def documents() -> list[str]:
     return [
         f"{text} variant {variant} for {topic}"
         for topic, texts in topics.items()
-        for variant in range(10 // len(texts) + 1)
+        for variant in range(3)
         for text in texts
     ][:40]
+
+
+@pytest.fixture
+def documents() -> list[str]:
+    return synthetic_documents()
 
 
 @pytest.fixture

@@ -53,6 +53,21 @@ def check_corpus(corpus: Dataset, codebook_sizes: list[int]) -> None:
         )
 
 
+class LossMeans:
+    """Running means of named loss values."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, name: str, value: float) -> None:
+        self.sums[name] += value
+        self.counts[name] += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: total / self.counts[name] for name, total in self.sums.items()}
+
+
 class CollatorEpochCallback(TrainerCallback):
     """Tells the collator the current epoch, which seeds its per-document draws (noise, hard negatives)."""
 
@@ -133,10 +148,8 @@ class LMIndexerTrainer(Trainer):
         self.stage_records: list[StageRecord] = []
         self.current_stage: IndexingStage | None = None
         self.current_stage_index = 0
-        self._loss_sums: dict[str, float] = defaultdict(float)
-        self._loss_counts: dict[str, int] = defaultdict(int)
-        self._stage_loss_sums: dict[str, float] = defaultdict(float)
-        self._stage_loss_counts: dict[str, int] = defaultdict(int)
+        self._losses_since_log = LossMeans()
+        self._stage_losses = LossMeans()
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs) -> TrainOutput:
         """
@@ -175,16 +188,13 @@ class LMIndexerTrainer(Trainer):
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         start_time = time.perf_counter()
-        self._stage_loss_sums.clear()
-        self._stage_loss_counts.clear()
+        self._stage_losses = LossMeans()
         record = StageRecord(
             name=stage.name, level=stage.level, kind=stage.kind, wall_time_seconds=0.0, peak_memory_mb=0.0
         )
         if stage.kind == "train":
             self._train_stage(index, stage, checkpoint)
-            record.losses = {
-                name: total / self._stage_loss_counts[name] for name, total in self._stage_loss_sums.items()
-            }
+            record.losses = self._stage_losses.means()
         elif stage.kind == "kmeans":
             representations = self.encode_corpus(stage.level)
             self.model.initialize_codebook(stage.level, representations, seed=self.args.seed + stage.level)
@@ -250,22 +260,16 @@ class LMIndexerTrainer(Trainer):
         )
         for name in stage.losses:
             value = float(outputs[f"{name}_loss"].detach())
-            for sums, counts in (
-                (self._loss_sums, self._loss_counts),
-                (self._stage_loss_sums, self._stage_loss_counts),
-            ):
-                sums[name] += value
-                counts[name] += 1
+            self._losses_since_log.add(name, value)
+            self._stage_losses.add(name, value)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add each loss's mean since the last log, and the stage's level, to the Trainer's logs."""
         if "loss" in logs and self.current_stage is not None:
-            for name, total in self._loss_sums.items():
-                logs[f"{name}_loss"] = round(total / self._loss_counts[name], 4)
+            logs.update({f"{name}_loss": round(mean, 4) for name, mean in self._losses_since_log.means().items()})
             logs["id_level"] = self.current_stage.level + 1
-            self._loss_sums.clear()
-            self._loss_counts.clear()
+            self._losses_since_log = LossMeans()
         super().log(logs, start_time)
 
     @torch.no_grad()

@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from conftest import t5_tokenizer_path, tiny_indexer_config  # noqa: E402
+from conftest import synthetic_documents, t5_tokenizer_path, tiny_indexer_config  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import AutoTokenizer, TrainingArguments  # noqa: E402
 
@@ -16,17 +16,8 @@ from modeling_lmindexer import LMIndexerForSemanticID  # noqa: E402
 from trainers import LMIndexerTrainer, default_stage_plan  # noqa: E402
 
 
-TOPICS = {
-    "lipstick": ["matte red lipstick", "glossy pink lip colour", "long lasting lip stain", "nude lip balm"],
-    "shampoo": ["argan oil shampoo", "dandruff control shampoo", "volumising hair wash", "dry scalp cleanser"],
-    "pen": ["blue ballpoint pen", "gel ink rollerball", "fine liner black", "fountain pen cartridge"],
-    "stapler": ["heavy duty stapler", "mini stapler red", "staple remover", "desk stapler 20 sheets"],
-}
-
-
 def main(output_dir: str, per_device_batch_size: int) -> None:
-    texts = [f"{text} variant {v} for {topic}" for topic, items in TOPICS.items() for v in range(3) for text in items]
-    corpus = Dataset.from_dict({"doc_id": [f"doc-{i}" for i in range(40)], "text": texts[:40]})
+    corpus = Dataset.from_dict({"doc_id": [f"doc-{i}" for i in range(40)], "text": synthetic_documents()})
     torch.manual_seed(0)
     model = LMIndexerForSemanticID(tiny_indexer_config(codebook_sizes=[4, 4]))
     args = TrainingArguments(
