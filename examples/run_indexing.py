@@ -50,6 +50,10 @@ class IndexingArguments:
     codebook_sizes: list[int] = field(default_factory=lambda: [256, 256, 256], metadata={"help": "Codes per level."})
     max_document_length: int = field(default=128, metadata={"help": "Tokens kept per document."})
     num_hard_negatives: int = field(default=4, metadata={"help": "Prefix-sharing hard negatives from level 2 on."})
+    center_by_prefix: bool = field(
+        default=True,
+        metadata={"help": "Centre level representations by their prefix group's mean before k-means and scoring."},
+    )
     lora_r: int | None = field(
         default=None, metadata={"help": "Train LoRA adapters of this rank on the backbone instead of full weights."}
     )
@@ -128,6 +132,7 @@ def main() -> None:
         codebook_sizes=args.codebook_sizes,
         max_document_length=args.max_document_length,
         num_hard_negatives=args.num_hard_negatives,
+        center_by_prefix=args.center_by_prefix,
         dataset_name=args.dataset,
     )
     if args.lora_r is not None:

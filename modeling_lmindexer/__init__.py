@@ -8,7 +8,7 @@ the weights (for `trust_remote_code=True` loading without this package).
 from transformers import AutoConfig, AutoModel
 
 from .backbones import DEFAULT_BACKBONE, load_backbone, load_offline_backbone
-from .codebook import LMIndexerCodebook, kmeans_centroids
+from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
 from .modeling_lmindexer import LMIndexerForSemanticID, LMIndexerOutput, LMIndexerPreTrainedModel
 from .reconstructor import LMIndexerReconstructor
@@ -30,6 +30,7 @@ __all__ = [
     "LMIndexerOutput",
     "LMIndexerPreTrainedModel",
     "LMIndexerReconstructor",
+    "PrefixGroupMeans",
     "SemanticIDs",
     "kmeans_centroids",
     "load_backbone",

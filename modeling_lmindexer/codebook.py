@@ -1,4 +1,7 @@
-"""One ID level's codebook: dot-product code scores, straight-through (Gumbel-)softmax, k-means initialisation."""
+"""
+One ID level's codebook (dot-product code scores, straight-through (Gumbel-)softmax, k-means initialisation) and the
+prefix-group means that centre level representations before they are scored.
+"""
 
 from dataclasses import dataclass
 
@@ -82,6 +85,99 @@ class LMIndexerCodebook(nn.Module):
         self.weight.copy_(centroids.to(device=self.weight.device, dtype=self.weight.dtype))
 
 
+class PrefixGroupMeans:
+    """
+    Mean level representation of every prefix group of a corpus, per ID level.
+
+    At level t, the documents sharing the same t earlier codes form a prefix group. Their level representations share
+    a large component carried by those codes, so a codebook shared by all groups would give them all the same code.
+    Subtracting the group mean leaves what tells the group's documents apart; that residual is what k-means clusters
+    and the codebook scores. At level 0 the only group is the whole corpus. Groups of one document are not stored: such
+    a document cannot collide, and its raw representation gives it a stable code where its residual would be zero.
+
+    The means belong to the corpus, like the [`SemanticIDs`], and are saved next to them, not in the model weights.
+    Prefixes are stored as sorted mixed-radix keys, so a lookup is one `torch.searchsorted`.
+
+    Args:
+        codebook_sizes (`list[int]`): Codebook size of every level (the radices of the keys).
+    """
+
+    def __init__(self, codebook_sizes: list[int]):
+        self.codebook_sizes = list(codebook_sizes)
+        self.keys: dict[int, torch.Tensor] = {}
+        self.means: dict[int, torch.Tensor] = {}
+
+    def _prefix_keys(self, level: int, prefix_codes: torch.Tensor | None, batch_size: int, device) -> torch.Tensor:
+        keys = torch.zeros(batch_size, dtype=torch.long, device=device)
+        for earlier in range(level):
+            keys = keys * self.codebook_sizes[earlier] + prefix_codes[:, earlier].to(device)
+        return keys
+
+    def has_level(self, level: int) -> bool:
+        return level in self.means
+
+    @torch.no_grad()
+    def fit(self, level: int, representations: torch.Tensor, prefix_codes: torch.Tensor | None) -> None:
+        """
+        Store the group means of one level.
+
+        Args:
+            level (`int`): 0-based ID level.
+            representations (`torch.FloatTensor` of shape `(num_documents, hidden_size)`): Level representations.
+            prefix_codes (`torch.LongTensor` of shape `(num_documents, level)`, *optional* at level 0).
+        """
+        representations = representations.detach().float()
+        keys = self._prefix_keys(level, prefix_codes, representations.shape[0], representations.device)
+        unique_keys, group_index = torch.unique(keys, sorted=True, return_inverse=True)
+        sums = torch.zeros(len(unique_keys), representations.shape[1], device=representations.device)
+        sums.index_add_(0, group_index, representations)
+        counts = torch.bincount(group_index, minlength=len(unique_keys))
+        shared = counts > 1
+        self.keys[level] = unique_keys[shared]
+        self.means[level] = sums[shared] / counts[shared, None]
+
+    def __call__(self, level: int, prefix_codes: torch.Tensor | None, hidden_states: torch.Tensor) -> torch.Tensor:
+        """
+        The group means `(batch_size, hidden_size)` of documents with `prefix_codes` `(batch_size, level)`; zeros for
+        prefixes shared by fewer than two corpus documents, and for levels without fitted means.
+        """
+        offsets = torch.zeros_like(hidden_states)
+        if level not in self.means:
+            return offsets
+        keys = self._prefix_keys(level, prefix_codes, hidden_states.shape[0], hidden_states.device)
+        stored_keys = self.keys[level].to(hidden_states.device)
+        position = torch.searchsorted(stored_keys, keys).clamp(max=len(stored_keys) - 1)
+        found = stored_keys[position] == keys
+        means = self.means[level].to(device=hidden_states.device, dtype=hidden_states.dtype)
+        offsets[found] = means[position[found]]
+        return offsets
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """Flat tensors for a safetensors file: `level_{t}.keys` `(num_groups,)` and `level_{t}.means`."""
+        tensors = {}
+        for level in sorted(self.means):
+            tensors[f"level_{level}.keys"] = self.keys[level].cpu().contiguous()
+            tensors[f"level_{level}.means"] = self.means[level].cpu().contiguous()
+        return tensors
+
+    @classmethod
+    def from_tensors(
+        cls, codebook_sizes: list[int], tensors: dict[str, torch.Tensor], source: str = "prefix group means"
+    ) -> "PrefixGroupMeans":
+        """Inverse of [`to_tensors`]; raises `ValueError` naming `source` for inconsistent tensors."""
+        group_means = cls(codebook_sizes)
+        levels = sorted({int(name.split(".")[0].removeprefix("level_")) for name in tensors})
+        for level in levels:
+            keys, means = tensors.get(f"level_{level}.keys"), tensors.get(f"level_{level}.means")
+            if keys is None or means is None or keys.ndim != 1 or means.ndim != 2 or len(keys) != len(means):
+                raise ValueError(f"{source}: level {level} needs 1-D keys and 2-D means of the same length.")
+            if level >= len(codebook_sizes):
+                raise ValueError(f"{source}: level {level} is beyond the model's {len(codebook_sizes)} levels.")
+            group_means.keys[level] = keys.long()
+            group_means.means[level] = means.float()
+        return group_means
+
+
 def kmeans_centroids(
     representations: torch.Tensor | np.ndarray,
     num_clusters: int,
@@ -147,4 +243,4 @@ def kmeans_centroids(
     return centroids
 
 
-__all__ = ["CodebookOutput", "LMIndexerCodebook", "kmeans_centroids"]
+__all__ = ["CodebookOutput", "LMIndexerCodebook", "PrefixGroupMeans", "kmeans_centroids"]

@@ -46,6 +46,11 @@ class LMIndexerConfig(PreTrainedConfig):
             Restarts of that k-means; the best run is kept.
         kmeans_spherical (`bool`, *optional*, defaults to `True`):
             Run spherical (cosine) k-means so that its assignments agree with the dot-product code selection.
+        center_by_prefix (`bool`, *optional*, defaults to `True`):
+            From ID level 2 on, subtract from each level representation the mean representation of its prefix group
+            (the corpus documents sharing its earlier codes) before k-means and code scoring. Without it, the
+            earlier codes dominate deeper representations and documents of one prefix group mostly collide on one
+            code.
         reconstructor_num_layers (`int`, *optional*, defaults to 1):
             Number of layers of the shallow reconstructor.
         reconstructor_num_heads (`int`, *optional*, defaults to 4):
@@ -106,6 +111,7 @@ class LMIndexerConfig(PreTrainedConfig):
     kmeans_num_iterations: int = 50
     kmeans_num_restarts: int = 3
     kmeans_spherical: bool = True
+    center_by_prefix: bool = True
     reconstructor_num_layers: int = 1
     reconstructor_num_heads: int = 4
     reconstructor_intermediate_size: int | None = None

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn
 from huggingface_hub import ModelCardData
+from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel, PreTrainedTokenizerBase
@@ -17,7 +18,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput, cached_file, logging
 from transformers.utils.hub import hf_api
 
-from .codebook import LMIndexerCodebook, kmeans_centroids
+from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
 from .reconstructor import LMIndexerReconstructor
 from .semantic_ids import SemanticIDs, validate_corpus
@@ -26,6 +27,7 @@ from .semantic_ids import SemanticIDs, validate_corpus
 logger = logging.get_logger(__name__)
 
 SEMANTIC_IDS_NAME = "semantic_ids.json"
+PREFIX_GROUP_MEANS_NAME = "prefix_group_means.safetensors"
 MODEL_CARD_NAME = "README.md"
 LOSS_NAMES = ("reconstruction", "contrastive", "code_prediction")
 
@@ -104,6 +106,7 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         )
         self.reconstructor = LMIndexerReconstructor(config)
         self.semantic_ids: SemanticIDs | None = None
+        self.prefix_group_means = PrefixGroupMeans(config.codebook_sizes)
         self.post_init()
 
     @classmethod
@@ -240,7 +243,11 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
 
         states, _ = self.level_hidden_states(input_ids, attention_mask, prefix_codes)
         level_representation = states[:, level]
-        quantized = self.codebooks[level](level_representation) if quantize else None
+        quantized = (
+            self.codebooks[level](self.center_by_prefix(level, level_representation, prefix_codes))
+            if quantize
+            else None
+        )
         id_vector = level_representation if quantized is None else quantized.quantized
 
         level_losses = {}
@@ -275,6 +282,23 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
             code_scores=None if quantized is None else quantized.scores,
             level_representation=level_representation,
         )
+
+    def center_by_prefix(
+        self, level: int, representations: torch.Tensor, prefix_codes: torch.Tensor | None
+    ) -> torch.Tensor:
+        """
+        Level representations `(batch_size, hidden_size)` minus the mean of their prefix group (see
+        [`PrefixGroupMeans`]), from level 1 on; unchanged at level 0, when `config.center_by_prefix` is off or when
+        the level's means are not fitted.
+        """
+        if not self._centers_level(level):
+            return representations
+        return representations - self.prefix_group_means(level, prefix_codes, representations)
+
+    def _centers_level(self, level: int) -> bool:
+        # Level 0 has one prefix group, the corpus: centring it lowered the AMI of k-means codes with MovieLens genres
+        # (0.308 -> 0.282 on the untrained MiniLM backbone), while it is what spreads deeper levels.
+        return self.config.center_by_prefix and level > 0
 
     def _requested_losses(self, losses: Sequence[str] | None, level: int) -> list[str]:
         if losses is None:
@@ -391,27 +415,42 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         """
         per_level = [
             nn.functional.cross_entropy(
-                self.codebooks[level].scores(earlier_states[:, level]).float(), prefix_codes[:, level]
+                self.codebooks[level]
+                .scores(self.center_by_prefix(level, earlier_states[:, level], prefix_codes[:, :level]))
+                .float(),
+                prefix_codes[:, level],
             )
             for level in range(prefix_codes.shape[1])
         ]
         return torch.stack(per_level).mean()
 
     @torch.no_grad()
-    def initialize_codebook(self, level: int, representations: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    def initialize_codebook(
+        self,
+        level: int,
+        representations: torch.Tensor,
+        prefix_codes: torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> torch.Tensor:
         """
-        Initialise the codebook of `level` from k-means centres (faiss) of the corpus' level representations.
+        Initialise the codebook of `level` from k-means centres (faiss) of the corpus' level representations, after
+        fitting the prefix-group means of the level and centring by them (`config.center_by_prefix`).
 
         Args:
             level (`int`): 0-based ID level.
             representations (`torch.FloatTensor` of shape `(num_documents, hidden_size)`): from [`encode_level`].
+            prefix_codes (`torch.LongTensor` of shape `(num_documents, level)`, *optional*): The documents' earlier
+                codes (required from level 1 on).
             seed (`int`): k-means seed.
 
         Returns:
             The centres, of shape `(codebook_size, hidden_size)`.
         """
+        self._check_prefix_codes(level, prefix_codes, representations.shape[0])
+        if self._centers_level(level):
+            self.prefix_group_means.fit(level, representations, prefix_codes)
         centroids = kmeans_centroids(
-            representations,
+            self.center_by_prefix(level, representations, prefix_codes),
             self.config.codebook_sizes[level],
             num_iterations=self.config.kmeans_num_iterations,
             num_restarts=self.config.kmeans_num_restarts,
@@ -422,12 +461,26 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         return centroids
 
     @torch.no_grad()
+    def corpus_level_codes(
+        self, level: int, representations: torch.Tensor, prefix_codes: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """
+        Codes `(num_documents,)` of a whole corpus at `level`: the prefix-group means are re-fitted on these
+        representations `(num_documents, hidden_size)` (so later [`predict_codes`] calls agree), then every document
+        gets its best-scoring code.
+        """
+        self._check_prefix_codes(level, prefix_codes, representations.shape[0])
+        if self._centers_level(level):
+            self.prefix_group_means.fit(level, representations, prefix_codes)
+        return self.codebooks[level].scores(self.center_by_prefix(level, representations, prefix_codes)).argmax(-1)
+
+    @torch.no_grad()
     def predict_codes(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_levels: int | None = None
     ) -> torch.Tensor:
         """
-        Greedy codes `(batch_size, num_levels)`: level by level, the best-scoring code given the earlier ones.
-        The encoder runs once; the decoder once per level.
+        Greedy codes `(batch_size, num_levels)`: level by level, the best-scoring code given the earlier ones, centred
+        by the prefix-group means of the indexed corpus. The encoder runs once; the decoder once per level.
         """
         num_levels = self.config.num_levels if num_levels is None else num_levels
         codes = torch.empty(input_ids.shape[0], 0, dtype=torch.long, device=input_ids.device)
@@ -436,7 +489,11 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
             states, encoder_outputs = self.level_hidden_states(
                 input_ids, attention_mask, codes if level else None, encoder_outputs
             )
-            level_codes = self.codebooks[level].scores(states[:, level]).argmax(dim=-1)
+            level_codes = (
+                self.codebooks[level]
+                .scores(self.center_by_prefix(level, states[:, level], codes if level else None))
+                .argmax(dim=-1)
+            )
             codes = torch.cat([codes, level_codes[:, None]], dim=1)
         return codes
 
@@ -453,7 +510,9 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         """
         Encode a corpus in batches and give every document a unique semantic ID.
 
-        Documents whose learned codes coincide get one extra final code numbering them within their group.
+        Level by level, every document is encoded given its earlier codes, the prefix-group means are fitted on the
+        corpus (see [`PrefixGroupMeans`]) and each document takes its best-scoring code. Documents whose learned codes
+        coincide get one extra final code numbering them within their group.
 
         Args:
             documents (`Sequence[str]`): Document texts.
@@ -472,23 +531,32 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         num_levels = self.config.num_levels if num_levels is None else num_levels
         was_training = self.training
         self.eval()
-        batches = []
-        for start in tqdm(range(0, len(documents), batch_size), desc="Assigning IDs", disable=not show_progress_bar):
-            encoded = tokenizer(
+        batches = [
+            tokenizer(
                 documents[start : start + batch_size],
                 max_length=self.config.max_document_length,
                 truncation=True,
                 padding=True,
                 return_tensors="pt",
-            )
-            batches.append(
-                self.predict_codes(
-                    encoded["input_ids"].to(self.device), encoded["attention_mask"].to(self.device), num_levels
-                ).cpu()
-            )
+            ).to(self.device)
+            for start in range(0, len(documents), batch_size)
+        ]
+        codes = torch.empty(len(documents), 0, dtype=torch.long, device=self.device)
+        for level in range(num_levels):
+            representations, start = [], 0
+            progress = tqdm(batches, desc=f"Assigning level {level + 1}", disable=not show_progress_bar)
+            for batch in progress:
+                end = start + batch["input_ids"].shape[0]
+                prefix_codes = codes[start:end] if level else None
+                representations.append(
+                    self.encode_level(batch["input_ids"], batch["attention_mask"], level, prefix_codes)
+                )
+                start = end
+            level_codes = self.corpus_level_codes(level, torch.cat(representations), codes if level else None)
+            codes = torch.cat([codes, level_codes[:, None]], dim=1)
         self.train(was_training)
         self.semantic_ids = SemanticIDs.from_learned_codes(
-            doc_ids, torch.cat(batches).numpy(), self.config.codebook_sizes[:num_levels]
+            doc_ids, codes.cpu().numpy(), self.config.codebook_sizes[:num_levels]
         )
         return self.semantic_ids
 
@@ -555,12 +623,18 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
             return
         if self.semantic_ids is not None:
             self.semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
+        group_means = self.prefix_group_means.to_tensors()
+        if group_means:
+            save_file(group_means, os.path.join(save_directory, PREFIX_GROUP_MEANS_NAME))
         with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
             card_file.write(self.model_card())
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
-        """Load the model as [`PreTrainedModel.from_pretrained`] does, plus its learned [`SemanticIDs`] if saved."""
+        """
+        Load the model as [`PreTrainedModel.from_pretrained`] does, plus its learned [`SemanticIDs`] and
+        prefix-group means if saved.
+        """
         hub_kwargs = {
             name: kwargs[name]
             for name in ("cache_dir", "force_download", "token", "revision", "local_files_only", "subfolder")
@@ -579,6 +653,17 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
             semantic_ids = SemanticIDs.load(ids_file)
             model._check_semantic_ids(semantic_ids, ids_file)
             model.semantic_ids = semantic_ids
+        means_file = cached_file(
+            pretrained_model_name_or_path,
+            PREFIX_GROUP_MEANS_NAME,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            **hub_kwargs,
+        )
+        if means_file is not None:
+            model.prefix_group_means = PrefixGroupMeans.from_tensors(
+                model.config.codebook_sizes, load_file(means_file), source=means_file
+            )
         return loaded
 
     def push_to_hub(

@@ -54,7 +54,13 @@ def reference_codes(model: LMIndexerForSemanticID) -> list[list[int]]:
 def test_save_and_load_round_trip_bit_exactly(trained_model, tmp_path):
     trained_model.save_pretrained(tmp_path)
     files = {path.name for path in tmp_path.iterdir()}
-    assert {"config.json", "model.safetensors", "semantic_ids.json", "README.md"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "semantic_ids.json",
+        "prefix_group_means.safetensors",
+        "README.md",
+    } <= files
     assert CODE_FILES <= files
     assert not any(name.endswith(".bin") for name in files)
 
@@ -64,6 +70,13 @@ def test_save_and_load_round_trip_bit_exactly(trained_model, tmp_path):
     for name, tensor in original_state.items():
         assert torch.equal(tensor, loaded_state[name]), name
     assert loaded.semantic_ids == trained_model.semantic_ids
+    original_means, loaded_means = (
+        trained_model.prefix_group_means.to_tensors(),
+        loaded.prefix_group_means.to_tensors(),
+    )
+    assert original_means.keys() == loaded_means.keys() and original_means
+    for name, tensor in original_means.items():
+        assert torch.equal(tensor, loaded_means[name]), name
     assert reference_codes(loaded) == reference_codes(trained_model)
     assert hyper_parameters(loaded.config) == hyper_parameters(trained_model.config)
     assert set(load_file(tmp_path / "model.safetensors")) <= set(original_state)
@@ -200,7 +213,8 @@ def test_push_to_hub_sends_config_weights_ids_card_and_code(trained_model, monke
     trained_model.push_to_hub("org/lmindexer-beauty", tags=["beauty"])
 
     assert sent["repo_id"] == "org/lmindexer-beauty"
-    assert {"config.json", "model.safetensors", "semantic_ids.json", "README.md"} | CODE_FILES <= sent["files"]
+    saved_files = {"config.json", "model.safetensors", "semantic_ids.json", "prefix_group_means.safetensors"}
+    assert saved_files | {"README.md"} | CODE_FILES <= sent["files"]
     card = sent["card"]
     assert "Learned ID levels: 2" in card
     assert "Codebook sizes: 8, 6" in card

@@ -8,6 +8,7 @@ import torch
 from conftest import tiny_indexer_config
 from datasets import Dataset
 from transformers import TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from modeling_lmindexer import LMIndexerForSemanticID, kmeans_centroids
 from trainers import IndexingStage, LMIndexerTrainer, default_stage_plan
@@ -42,7 +43,9 @@ def make_corpus(documents: list[str]) -> Dataset:
     return Dataset.from_dict({"doc_id": [f"doc-{i}" for i in range(len(documents))], "text": documents})
 
 
-def make_trainer(tmp_path, tokenizer, documents, stage_plan=None, callbacks=None, **config_overrides):
+def make_trainer(
+    tmp_path, tokenizer, documents, stage_plan=None, callbacks=None, sampling_strategy="random", **config_overrides
+):
     torch.manual_seed(0)
     config = tiny_indexer_config(codebook_sizes=[4, 4], **config_overrides)
     model = LMIndexerForSemanticID(config)
@@ -58,6 +61,7 @@ def make_trainer(tmp_path, tokenizer, documents, stage_plan=None, callbacks=None
         seed=0,
         use_cpu=True,
         disable_tqdm=True,
+        train_sampling_strategy=sampling_strategy,
     )
     plan = stage_plan or default_stage_plan(2, warmup_epochs=1, continuous_epochs=1, joint_epochs=1)
     return LMIndexerTrainer(model, args, make_corpus(documents), tokenizer, stage_plan=plan, callbacks=callbacks)
@@ -91,6 +95,32 @@ def test_every_stage_runs_and_hands_over_to_the_next(tmp_path, t5_tokenizer, doc
     assert logged and all("id_level" in entry for entry in logged)
 
 
+def test_group_by_length_samples_by_document_token_counts(tmp_path, t5_tokenizer, documents):
+    documents = [text + " extra" * (index % 5) * 2 for index, text in enumerate(documents)]
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents, sampling_strategy="group_by_length")
+    expected_counts = [len(ids) for ids in t5_tokenizer(documents, max_length=32, truncation=True)["input_ids"]]
+    assert trainer.train_dataset["length"] == expected_counts
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler) and sampler.lengths == expected_counts
+    trainer.train()
+    assert len(set(trainer.model.semantic_ids.to_dict().values())) == len(documents)
+
+
+def group_means(representations: torch.Tensor, prefix_codes: np.ndarray) -> torch.Tensor:
+    """
+    Each row's mean over the rows with the same prefix codes (zero for a row alone in its group), computed
+    independently of the library.
+    """
+    groups = {}
+    for row, prefix in enumerate(map(tuple, prefix_codes.tolist())):
+        groups.setdefault(prefix, []).append(row)
+    means = torch.zeros_like(representations)
+    for rows in groups.values():
+        if len(rows) > 1:
+            means[rows] = representations[rows].mean(dim=0)
+    return means
+
+
 def test_codebooks_are_initialised_from_kmeans_centres(tmp_path, t5_tokenizer, documents):
     plan = [
         IndexingStage("level-1/kmeans-init", 0, kind="kmeans"),
@@ -104,8 +134,12 @@ def test_codebooks_are_initialised_from_kmeans_centres(tmp_path, t5_tokenizer, d
     for level in range(2):
         trainer.codes = trainer.model.semantic_ids.codes[:, :level]
         representations = trainer.encode_corpus(level)
+        prefix_codes = torch.tensor(trainer.codes) if level else None
+        # Level 1 is used as it is; level 2 is centred by the means of the level-1 groups.
+        centred = representations - group_means(representations, trainer.codes) if level else representations
+        torch.testing.assert_close(trainer.model.center_by_prefix(level, representations, prefix_codes), centred)
         expected = kmeans_centroids(
-            representations,
+            centred,
             config.codebook_sizes[level],
             num_iterations=config.kmeans_num_iterations,
             num_restarts=config.kmeans_num_restarts,
@@ -113,7 +147,7 @@ def test_codebooks_are_initialised_from_kmeans_centres(tmp_path, t5_tokenizer, d
             seed=0 + level,
         )
         torch.testing.assert_close(trainer.model.codebooks[level].weight.detach(), expected)
-        assigned = trainer.model.codebooks[level].scores(representations).argmax(-1).numpy()
+        assigned = trainer.model.codebooks[level].scores(centred).argmax(-1).numpy()
         np.testing.assert_array_equal(trainer.model.semantic_ids.codes[:, level], assigned)
 
 

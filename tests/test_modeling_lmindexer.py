@@ -117,12 +117,15 @@ def test_kmeans_initialisation_sets_codebook_to_faiss_centres(tiny_config):
     model = make_model(tiny_config)
     representations = torch.randn(200, tiny_config.hidden_size, generator=torch.Generator().manual_seed(0))
     centroids = model.initialize_codebook(0, representations, seed=3)
-    expected = kmeans_centroids(representations, 8, num_iterations=10, num_restarts=1, spherical=True, seed=3)
+    # Level 1 is not centred (its only prefix group is the corpus).
+    centred = model.center_by_prefix(0, representations, None)
+    assert torch.equal(centred, representations)
+    expected = kmeans_centroids(centred, 8, num_iterations=10, num_restarts=1, spherical=True, seed=3)
     torch.testing.assert_close(model.codebooks[0].weight.detach(), expected)
     torch.testing.assert_close(centroids, expected)
     # Dot-product code selection agrees with the cosine k-means assignment.
-    codes = model.codebooks[0].scores(representations).argmax(-1)
-    unit = torch.nn.functional.normalize(representations, dim=-1)
+    codes = model.codebooks[0].scores(model.center_by_prefix(0, representations, None)).argmax(-1)
+    unit = torch.nn.functional.normalize(centred, dim=-1)
     cosine_assignment = (unit @ torch.nn.functional.normalize(expected, dim=-1).t()).argmax(-1)
     assert torch.equal(codes, cosine_assignment)
 

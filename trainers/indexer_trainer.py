@@ -11,14 +11,15 @@ import torch
 from accelerate.utils import gather_object
 from datasets import Dataset
 from peft import PeftModel
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from transformers.utils import logging
 
-from modeling_lmindexer import LMIndexerForSemanticID, SemanticIDs, validate_corpus
+from modeling_lmindexer import LMIndexerForSemanticID, PrefixGroupMeans, SemanticIDs, validate_corpus
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
+from modeling_lmindexer.modeling_lmindexer import PREFIX_GROUP_MEANS_NAME
 from modeling_lmindexer.semantic_ids import code_usage_perplexity
 
 from .lora import is_lora_parameter
@@ -97,7 +98,9 @@ class LMIndexerTrainer(Trainer):
         model ([`LMIndexerForSemanticID`]): The indexer to train.
         args ([`TrainingArguments`]): `learning_rate`, batch sizes, `save_steps`, `logging_steps`, `report_to`, `seed`
             apply to every train stage; `num_train_epochs` is taken from each stage instead, and
-            `remove_unused_columns` is set to `False` (the collator reads the document index and text).
+            `remove_unused_columns` is set to `False` (the collator reads the document index and text). The
+            training set carries each document's token count in `length_column_name`, so
+            `train_sampling_strategy="group_by_length"` batches documents of similar length (less padding).
             [`LMIndexerTrainingArguments`] adds the stage epochs and a backbone learning rate.
         corpus (`datasets.Dataset`): Documents with columns `doc_id` and `text`.
         processing_class ([`PreTrainedTokenizerBase`]): The backbone's tokenizer.
@@ -132,7 +135,13 @@ class LMIndexerTrainer(Trainer):
             num_hard_negatives=model.config.num_hard_negatives,
             seed=args.seed,
         )
-        train_dataset = Dataset.from_dict({"doc_index": list(range(len(texts))), "text": texts})
+        token_counts = [
+            len(input_ids)
+            for input_ids in processing_class(texts, max_length=collator.max_length, truncation=True)["input_ids"]
+        ]
+        train_dataset = Dataset.from_dict(
+            {"doc_index": list(range(len(texts))), "text": texts, args.length_column_name: token_counts}
+        )
         super().__init__(
             model=model,
             args=args,
@@ -196,8 +205,12 @@ class LMIndexerTrainer(Trainer):
             self._train_stage(index, stage, checkpoint)
             record.losses = self._stage_losses.means()
         elif stage.kind == "kmeans":
-            representations = self.encode_corpus(stage.level)
-            self.model.initialize_codebook(stage.level, representations, seed=self.args.seed + stage.level)
+            self.model.initialize_codebook(
+                stage.level,
+                self.encode_corpus(stage.level),
+                self._prefix_codes(stage.level),
+                seed=self.args.seed + stage.level,
+            )
         else:
             level_codes = self.assign_level_codes(stage.level)
             self.codes = np.concatenate([self.codes[:, : stage.level], level_codes[:, None]], axis=1)
@@ -301,12 +314,18 @@ class LMIndexerTrainer(Trainer):
         gathered = gather_object(encoded) if self.accelerator.num_processes > 1 else encoded
         return torch.cat([representations for _, representations in sorted(gathered, key=lambda item: item[0])])
 
+    def _prefix_codes(self, level: int) -> torch.Tensor | None:
+        return torch.tensor(self.codes[:, :level], device=self.model.device) if level else None
+
     @torch.no_grad()
     def assign_level_codes(self, level: int) -> np.ndarray:
-        """Code `(num_documents,)` of every document at `level`, given its frozen earlier codes."""
+        """
+        Code `(num_documents,)` of every document at `level`, given its frozen earlier codes; re-fits the level's
+        prefix-group means on the corpus.
+        """
         representations = self.encode_corpus(level).to(self.model.device)
-        scores = self.model.codebooks[level].scores(representations)
-        return scores.argmax(dim=-1).cpu().numpy().astype(np.int64)
+        codes = self.model.corpus_level_codes(level, representations, self._prefix_codes(level))
+        return codes.cpu().numpy().astype(np.int64)
 
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
@@ -332,6 +351,7 @@ class LMIndexerTrainer(Trainer):
         os.makedirs(staging_dir, exist_ok=True)
         save_model(self.model, os.path.join(staging_dir, STAGE_WEIGHTS_FILE))
         np.save(os.path.join(staging_dir, CODES_FILE), self.codes)
+        save_file(self.model.prefix_group_means.to_tensors(), os.path.join(staging_dir, PREFIX_GROUP_MEANS_NAME))
         shutil.rmtree(model_dir, ignore_errors=True)
         os.replace(staging_dir, model_dir)
         progress = {
@@ -365,6 +385,10 @@ class LMIndexerTrainer(Trainer):
         model_dir = os.path.join(root, STAGE_MODEL_DIR)
         load_model(self.model, os.path.join(model_dir, STAGE_WEIGHTS_FILE))
         self.codes = np.load(os.path.join(model_dir, CODES_FILE))
+        means_path = os.path.join(model_dir, PREFIX_GROUP_MEANS_NAME)
+        self.model.prefix_group_means = PrefixGroupMeans.from_tensors(
+            self.model.config.codebook_sizes, load_file(means_path), source=means_path
+        )
         self.stage_records = [StageRecord.from_dict(record) for record in progress["stage_records"]]
         first_stage = progress["completed_stages"]
         checkpoint = None
