@@ -1,7 +1,6 @@
 """LMIndexerForSemanticID: a seq2seq language model that learns hierarchical semantic IDs for documents."""
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,20 +14,18 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel, PreTrainedTokenizerBase
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput
-from transformers.utils import ModelOutput, cached_file, logging
-from transformers.utils.hub import hf_api
+from transformers.utils import ModelOutput, logging
 
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
+from .hub_utils import MODEL_CARD_NAME, SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file
 from .reconstructor import LMIndexerReconstructor
 from .semantic_ids import SemanticIDs, validate_corpus
 
 
 logger = logging.get_logger(__name__)
 
-SEMANTIC_IDS_NAME = "semantic_ids.json"
 PREFIX_GROUP_MEANS_NAME = "prefix_group_means.safetensors"
-MODEL_CARD_NAME = "README.md"
 LOSS_NAMES = ("reconstruction", "contrastive", "code_prediction")
 
 
@@ -83,7 +80,7 @@ class LMIndexerPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
-class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
+class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
     """
     The semantic indexer: a seq2seq backbone whose decoder, fed `[start, c_1, ..., c_{t-1}]`, produces the level-t
     representation of a document; a codebook per level that turns it into the code `c_t`; and a shallow reconstructor
@@ -635,77 +632,19 @@ class LMIndexerForSemanticID(LMIndexerPreTrainedModel):
         Load the model as [`PreTrainedModel.from_pretrained`] does, plus its learned [`SemanticIDs`] and
         prefix-group means if saved.
         """
-        hub_kwargs = {
-            name: kwargs[name]
-            for name in ("cache_dir", "force_download", "token", "revision", "local_files_only", "subfolder")
-            if name in kwargs
-        }
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
-        ids_file = cached_file(
-            pretrained_model_name_or_path,
-            SEMANTIC_IDS_NAME,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-            **hub_kwargs,
-        )
+        ids_file = cached_optional_file(pretrained_model_name_or_path, SEMANTIC_IDS_NAME, kwargs)
         if ids_file is not None:
             semantic_ids = SemanticIDs.load(ids_file)
             model._check_semantic_ids(semantic_ids, ids_file)
             model.semantic_ids = semantic_ids
-        means_file = cached_file(
-            pretrained_model_name_or_path,
-            PREFIX_GROUP_MEANS_NAME,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-            **hub_kwargs,
-        )
+        means_file = cached_optional_file(pretrained_model_name_or_path, PREFIX_GROUP_MEANS_NAME, kwargs)
         if means_file is not None:
             model.prefix_group_means = PrefixGroupMeans.from_tensors(
                 model.config.codebook_sizes, load_file(means_file), source=means_file
             )
         return loaded
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        private: bool | None = None,
-        token: bool | str | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        max_shard_size: int | str | None = "50GB",
-        tags: list[str] | None = None,
-    ) -> str:
-        """
-        Upload config, safetensors weights, learned IDs, model card and modeling code to `repo_id` in one commit.
-        Arguments are those of [`PreTrainedModel.push_to_hub`]; `tags` are added to the model card.
-        """
-        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-        with tempfile.TemporaryDirectory() as working_dir:
-            self.save_pretrained(working_dir, max_shard_size=max_shard_size)
-            if tags:
-                self._add_model_card_tags(os.path.join(working_dir, MODEL_CARD_NAME), tags)
-            return self._upload_modified_files(
-                working_dir,
-                repo_id,
-                files_timestamps={},
-                commit_message=commit_message,
-                token=token,
-                create_pr=create_pr,
-                revision=revision,
-                commit_description=commit_description,
-            )
-
-    @staticmethod
-    def _add_model_card_tags(card_path: str, tags: list[str]) -> None:
-        from huggingface_hub import ModelCard
-
-        card = ModelCard.load(card_path)
-        card.data.tags = sorted(set(card.data.tags or []) | set(tags))
-        card.save(card_path)
 
 
 __all__ = ["LMIndexerForSemanticID", "LMIndexerOutput", "LMIndexerPreTrainedModel"]

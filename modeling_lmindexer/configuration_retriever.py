@@ -1,0 +1,158 @@
+"""LMIndexer generative retriever configuration."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .configuration_lmindexer import DEFAULT_CODEBOOK_SIZE
+from .semantic_ids import validate_codebook_sizes
+
+
+DEFAULT_NUM_LEVELS = 3
+
+
+def seq2seq_decoder_config(seq2seq_config: PreTrainedConfig) -> PreTrainedConfig:
+    """The config describing the decoder of a seq2seq config: its `decoder` sub-config for an `EncoderDecoderConfig`,
+    the config itself for T5 or BART."""
+    decoder_config = getattr(seq2seq_config, "decoder", None)
+    return decoder_config if isinstance(decoder_config, PreTrainedConfig) else seq2seq_config
+
+
+@strict
+class LMIndexerRetrieverConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`LMIndexerRetriever`], the generative retriever that maps a query (or a user history) to the
+    semantic IDs of documents, decoded with beam search constrained to the IDs that exist.
+
+    The retriever's vocabulary is the backbone's text vocabulary (`text_vocab_size` tokens) followed by one token per
+    code per level: code `c` of level `t` is token `text_vocab_size + sum(codebook_sizes[:t]) + c`. A decoded ID is
+    the decoder start token, one ID token per level, then `eos_token_id`.
+
+    Args:
+        seq2seq_config (`PreTrainedConfig` or `dict`, *optional*):
+            Configuration of the seq2seq backbone: any `AutoModelForSeq2SeqLM` config (T5, Flan-T5, BART) or an
+            `EncoderDecoderConfig`. Its vocabulary is either the text vocabulary (the retriever adds the ID tokens) or
+            already the text vocabulary plus the ID tokens (a saved retriever). Defaults to a T5 config.
+        backbone_name_or_path (`str`, *optional*):
+            Hub id or folder the backbone weights were taken from (informational, shown in the model card).
+        text_vocab_size (`int`, *optional*):
+            Number of text tokens, before the first ID token. Defaults to the backbone decoder's vocabulary size.
+        codebook_sizes (`list[int]`, *optional*):
+            Number of codes of every ID level, the collision level included. Defaults to 256 codes for 3 levels.
+        max_query_length (`int`, *optional*, defaults to 64):
+            Token length queries are truncated to by [`~LMIndexerRetriever.retrieve`].
+        id_only_head (`bool`, *optional*, defaults to `True`):
+            Score, at every decoding step, only the tokens that step can produce: the codes of the current level, then
+            `eos_token_id`. The cost of a step then does not grow with the text vocabulary, and training uses the
+            softmax over the current level's codes. With `False`, the backbone's full output head scores every token.
+        constrain_to_trie (`bool`, *optional*, defaults to `True`):
+            Let `generate()` produce only IDs of indexed documents (prefix-tree constrained decoding) unless told
+            otherwise per call.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialisation of ID-token embeddings that are not copied from codebooks.
+        decoder_start_token_id (`int`, *optional*):
+            First decoder token. Defaults to the backbone config's, else to `pad_token_id` (as T5 does).
+        pad_token_id (`int`, *optional*):
+            Padding token. Defaults to the backbone config's.
+        eos_token_id (`int`, *optional*):
+            Token ending every ID. Defaults to the backbone config's.
+        dataset_name (`str`, *optional*):
+            Name of the dataset the retriever was trained on (shown in the model card).
+        retrieval_metrics (`dict`, *optional*):
+            Evaluation results, e.g. `{"recall@10": 0.41}` (shown in the model card).
+
+    Example:
+
+    ```python
+    >>> from transformers import T5Config
+    >>> from modeling_lmindexer import LMIndexerRetriever, LMIndexerRetrieverConfig
+
+    >>> config = LMIndexerRetrieverConfig(seq2seq_config=T5Config(num_layers=2), codebook_sizes=[128, 128, 4])
+    >>> model = LMIndexerRetriever(config)
+    ```"""
+
+    model_type = "lmindexer_retriever"
+    sub_configs_defaults = {"seq2seq_config": SubConfigSpec(config_class=AutoConfig, model_type="t5")}
+
+    seq2seq_config: PreTrainedConfig | dict | None = None
+    backbone_name_or_path: str | None = None
+    text_vocab_size: int | None = None
+    codebook_sizes: list[int] | None = None
+    max_query_length: int = 64
+    id_only_head: bool = True
+    constrain_to_trie: bool = True
+    initializer_range: float = 0.02
+    decoder_start_token_id: int | None = None
+    pad_token_id: int | None = None
+    eos_token_id: int | None = None
+    is_encoder_decoder: bool = True
+    dataset_name: str | None = None
+    retrieval_metrics: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.codebook_sizes is None:
+            self.codebook_sizes = [DEFAULT_CODEBOOK_SIZE] * DEFAULT_NUM_LEVELS
+        self.codebook_sizes = list(self.codebook_sizes)
+        validate_codebook_sizes(self.codebook_sizes)
+        super().__post_init__(**kwargs)
+        if not self.is_encoder_decoder:
+            raise ValueError("is_encoder_decoder = False: the retriever always wraps an encoder-decoder backbone.")
+        decoder_config = seq2seq_decoder_config(self.seq2seq_config)
+        if self.text_vocab_size is None:
+            self.text_vocab_size = decoder_config.vocab_size
+        if self.text_vocab_size < 1:
+            raise ValueError(f"text_vocab_size = {self.text_vocab_size}: the text vocabulary cannot be empty.")
+        if decoder_config.vocab_size not in (self.text_vocab_size, self.vocab_size):
+            raise ValueError(
+                f"seq2seq_config has a decoder vocabulary of {decoder_config.vocab_size} tokens, which is neither "
+                f"text_vocab_size = {self.text_vocab_size} nor text_vocab_size + sum(codebook_sizes) = "
+                f"{self.vocab_size}."
+            )
+        if self.max_query_length < 1:
+            raise ValueError(f"max_query_length = {self.max_query_length}: queries need at least one token.")
+        for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
+            self._inherit_token_id(name, decoder_config)
+
+    def _inherit_token_id(self, name: str, decoder_config: PreTrainedConfig) -> None:
+        """Take a special token id from the backbone config when not given, and check that it is a text token."""
+        if getattr(self, name) is None:
+            inherited = getattr(self.seq2seq_config, name, None)
+            setattr(self, name, inherited if inherited is not None else getattr(decoder_config, name, None))
+        if name == "decoder_start_token_id" and self.decoder_start_token_id is None:
+            # T5 configs may leave it unset: T5 starts decoding with the padding token.
+            self.decoder_start_token_id = self.pad_token_id
+        token_id = getattr(self, name)
+        if token_id is None:
+            if name == "pad_token_id":
+                return
+            raise ValueError(f"{name} is not set and the backbone config has none: set {name} explicitly.")
+        if not isinstance(token_id, int) or not 0 <= token_id < self.text_vocab_size:
+            raise ValueError(
+                f"{name} = {token_id!r} must be a single text token id, in the range 0 to {self.text_vocab_size - 1}."
+            )
+
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None) -> PreTrainedConfig:
+        """The backbone's text config (of its decoder with `decoder=True`): what generation caches are built from."""
+        return self.seq2seq_config.get_text_config(decoder=decoder, encoder=encoder)
+
+    @property
+    def num_levels(self) -> int:
+        """Length of every semantic ID (the collision level included)."""
+        return len(self.codebook_sizes)
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the retriever's vocabulary: the text tokens followed by the ID tokens of every level."""
+        return self.text_vocab_size + sum(self.codebook_sizes)
+
+    @property
+    def level_start_token_ids(self) -> list[int]:
+        """`level_start_token_ids[t]`: the token id of code 0 of level `t`."""
+        starts, start = [], self.text_vocab_size
+        for size in self.codebook_sizes:
+            starts.append(start)
+            start += size
+        return starts
+
+
+__all__ = ["LMIndexerRetrieverConfig"]

@@ -1,0 +1,81 @@
+"""Hub helpers shared by the indexer and the retriever: optional files saved next to the weights, one-commit push."""
+
+import os
+import tempfile
+
+from transformers.utils import cached_file
+from transformers.utils.hub import hf_api
+
+
+SEMANTIC_IDS_NAME = "semantic_ids.json"
+MODEL_CARD_NAME = "README.md"
+HUB_KWARG_NAMES = ("cache_dir", "force_download", "token", "revision", "local_files_only", "subfolder")
+
+
+def cached_optional_file(
+    pretrained_model_name_or_path: str | os.PathLike, filename: str, from_pretrained_kwargs: dict
+) -> str | None:
+    """
+    Local path of `filename` saved next to a model (a folder or a Hub repo, downloaded into the cache if needed), or
+    `None` when the model has no such file. The Hub arguments of `from_pretrained_kwargs` (`revision`, `token`, ...)
+    are used.
+    """
+    hub_kwargs = {name: from_pretrained_kwargs[name] for name in HUB_KWARG_NAMES if name in from_pretrained_kwargs}
+    return cached_file(
+        pretrained_model_name_or_path,
+        filename,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+        **hub_kwargs,
+    )
+
+
+class SavedFolderPushMixin:
+    """
+    `push_to_hub` for models whose `save_pretrained` writes extra files (semantic IDs, model card): the folder that
+    `save_pretrained` writes is uploaded as it is, in one commit.
+    """
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ) -> str:
+        """
+        Upload config, safetensors weights, learned IDs, model card and modeling code to `repo_id` in one commit.
+        Arguments are those of [`PreTrainedModel.push_to_hub`]; `tags` are added to the model card.
+        """
+        repo_id = hf_api().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as working_dir:
+            self.save_pretrained(working_dir, max_shard_size=max_shard_size)
+            if tags:
+                self._add_model_card_tags(os.path.join(working_dir, MODEL_CARD_NAME), tags)
+            return self._upload_modified_files(
+                working_dir,
+                repo_id,
+                files_timestamps={},
+                commit_message=commit_message,
+                token=token,
+                create_pr=create_pr,
+                revision=revision,
+                commit_description=commit_description,
+            )
+
+    @staticmethod
+    def _add_model_card_tags(card_path: str, tags: list[str]) -> None:
+        from huggingface_hub import ModelCard
+
+        card = ModelCard.load(card_path)
+        card.data.tags = sorted(set(card.data.tags or []) | set(tags))
+        card.save(card_path)
+
+
+__all__ = ["MODEL_CARD_NAME", "SEMANTIC_IDS_NAME", "SavedFolderPushMixin", "cached_optional_file"]

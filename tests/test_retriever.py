@@ -1,0 +1,493 @@
+"""LMIndexerRetriever: training, constrained generation, the ID-only head, construction from an indexer, Hub I/O."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import T5_TOKENIZER_VOCAB_SIZE, tiny_indexer_config, tiny_t5_config
+from huggingface_hub import HfApi
+from safetensors.torch import load_file
+from transformers import (
+    AutoConfig,
+    AutoModelForSeq2SeqLM,
+    BartConfig,
+    BartForConditionalGeneration,
+    BertConfig,
+    EncoderDecoderConfig,
+    EncoderDecoderModel,
+    T5ForConditionalGeneration,
+)
+
+from modeling_lmindexer import (
+    LMIndexerForSemanticID,
+    LMIndexerRetriever,
+    LMIndexerRetrieverConfig,
+    SemanticIDs,
+)
+
+
+QUERIES = [
+    "matte red lipstick for evenings",
+    "argan oil shampoo for dry hair",
+    "blue ballpoint pen pack",
+    "heavy duty office stapler",
+    "glossy pink lip colour",
+    "dandruff control hair wash",
+    "fine black liner for drawing",
+    "mini stapler in red",
+]
+DOC_IDS = [f"doc-{index}" for index in range(len(QUERIES))]
+# Two documents share their learned codes, so the table gets a collision level: 3 levels of sizes (4, 3, 2).
+LEARNED_CODES = [[0, 0], [0, 1], [1, 2], [2, 0], [0, 0], [3, 1], [2, 2], [1, 0]]
+LEARNED_SIZES = [4, 3]
+TEXT_VOCAB_SIZE = T5_TOKENIZER_VOCAB_SIZE
+GENERATE_INPUT_IDS = [[37, 1782, 19, 3, 9, 1], [8, 1365, 13, 5, 1, 0]]
+CODE_FILES = {"configuration_retriever.py", "modeling_retriever.py", "trie.py", "logits_process.py", "semantic_ids.py"}
+
+
+def query_ids() -> SemanticIDs:
+    return SemanticIDs.from_learned_codes(DOC_IDS, LEARNED_CODES, LEARNED_SIZES)
+
+
+def random_ids(num_documents: int, codebook_sizes: tuple[int, ...], seed: int) -> SemanticIDs:
+    """`num_documents` distinct random IDs: a sparse subset of all code combinations."""
+    rng = np.random.default_rng(seed)
+    flat = rng.choice(int(np.prod(codebook_sizes)), size=num_documents, replace=False)
+    codes = np.stack(np.unravel_index(flat, codebook_sizes), axis=1)
+    return SemanticIDs([f"item-{index}" for index in range(num_documents)], codes, codebook_sizes)
+
+
+def tiny_bert_config(**overrides) -> BertConfig:
+    values = dict(
+        vocab_size=TEXT_VOCAB_SIZE,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=64,
+    )
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+def tiny_backbone(kind: str):
+    """A tiny random seq2seq backbone over the T5 tokenizer's ids (pad 0, end 1)."""
+    if kind == "t5":
+        return T5ForConditionalGeneration(tiny_t5_config())
+    if kind == "bert2bert":
+        config = EncoderDecoderConfig.from_encoder_decoder_configs(
+            tiny_bert_config(), tiny_bert_config(is_decoder=True, add_cross_attention=True)
+        )
+        config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 2, 0, 1
+        return EncoderDecoderModel(config=config)
+    config = BartConfig(
+        vocab_size=TEXT_VOCAB_SIZE,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+        max_position_embeddings=64,
+        scale_embedding=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        decoder_start_token_id=2,
+    )
+    return BartForConditionalGeneration(config)
+
+
+def tiny_retriever(kind: str = "t5", semantic_ids: SemanticIDs | None = None, seed: int = 0, **config_kwargs):
+    torch.manual_seed(seed)
+    semantic_ids = query_ids() if semantic_ids is None else semantic_ids
+    return LMIndexerRetriever.from_backbone(tiny_backbone(kind), semantic_ids, max_query_length=16, **config_kwargs)
+
+
+def training_batch(model: LMIndexerRetriever, tokenizer) -> dict[str, torch.Tensor]:
+    batch = tokenizer(QUERIES, padding=True, return_tensors="pt")
+    labels = torch.tensor([model.id_tokens(doc_id) for doc_id in DOC_IDS])
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels}
+
+
+def train(model: LMIndexerRetriever, batch: dict[str, torch.Tensor], steps: int, lr: float = 1e-2) -> list[float]:
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture(scope="module")
+def trained_retriever(t5_tokenizer) -> LMIndexerRetriever:
+    """A tiny T5 retriever overfitted on the eight (query, document) pairs."""
+    model = tiny_retriever("t5", dataset_name="synthetic-queries", retrieval_metrics={"recall@1": 1.0})
+    train(model, training_batch(model, t5_tokenizer), steps=60)
+    return model.eval()
+
+
+def state_dicts_equal(first: torch.nn.Module, second: torch.nn.Module) -> None:
+    first_state, second_state = first.state_dict(), second.state_dict()
+    assert first_state.keys() == second_state.keys()
+    for name, tensor in first_state.items():
+        assert torch.equal(tensor, second_state[name]), name
+
+
+@pytest.mark.parametrize("kind", ["t5", "bert2bert"])
+@pytest.mark.parametrize("id_only_head", [True, False])
+def test_forward_shapes_and_loss_decreases(kind, id_only_head, t5_tokenizer):
+    model = tiny_retriever(kind, id_only_head=id_only_head)
+    batch = training_batch(model, t5_tokenizer)
+    outputs = model(**batch)
+    assert outputs.logits.shape == (len(QUERIES), model.config.num_levels + 1, TEXT_VOCAB_SIZE + 9)
+    assert outputs.loss.ndim == 0
+    losses = train(model, batch, steps=8)
+    assert losses[-1] < 0.9 * losses[0]
+
+
+@pytest.mark.parametrize("kind", ["t5", "bert2bert"])
+def test_vocabulary_is_text_then_id_tokens(kind):
+    model = tiny_retriever(kind)
+    assert model.config.text_vocab_size == TEXT_VOCAB_SIZE
+    assert model.config.vocab_size == TEXT_VOCAB_SIZE + 4 + 3 + 2
+    assert model.get_output_embeddings().weight.shape[0] == model.config.vocab_size
+    assert model.backbone.get_decoder().get_input_embeddings().num_embeddings == model.config.vocab_size
+    assert model.code_token_ids(1) == [TEXT_VOCAB_SIZE + 4, TEXT_VOCAB_SIZE + 5, TEXT_VOCAB_SIZE + 6]
+    assert model.semantic_ids["doc-4"] == (0, 0, 1)
+    assert model.id_tokens("doc-4") == [TEXT_VOCAB_SIZE, TEXT_VOCAB_SIZE + 4, TEXT_VOCAB_SIZE + 7 + 1, 1]
+
+
+def test_overfitted_retriever_ranks_the_right_document_first(trained_retriever, t5_tokenizer):
+    rankings = trained_retriever.retrieve(QUERIES, t5_tokenizer, k=3, batch_size=3)
+    assert [ranking[0] for ranking in rankings] == DOC_IDS
+    assert all(len(ranking) == 3 and len(set(ranking)) == 3 for ranking in rankings)
+
+
+def test_bert2bert_retriever_learns_to_retrieve(t5_tokenizer):
+    model = tiny_retriever("bert2bert")
+    train(model, training_batch(model, t5_tokenizer), steps=60)
+    assert [ranking[0] for ranking in model.retrieve(QUERIES, t5_tokenizer, k=1)] == DOC_IDS
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("kind", ["t5", "bert2bert"])
+def test_generate_returns_only_indexed_ids(seed, kind, t5_tokenizer):
+    semantic_ids = random_ids(40, (6, 5, 4), seed)
+    model = tiny_retriever(kind, semantic_ids, seed=seed).eval()
+    batch = t5_tokenizer(QUERIES[:4], padding=True, return_tensors="pt")
+    valid = set(semantic_ids.doc_ids)
+    level_starts = np.array(model.config.level_start_token_ids)
+
+    beams = model.generate(**batch, num_beams=10, num_return_sequences=10)
+    assert beams.shape == (40, 2 + model.config.num_levels)
+    assert (beams[:, -1] == model.config.eos_token_id).all()
+    found = model.doc_ids_from_sequences(beams)
+    assert set(found) <= valid
+    for query in range(4):
+        assert len(set(found[10 * query : 10 * (query + 1)])) == 10
+
+    torch.manual_seed(seed)
+    samples = model.generate(**batch, do_sample=True, top_k=5, temperature=2.0, num_return_sequences=10)
+    assert set(model.doc_ids_from_sequences(samples)) <= valid
+    wide_beams = model.generate(**batch, num_beams=20, num_return_sequences=20)
+    assert set(model.doc_ids_from_sequences(wide_beams)) <= valid
+    assert set(model.doc_ids_from_sequences(model.generate(**batch))) <= valid
+
+    unconstrained = model.generate(**batch, num_beams=10, num_return_sequences=10, constrain_to_trie=False)
+    codes = unconstrained[:, 1:-1].numpy() - level_starts
+    assert (codes >= 0).all() and (codes < np.array(semantic_ids.codebook_sizes)).all()  # the ID-only head
+    assert None in model.doc_ids_from_sequences(unconstrained)  # without the trie, IDs of no document appear
+
+
+def assert_decoder_is_causal(model: LMIndexerRetriever, batch: dict[str, torch.Tensor]) -> None:
+    """Teacher-forced logits of the first position equal those of decoding the start token alone."""
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(batch["labels"])
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        teacher_forced = model(**inputs, decoder_input_ids=decoder_input_ids).logits[:, 0]
+        first_step = model(**inputs, decoder_input_ids=decoder_input_ids[:, :1]).logits[:, 0]
+    torch.testing.assert_close(teacher_forced, first_step)
+
+
+@pytest.mark.parametrize("kind", ["t5", "bert2bert"])
+def test_generation_uses_the_cache_and_matches_uncached_decoding(kind, t5_tokenizer):
+    model = tiny_retriever(kind).eval()
+    assert_decoder_is_causal(model, training_batch(model, t5_tokenizer))
+    batch = t5_tokenizer(QUERIES[:3], padding=True, return_tensors="pt")
+    decoder_lengths = []
+    handle = model.backbone.register_forward_pre_hook(
+        lambda module, args, kwargs: decoder_lengths.append(kwargs["decoder_input_ids"].shape[1]), with_kwargs=True
+    )
+    cached = model.generate(
+        **batch, num_beams=4, num_return_sequences=4, output_scores=True, return_dict_in_generate=True
+    )
+    handle.remove()
+    assert decoder_lengths == [1] * (model.config.num_levels + 1)
+    uncached = model.generate(
+        **batch, num_beams=4, num_return_sequences=4, use_cache=False, output_scores=True, return_dict_in_generate=True
+    )
+    assert torch.equal(cached.sequences, uncached.sequences)
+    torch.testing.assert_close(cached.sequences_scores, uncached.sequences_scores)
+
+
+@pytest.mark.parametrize("kind", ["t5", "bert2bert", "bart"])
+def test_id_only_head_scores_allowed_tokens_like_the_full_head(kind, t5_tokenizer):
+    model = tiny_retriever(kind).eval()
+    with torch.no_grad():
+        output_bias = getattr(model.get_output_embeddings(), "bias", None)
+        for bias in (output_bias, getattr(model.backbone, "final_logits_bias", None)):
+            if bias is not None:
+                bias.normal_()  # non-zero biases must be applied by the ID-only head too
+    batch = training_batch(model, t5_tokenizer)
+    with torch.no_grad():
+        id_only = model(**batch).logits
+        model.config.id_only_head = False
+        full = model(**batch).logits
+        model.config.id_only_head = True
+    for step in range(model.config.num_levels + 1):
+        start, end = model._step_token_range(step)
+        torch.testing.assert_close(id_only[:, step, start:end], full[:, step, start:end])
+        assert torch.isinf(id_only[:, step, :start]).all() and torch.isinf(id_only[:, step, end:]).all()
+        id_only_log_probs = id_only[:, step].log_softmax(-1)[:, start:end]
+        full_log_probs = full[:, step].log_softmax(-1)[:, start:end]
+        difference = id_only_log_probs - full_log_probs
+        torch.testing.assert_close(difference, difference[:, :1].expand_as(difference))  # a constant per row
+
+    inputs = t5_tokenizer(QUERIES[:3], padding=True, return_tensors="pt")
+    searches = {}
+    for id_only_head in (True, False):
+        model.config.id_only_head = id_only_head
+        # Renormalising over the tokens the trie allows makes both heads score complete IDs the same way.
+        searches[id_only_head] = model.generate(
+            **inputs,
+            num_beams=6,
+            num_return_sequences=6,
+            renormalize_logits=True,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        greedy = model.generate(**inputs)
+        searches[(id_only_head, "greedy")] = greedy
+    assert torch.equal(searches[True].sequences, searches[False].sequences)
+    torch.testing.assert_close(searches[True].sequences_scores, searches[False].sequences_scores)
+    assert torch.equal(searches[(True, "greedy")], searches[(False, "greedy")])
+
+
+def test_labels_that_a_step_cannot_produce_are_refused(t5_tokenizer):
+    model = tiny_retriever()
+    batch = training_batch(model, t5_tokenizer)
+    batch["labels"][2, 1] = model.config.level_start_token_ids[0]
+    with pytest.raises(ValueError, match=r"labels\[2, 1\] = 32100 cannot be generated at decoder position 1"):
+        model(**batch)
+    batch["labels"][2, 1] = -100
+    assert torch.isfinite(model(**batch).loss)
+
+
+def test_from_indexer_copies_backbone_ids_and_codebooks(t5_tokenizer):
+    torch.manual_seed(0)
+    indexer = LMIndexerForSemanticID(tiny_indexer_config(dataset_name="synthetic-products")).eval()
+    indexer_state = {name: tensor.clone() for name, tensor in indexer.state_dict().items()}
+    codes = [[index % 4, index % 2] for index in range(20)]  # repeats: a collision level is appended
+    indexer.assign_ids([f"text {index}" for index in range(4)], t5_tokenizer)
+    semantic_ids = SemanticIDs.from_learned_codes([f"d{index}" for index in range(20)], codes, [8, 6])
+    assert semantic_ids.has_collision_code
+
+    model = LMIndexerRetriever.from_indexer(indexer, semantic_ids)
+    assert model.semantic_ids == semantic_ids
+    assert model.config.dataset_name == "synthetic-products"
+    assert model.config.codebook_sizes == [8, 6, semantic_ids.codebook_sizes[2]]
+    embeddings = model.backbone.get_input_embeddings().weight
+    assert embeddings is model.get_output_embeddings().weight  # T5 ties input and output rows
+    for level, size in enumerate([8, 6]):
+        start = model.config.level_start_token_ids[level]
+        assert torch.equal(embeddings[start : start + size], indexer.codebooks[level].weight)
+    collision_rows = embeddings[model.config.level_start_token_ids[2] :]
+    assert collision_rows.abs().sum() > 0 and collision_rows.std() < 5 * model.config.initializer_range
+    text_rows = embeddings[:TEXT_VOCAB_SIZE]
+    assert torch.equal(text_rows, indexer.backbone.get_input_embeddings().weight)
+    for name, tensor in indexer.state_dict().items():  # the indexer is unchanged
+        assert torch.equal(tensor, indexer_state[name]), name
+    assert indexer.backbone.get_input_embeddings().num_embeddings == TEXT_VOCAB_SIZE
+
+    default_model = LMIndexerRetriever.from_indexer(indexer)
+    assert default_model.semantic_ids == indexer.semantic_ids
+
+
+def test_from_indexer_refuses_ids_of_other_codebook_sizes():
+    indexer = LMIndexerForSemanticID(tiny_indexer_config())
+    semantic_ids = SemanticIDs(["a", "b"], [[0, 0], [1, 6]], [8, 7])
+    with pytest.raises(ValueError, match="learned level 1 has codebook size 7 but the indexer's level 1 has 6"):
+        LMIndexerRetriever.from_indexer(indexer, semantic_ids)
+    with pytest.raises(ValueError, match="no semantic IDs"):
+        LMIndexerRetriever.from_indexer(indexer)
+
+
+def test_set_semantic_ids_refuses_other_codebook_sizes_naming_the_level():
+    model = tiny_retriever()
+    with pytest.raises(ValueError, match="level 1 has codebook size 5 but the retriever's level 1 has 3"):
+        model.set_semantic_ids(SemanticIDs(["a"], [[0, 4, 1]], [4, 5, 2]))
+    with pytest.raises(ValueError, match="the IDs have 2 levels but the retriever has 3"):
+        model.set_semantic_ids(SemanticIDs(["a"], [[0, 1]], [4, 3]))
+    fewer_documents = SemanticIDs(["a", "b"], [[0, 1, 0], [3, 2, 1]], [4, 3, 2])
+    model.semantic_ids = fewer_documents  # assignment rebuilds the trie
+    assert model.semantic_ids is fewer_documents and len(model.trie) == 2
+
+
+def test_save_and_load_round_trip_bit_exactly(trained_retriever, t5_tokenizer, tmp_path):
+    trained_retriever.save_pretrained(tmp_path)
+    files = {path.name for path in tmp_path.iterdir()}
+    assert {"config.json", "generation_config.json", "model.safetensors", "semantic_ids.json", "README.md"} <= files
+    assert CODE_FILES <= files
+    assert not any(name.endswith(".bin") for name in files)
+
+    loaded = LMIndexerRetriever.from_pretrained(tmp_path).eval()
+    state_dicts_equal(trained_retriever, loaded)
+    assert set(load_file(tmp_path / "model.safetensors")) <= set(trained_retriever.state_dict())
+    assert loaded.semantic_ids == trained_retriever.semantic_ids
+    assert len(loaded.trie) == len(trained_retriever.semantic_ids)
+    assert loaded.config.to_diff_dict().keys() == trained_retriever.config.to_diff_dict().keys()
+    queries = QUERIES[::-1] + ["an unrelated query about garden tools"]
+    assert loaded.retrieve(queries, t5_tokenizer, k=5) == trained_retriever.retrieve(queries, t5_tokenizer, k=5)
+
+    card = (tmp_path / "README.md").read_text()
+    for expected in ("Codebook sizes: 4, 3, 2", "ID levels: 3", "synthetic-queries", "recall@1", "t5"):
+        assert expected in card
+
+
+def test_auto_classes_return_the_retriever(trained_retriever, tmp_path):
+    trained_retriever.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "lmindexer_retriever"
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_retriever.LMIndexerRetrieverConfig",
+        "AutoModelForSeq2SeqLM": "modeling_retriever.LMIndexerRetriever",
+    }
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), LMIndexerRetrieverConfig)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert isinstance(model, LMIndexerRetriever)
+    assert model.semantic_ids == trained_retriever.semantic_ids
+
+
+def test_trust_remote_code_loads_without_the_package(trained_retriever, tmp_path):
+    trained_retriever.save_pretrained(tmp_path / "saved")
+    repo_root = str(Path(__file__).resolve().parents[1])
+    script = f"""
+import importlib.abc, json, sys
+sys.path = [entry for entry in sys.path if entry not in ("", {repo_root!r}) and "__editable__" not in entry]
+
+class BlockPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("modeling_lmindexer", "trainers"):
+            raise ImportError("the lmindexer package must not be imported here")
+
+sys.meta_path.insert(0, BlockPackage())
+import torch
+from transformers import AutoModelForSeq2SeqLM
+model = AutoModelForSeq2SeqLM.from_pretrained({str(tmp_path / "saved")!r}, trust_remote_code=True).eval()
+sequences = model.generate(input_ids=torch.tensor({GENERATE_INPUT_IDS}), num_beams=4, num_return_sequences=4)
+print(json.dumps({{"module": type(model).__module__, "doc_ids": model.doc_ids_from_sequences(sequences)}}))
+"""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "PYTHONPATH"))}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
+    completed = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["module"].startswith("transformers_modules.")
+    sequences = trained_retriever.generate(
+        input_ids=torch.tensor(GENERATE_INPUT_IDS), num_beams=4, num_return_sequences=4
+    )
+    assert result["doc_ids"] == trained_retriever.doc_ids_from_sequences(sequences)
+
+
+def test_bert2bert_round_trip(t5_tokenizer, tmp_path):
+    model = tiny_retriever("bert2bert").eval()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path).eval()
+    state_dicts_equal(model, loaded)
+    assert_decoder_is_causal(loaded, training_batch(loaded, t5_tokenizer))
+    assert loaded.retrieve(QUERIES[:3], t5_tokenizer, k=4) == model.retrieve(QUERIES[:3], t5_tokenizer, k=4)
+
+
+def test_loading_refuses_ids_of_other_codebook_sizes(trained_retriever, tmp_path):
+    trained_retriever.save_pretrained(tmp_path)
+    ids = json.loads((tmp_path / "semantic_ids.json").read_text())
+    ids["codebook_sizes"][1] = 5
+    (tmp_path / "semantic_ids.json").write_text(json.dumps(ids))
+    with pytest.raises(ValueError, match="level 1 has codebook size 5 but the retriever's level 1 has 3"):
+        LMIndexerRetriever.from_pretrained(tmp_path)
+
+
+def test_retrieve_refuses_empty_queries(trained_retriever, t5_tokenizer):
+    with pytest.raises(ValueError, match=r"queries\[1\] = '  ' is empty"):
+        trained_retriever.retrieve(["red lipstick", "  ", "pen"], t5_tokenizer)
+
+
+def test_retrieve_warns_once_about_truncated_queries(trained_retriever, t5_tokenizer, caplog):
+    long_query = " ".join(["lipstick"] * 40)
+    with caplog.at_level(logging.WARNING, logger="modeling_lmindexer.modeling_retriever"):
+        rankings = trained_retriever.retrieve([long_query, "pen", long_query], t5_tokenizer, k=2)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "2 of 3 queries are longer than max_query_length = 16 tokens and were truncated" in warnings[0]
+    assert len(rankings) == 3 and rankings[0] == rankings[2]
+
+
+def test_retrieve_caps_k_at_the_number_of_documents(trained_retriever, t5_tokenizer):
+    (ranking,) = trained_retriever.retrieve(QUERIES[:1], t5_tokenizer, k=20)
+    assert sorted(ranking) == sorted(DOC_IDS)
+
+
+def test_push_to_hub_sends_config_weights_ids_card_and_code(trained_retriever, monkeypatch):
+    sent = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        return SimpleNamespace(repo_id=repo_id)
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        sent["repo_id"] = repo_id
+        sent["files"] = {operation.path_in_repo for operation in operations}
+        card = next(op for op in operations if op.path_in_repo == "README.md")
+        sent["card"] = Path(card.path_or_fileobj).read_text()
+        return "https://huggingface.co/org/retriever/commit/0"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    trained_retriever.push_to_hub("org/retriever", tags=["beauty"])
+    assert sent["repo_id"] == "org/retriever"
+    assert {"config.json", "model.safetensors", "semantic_ids.json", "README.md"} | CODE_FILES <= sent["files"]
+    assert "- beauty" in sent["card"] and "- generative-retrieval" in sent["card"]
+    assert "Codebook sizes: 4, 3, 2" in sent["card"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"codebook_sizes": [4, 1]}, r"codebook_sizes\[1\] = 1"),
+        ({"max_query_length": 0}, "max_query_length = 0"),
+        ({"eos_token_id": TEXT_VOCAB_SIZE + 3}, "eos_token_id = 32103 must be a single text token id"),
+        ({"text_vocab_size": 100}, "neither text_vocab_size = 100"),
+        ({"is_encoder_decoder": False}, "is_encoder_decoder = False"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        LMIndexerRetrieverConfig(seq2seq_config=tiny_t5_config(), **overrides)
