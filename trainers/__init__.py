@@ -1,7 +1,14 @@
-"""Trainers of the lmindexer models: the progressive semantic-ID trainer and its stage plan."""
+"""Trainers of the lmindexer models: the progressive semantic-ID trainer and its stage plan, the retriever trainer."""
 
 from .indexer_trainer import LMIndexerTrainer, check_corpus
 from .report import IndexingReport, StageRecord
+from .retriever_trainer import (
+    LMIndexerRetrieverTrainer,
+    RetrievalReport,
+    TimeBudgetCallback,
+    retrieval_evaluation_dataset,
+    retrieval_training_dataset,
+)
 from .stages import IndexingStage, default_stage_plan, load_stage_plan, validate_stage_plan
 from .training_args import LMIndexerTrainingArguments
 
@@ -9,11 +16,16 @@ from .training_args import LMIndexerTrainingArguments
 __all__ = [
     "IndexingReport",
     "IndexingStage",
+    "LMIndexerRetrieverTrainer",
     "LMIndexerTrainer",
     "LMIndexerTrainingArguments",
+    "RetrievalReport",
     "StageRecord",
+    "TimeBudgetCallback",
     "check_corpus",
     "default_stage_plan",
     "load_stage_plan",
+    "retrieval_evaluation_dataset",
+    "retrieval_training_dataset",
     "validate_stage_plan",
 ]

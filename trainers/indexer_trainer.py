@@ -290,29 +290,35 @@ class LMIndexerTrainer(Trainer):
         """
         Level representations `(num_documents, hidden_size)` of the whole corpus given the frozen earlier codes.
 
-        Batches are dealt round-robin to the processes and gathered, so every process gets the same tensor, equal to
-        what one process computes.
+        Documents are batched in order of token count (little padding) and the batches dealt round-robin to the
+        processes and gathered, so every process gets the same tensor, equal to what one process computes.
         """
         model = self.model
         was_training = model.training
         model.eval()
         texts = self.data_collator.texts
         batch_size = self.args.per_device_eval_batch_size
-        batch_starts = list(range(0, len(self.doc_ids), batch_size))
+        by_length = np.argsort(np.asarray(self.train_dataset[self.args.length_column_name]), kind="stable")
+        batch_starts = list(range(0, len(by_length), batch_size))
         local_batches = batch_starts[self.accelerator.process_index :: self.accelerator.num_processes]
         encoded = []
         progress = tqdm(local_batches, desc=f"Encoding level {level + 1}", disable=not self.is_world_process_zero())
         for start in progress:
-            end = min(start + batch_size, len(texts))
-            batch = self.data_collator.tokenize(texts[start:end])
-            prefix_codes = torch.tensor(self.codes[start:end, :level], device=model.device) if level else None
+            rows = by_length[start : start + batch_size]
+            batch = self.data_collator.tokenize([texts[row] for row in rows])
+            prefix_codes = torch.tensor(self.codes[rows, :level], device=model.device) if level else None
             representations = model.encode_level(
                 batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device), level, prefix_codes
             )
             encoded.append((start, representations.float().cpu()))
         model.train(was_training)
         gathered = gather_object(encoded) if self.accelerator.num_processes > 1 else encoded
-        return torch.cat([representations for _, representations in sorted(gathered, key=lambda item: item[0])])
+        sorted_representations = torch.cat(
+            [representations for _, representations in sorted(gathered, key=lambda item: item[0])]
+        )
+        representations = torch.empty_like(sorted_representations)
+        representations[torch.from_numpy(by_length)] = sorted_representations
+        return representations
 
     def _prefix_codes(self, level: int) -> torch.Tensor | None:
         return torch.tensor(self.codes[:, :level], device=self.model.device) if level else None

@@ -1,0 +1,364 @@
+#!/usr/bin/env python
+"""Document retrieval and product search with semantic IDs: `accelerate launch examples/run_retrieval.py`.
+
+A generative retriever learns to generate the ID of a relevant document from a query and is evaluated on the test
+queries with beam search (20 beams) constrained to the indexed IDs: Recall@K, NDCG@K and MRR@K.
+
+- Datasets: `scifact` (BEIR train qrels for training, test qrels for evaluation), `msmarco5k` (evaluation queries
+  only; training on indexing pairs and pseudo-queries cut from the passages, without a query generator),
+  `cranfield` and `cacm` (judged queries split 50/50 by id), and `beauty` / `office`: a product-search SUBSTITUTE
+  (Amazon ESCI is not available) whose queries are an item's leaf category and brand. Training always includes one
+  indexing pair (document text -> its ID) per document.
+- IDs: `--indexer <folder>` (a saved `LMIndexerForSemanticID`: the retriever starts from its backbone and codebooks,
+  as in the paper) or a baseline `--id_scheme random|kmeans|rq_kmeans` on `--backbone`.
+
+Writes to `--output_dir` (default `outputs/retrieval-<dataset>`): the retriever (`save_pretrained`, IDs inside) and
+its tokenizer, and `retrieval_report.json` + `.md` (metrics, split, labels, training examples, wall time, machine).
+Re-running the same command continues from the last checkpoint in `output_dir`; `--max_train_minutes` stops training
+after a wall-time budget; `--do_train False` only evaluates. `examples/run_recommendation.py` reuses the helpers of
+this script.
+"""
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from datasets import Dataset
+from run_indexing import configure_logging
+from transformers import (
+    AutoTokenizer,
+    HfArgumentParser,
+    PreTrainedTokenizerBase,
+    Seq2SeqTrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs, load_backbone
+from modeling_lmindexer.baselines import (
+    hierarchical_kmeans_codes,
+    random_codes,
+    residual_kmeans_codes,
+    sentence_embeddings,
+)
+from modeling_lmindexer.data import load_corpus
+from modeling_lmindexer.data.retrieval_tasks import INDEXING, RETRIEVAL_DATASETS, RetrievalTask, load_retrieval_task
+from trainers import (
+    LMIndexerRetrieverTrainer,
+    RetrievalReport,
+    TimeBudgetCallback,
+    retrieval_evaluation_dataset,
+    retrieval_training_dataset,
+)
+from trainers.report import machine_info
+
+
+logger = logging.getLogger(__name__)
+
+START_TIME = time.time()
+
+ID_SCHEMES = {
+    "random": "random",
+    "kmeans": "hierarchical k-means on MiniLM sentence embeddings",
+    "rq_kmeans": "residual k-means on MiniLM sentence embeddings",
+}
+# Training defaults of the downstream scripts; every one can be changed with its flag.
+TRAINING_DEFAULTS = dict(
+    do_train=True,
+    learning_rate=5e-4,
+    per_device_train_batch_size=32,
+    per_device_eval_batch_size=16,
+    save_total_limit=1,
+    logging_steps=50,
+    report_to="none",
+)
+
+
+@dataclass
+class RetrieverArguments:
+    indexer: str | None = field(
+        default=None, metadata={"help": "Folder of a saved LMIndexerForSemanticID whose IDs and weights to use."}
+    )
+    id_scheme: str | None = field(
+        default=None,
+        metadata={"help": "Baseline IDs instead of an indexer: random, kmeans (hierarchical), rq_kmeans (residual)."},
+    )
+    backbone: str = field(
+        default=DEFAULT_BACKBONE, metadata={"help": "Seq2seq backbone of a baseline retriever (Hub id or folder)."}
+    )
+    codebook_sizes: list[int] = field(
+        default_factory=lambda: [256, 256, 256], metadata={"help": "Codes per level of the baseline IDs."}
+    )
+    k_values: list[int] = field(default_factory=lambda: [1, 5, 10], metadata={"help": "Cut-offs K of the metrics."})
+    num_beams: int = field(default=20, metadata={"help": "Beam width of the constrained beam search."})
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "Stop training after this many minutes (per run; a resumed run starts anew)."}
+    )
+    auto_resume: bool = field(
+        default=True, metadata={"help": "Continue from the last checkpoint in output_dir (False starts over)."}
+    )
+
+
+@dataclass
+class RetrievalArguments:
+    dataset: str = field(
+        default="scifact",
+        metadata={"help": f"One of {', '.join(RETRIEVAL_DATASETS)} (beauty/office: the product-search substitute)."},
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Folder holding the corpora (../shared/data)."})
+    max_documents: int | None = field(default=None, metadata={"help": "Index only the first N documents."})
+    max_test_queries: int | None = field(default=None, metadata={"help": "Evaluate on the first N test queries."})
+    pseudo_queries_per_document: int | None = field(
+        default=None,
+        metadata={"help": "Pseudo-queries per document (title or first sentence, then spans); msmarco5k: 3, else 0."},
+    )
+    max_query_length: int = field(default=64, metadata={"help": "Tokens kept per query."})
+    max_document_length: int = field(default=128, metadata={"help": "Tokens kept per document (indexing pairs)."})
+
+
+def parse_arguments(dataclass_types: tuple, output_prefix: str, default_dataset: str, **defaults) -> tuple:
+    """Parse the script's dataclasses, with `TRAINING_DEFAULTS` and `output_dir` defaulting to `<prefix>-<dataset>`."""
+    parser = HfArgumentParser(dataclass_types)
+    parser.set_defaults(**TRAINING_DEFAULTS, **defaults)
+    if "--output_dir" not in sys.argv:
+        dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else default_dataset
+        sys.argv += ["--output_dir", f"outputs/{output_prefix}-{dataset}"]
+    parsed = parser.parse_args_into_dataclasses()
+    training_args = parsed[-1]
+    # CPU threads are left to OMP_NUM_THREADS (`accelerate launch --num_cpu_threads_per_process`): on a busy
+    # machine, more threads than free cores made every step tens of times slower.
+    configure_logging(training_args)
+    set_seed(training_args.seed)
+    return parsed
+
+
+def baseline_semantic_ids(
+    scheme: str, corpus: Dataset, codebook_sizes: list[int], training_args: Seq2SeqTrainingArguments
+) -> SemanticIDs:
+    """
+    Baseline IDs of the corpus, computed once by the main process and read by the others from
+    `output_dir/semantic_ids-<scheme>-seed<seed>.json` (also reused when a stopped run is resumed).
+    """
+    path = Path(training_args.output_dir) / f"semantic_ids-{scheme}-seed{training_args.seed}.json"
+    doc_ids = list(corpus["doc_id"])
+    with training_args.main_process_first(desc=f"{scheme} semantic IDs"):
+        if path.is_file():
+            semantic_ids = SemanticIDs.load(path)
+            learned_sizes = list(semantic_ids.codebook_sizes[: semantic_ids.num_learned_levels])
+            if semantic_ids.doc_ids == doc_ids and learned_sizes == list(codebook_sizes):
+                logger.info(f"Reusing the {scheme} IDs of {path}.")
+                return semantic_ids
+        if scheme == "random":
+            codes = random_codes(len(doc_ids), codebook_sizes, seed=training_args.seed)
+        else:
+            embeddings = sentence_embeddings(list(corpus["text"]), show_progress_bar=training_args.should_log)
+            code_function = hierarchical_kmeans_codes if scheme == "kmeans" else residual_kmeans_codes
+            codes = code_function(embeddings, codebook_sizes, seed=training_args.seed)
+        semantic_ids = SemanticIDs.from_learned_codes(doc_ids, codes, codebook_sizes)
+        if training_args.should_save:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            semantic_ids.save(path)
+    return semantic_ids
+
+
+def build_retriever(
+    args: RetrieverArguments,
+    corpus: Dataset,
+    dataset: str,
+    training_args: Seq2SeqTrainingArguments,
+    max_query_length: int = 64,
+) -> tuple[LMIndexerRetriever, PreTrainedTokenizerBase, str]:
+    """
+    The retriever and its tokenizer: from a saved indexer (`--indexer`) or from a backbone with baseline IDs over
+    `corpus` (`--id_scheme`), with a description of the IDs. Bad input ends the run with one error line.
+    """
+    if (args.indexer is None) == (args.id_scheme is None):
+        sys.exit(
+            "error: pass either --indexer <folder of a saved LMIndexerForSemanticID> or --id_scheme "
+            f"{'|'.join(ID_SCHEMES)}"
+        )
+    if args.indexer is not None:
+        try:
+            indexer = LMIndexerForSemanticID.from_pretrained(args.indexer)
+            tokenizer = AutoTokenizer.from_pretrained(args.indexer)
+        except (OSError, ValueError) as error:
+            sys.exit(f"error: cannot load the indexer '{args.indexer}': {str(error).splitlines()[0]}")
+        if indexer.semantic_ids is None:
+            sys.exit(f"error: the indexer '{args.indexer}' carries no semantic IDs; run examples/run_indexing.py.")
+        retriever = LMIndexerRetriever.from_indexer(indexer, max_query_length=max_query_length, dataset_name=dataset)
+        return retriever, tokenizer, f"LMIndexer ({args.indexer})"
+    if args.id_scheme not in ID_SCHEMES:
+        sys.exit(f"error: unknown --id_scheme '{args.id_scheme}'; choose from {', '.join(ID_SCHEMES)}.")
+    try:
+        semantic_ids = baseline_semantic_ids(args.id_scheme, corpus, args.codebook_sizes, training_args)
+    except ValueError as error:
+        sys.exit(f"error: {args.id_scheme} IDs: {error}")
+    backbone, tokenizer = load_backbone(args.backbone)
+    retriever = LMIndexerRetriever.from_backbone(
+        backbone, semantic_ids, max_query_length=max_query_length, dataset_name=dataset
+    )
+    return retriever, tokenizer, ID_SCHEMES[args.id_scheme]
+
+
+def resume_source(args: RetrieverArguments, training_args: Seq2SeqTrainingArguments) -> str | None:
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    if args.auto_resume and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is not None:
+            logger.info(f"Continuing from {checkpoint} (--auto_resume False starts over).")
+        return checkpoint
+    return None
+
+
+def train_evaluate_and_report(
+    task: RetrievalTask,
+    retriever: LMIndexerRetriever,
+    tokenizer: PreTrainedTokenizerBase,
+    datasets: dict[str, Dataset | None],
+    args: RetrieverArguments,
+    training_args: Seq2SeqTrainingArguments,
+    id_scheme: str,
+    published: dict[str, dict[str, float]] | None = None,
+) -> dict[str, float]:
+    """
+    Train on `datasets["train"]` (evaluating on `datasets["validation"]` as `eval_strategy` says), evaluate on
+    `datasets["test"]`, then, on the main process, save the retriever and tokenizer and write the report.
+
+    Returns:
+        `dict[str, float]`: The test metrics, e.g. `{"recall@10": ...}`.
+    """
+    for label in task.labels:
+        logger.warning(f"{task.name}: {label}")
+    budget = TimeBudgetCallback(args.max_train_minutes) if args.max_train_minutes is not None else None
+    trainer = LMIndexerRetrieverTrainer(
+        retriever,
+        training_args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("validation"),
+        processing_class=tokenizer,
+        callbacks=[budget] if budget is not None else None,
+        k_values=args.k_values,
+        num_beams=args.num_beams,
+    )
+    training_seconds = 0.0
+    if training_args.do_train:
+        train_start = time.time()
+        trainer.train(resume_from_checkpoint=resume_source(args, training_args))
+        training_seconds = time.time() - train_start
+    evaluation_start = time.time()
+    test_metrics = trainer.evaluate(datasets["test"], metric_key_prefix="test")
+    evaluation_seconds = time.time() - evaluation_start
+    metric_names = [f"{name}@{k}" for name in ("recall", "ndcg", "mrr") for k in trainer.k_values]
+    metrics = {name: test_metrics[f"test_{name}"] for name in metric_names}
+    logger.info(f"Test metrics ({task.name}, {id_scheme} IDs): {metrics}")
+
+    retriever.config.retrieval_metrics = {name: round(value, 4) for name, value in metrics.items()}
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        report = RetrievalReport(
+            dataset=task.name,
+            task_type=task.task_type,
+            split_description=task.split_description,
+            labels=task.labels,
+            id_scheme=id_scheme,
+            backbone=retriever.config.backbone_name_or_path or retriever.config.seq2seq_config.model_type,
+            num_documents=len(retriever.semantic_ids),
+            codebook_sizes=list(retriever.config.codebook_sizes),
+            k_values=trainer.k_values,
+            num_beams=trainer.num_beams,
+            num_test_queries=len(datasets["test"]),
+            num_dropped_test_queries=task.num_dropped_test_queries,
+            training_examples=task.training_counts(),
+            metrics=metrics,
+            published=published or {},
+            wall_time_seconds={
+                "training": training_seconds,
+                "evaluation": evaluation_seconds,
+                "total": time.time() - START_TIME,
+            },
+            stopped_by_time_budget=budget is not None and budget.stopped_training,
+            training={
+                "trained": training_args.do_train,
+                "optimizer steps": trainer.state.global_step,
+                "epochs done": round(trainer.state.epoch or 0.0, 3),
+                "learning rate": training_args.learning_rate,
+                "global train batch size": training_args.train_batch_size
+                * training_args.gradient_accumulation_steps
+                * training_args.world_size,
+                "processes": training_args.world_size,
+                "max train minutes": args.max_train_minutes,
+                "seed": training_args.seed,
+            },
+            machine=machine_info(),
+        )
+        report.write(training_args.output_dir)
+        if training_args.push_to_hub:
+            repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+            retriever.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+            tokenizer.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+    trainer.end()
+    return metrics
+
+
+def main() -> None:
+    args, retriever_args, training_args = parse_arguments(
+        (RetrievalArguments, RetrieverArguments, Seq2SeqTrainingArguments), "retrieval", "scifact"
+    )
+    if args.dataset not in RETRIEVAL_DATASETS:
+        sys.exit(f"error: unknown retrieval dataset '{args.dataset}'; choose from {', '.join(RETRIEVAL_DATASETS)}.")
+    if training_args.eval_strategy != "no":
+        sys.exit(f"error: '{args.dataset}' has no validation queries; keep --eval_strategy no.")
+    try:
+        corpus = load_corpus(args.dataset, args.data_dir)
+        if args.max_documents is not None:
+            corpus = corpus.select(range(min(args.max_documents, len(corpus))))
+        task = load_retrieval_task(
+            args.dataset, args.data_dir, corpus, args.pseudo_queries_per_document, seed=training_args.seed
+        )
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    retriever, tokenizer, id_scheme = build_retriever(
+        retriever_args, corpus, args.dataset, training_args, args.max_query_length
+    )
+    task = task.restrict_to_documents(retriever.semantic_ids.doc_ids)
+    if args.max_test_queries is not None:
+        task = replace(task, test=task.test[: args.max_test_queries])
+    if args.max_documents is not None or args.max_test_queries is not None:
+        subset = (
+            f"quick run on a subset ({len(retriever.semantic_ids)} documents, {len(task.test)} test queries): not "
+            "comparable with full-dataset results"
+        )
+        task = replace(task, labels=[*task.labels, subset])
+    if not task.test:
+        sys.exit(f"error: no test query of '{args.dataset}' has a relevant document with a semantic ID.")
+
+    def tokenize(texts: list[str], max_length: int) -> list[list[int]]:
+        return tokenizer(texts, max_length=max_length, truncation=True)["input_ids"]
+
+    # Documents (indexing pairs) keep max_document_length tokens, queries and pseudo-queries max_query_length.
+    train_input_ids: list[list[int]] = [[] for _ in task.train]
+    for is_document, max_length in ((True, args.max_document_length), (False, args.max_query_length)):
+        positions = [row for row, pair in enumerate(task.train) if (pair.kind == INDEXING) == is_document]
+        for row, input_ids in zip(positions, tokenize([task.train[row].source for row in positions], max_length)):
+            train_input_ids[row] = input_ids
+    datasets = {
+        "train": retrieval_training_dataset(retriever, train_input_ids, [pair.target for pair in task.train]),
+        "test": retrieval_evaluation_dataset(
+            retriever,
+            tokenize([query.source for query in task.test], args.max_query_length),
+            [query.relevance for query in task.test],
+        ),
+    }
+    logger.info(
+        f"{task.name}: {len(task.train)} training pairs {task.training_counts()}, {len(task.test)} test queries, "
+        f"{len(retriever.semantic_ids)} indexed documents."
+    )
+    train_evaluate_and_report(task, retriever, tokenizer, datasets, retriever_args, training_args, id_scheme)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""benchmarks/bench_decoding.py: a tiny --quick run writes every method row, passing checks and measured ratios."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_decoding.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("bench_decoding", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_tiny_run_writes_the_grid_checks_and_ratios(tmp_path):
+    bench = load_benchmark()
+    bench.main(["--quick", "--model_size", "tiny", "--repeats", "1", "--threads", "1", "--results_dir", str(tmp_path)])
+
+    result = json.loads((tmp_path / "decoding_quick.json").read_text())
+    markdown = (tmp_path / "decoding_quick.md").read_text()
+    assert result["machine"]["torch"] and result["seed"] == 42 and result["arguments"]["quick"]
+    assert [(cell["num_ids"], cell["num_beams"]) for cell in result["cells"]] == [(10**4, 10), (10**4, 20)]
+    for cell in result["cells"]:
+        medians = {method: cell["ms_per_query"][method]["median"] for method in bench.METHODS}
+        assert all(median > 0 for median in medians.values())
+        for name, (numerator, denominator) in bench.RATIOS.items():
+            assert cell["ratios"][name] == pytest.approx(medians[numerator] / medians[denominator], abs=1e-3)
+        checks = cell["checks"]
+        assert checks["trie_matches_prefix_fn"] is True
+        assert checks["trie_only_valid_ids"] is True and checks["id_only_trie_only_valid_ids"] is True
+    assert len({ratio for cell in result["cells"] for ratio in cell["ratios"].values()}) > 1
+
+    (trie,) = result["tries"]
+    assert trie["num_ids"] == 10**4 and 0 < trie["trie_bytes_per_id"] < trie["dict_trie_bytes_per_id"]
+    verdict = result["acceptance"]
+    assert (verdict["num_ids"], verdict["num_beams"], verdict["at_target_cell"]) == (10**4, 20, False)
+    assert [criterion["value"] for criterion in verdict["criteria"]][:3] == [
+        result["cells"][1]["ratios"][name] for name in bench.RATIOS
+    ]
+
+    for description in bench.METHODS.values():
+        assert description in markdown
+    assert "indicative only" in markdown and ("PASS" in markdown or "FAIL" in markdown)

@@ -1,0 +1,360 @@
+"""LMIndexerRetrieverTrainer and the downstream example scripts.
+
+The trainer: evaluation by constrained beam search with retrieval metrics (equal to a direct computation on the
+generated rankings), the time budget, the report. The scripts `examples/run_retrieval.py` and
+`examples/run_recommendation.py` run end to end in a subprocess on synthetic data files written by the tests (Beauty,
+Office and Cranfield layouts, no shared data needed) with a tiny T5 backbone saved by the tests, on 1 and 2 processes.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_indexer_config, tiny_t5_config
+from datasets import Dataset
+from test_retrieval_tasks import write_synthetic_beauty, write_synthetic_cranfield, write_synthetic_office
+from test_retriever import DOC_IDS, QUERIES, tiny_retriever
+from transformers import Seq2SeqTrainingArguments, T5ForConditionalGeneration
+
+from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs
+from modeling_lmindexer.data.retrieval_tasks import PRODUCT_SEARCH_SUBSTITUTE_LABEL
+from modeling_lmindexer.metrics import compute_retrieval_metrics
+from trainers import (
+    LMIndexerRetrieverTrainer,
+    RetrievalReport,
+    TimeBudgetCallback,
+    retrieval_evaluation_dataset,
+    retrieval_training_dataset,
+)
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+K_VALUES = [1, 5, 10]
+METRIC_NAMES = [f"{name}@{k}" for name in ("recall", "ndcg", "mrr") for k in K_VALUES]
+TIGER_BEAUTY = {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384}
+
+
+def training_args(tmp_path: Path, **overrides) -> Seq2SeqTrainingArguments:
+    values = dict(
+        output_dir=str(tmp_path / "trainer"),
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=3,
+        learning_rate=1e-2,
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        num_train_epochs=1,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+    )
+    values.update(overrides)
+    return Seq2SeqTrainingArguments(**values)
+
+
+def query_datasets(model: LMIndexerRetriever, tokenizer, relevance: list[dict] | None = None) -> tuple:
+    """The eight synthetic queries: training pairs (query -> its document) and evaluation queries."""
+    input_ids = tokenizer(QUERIES)["input_ids"]
+    relevance = [{doc_id: 1} for doc_id in DOC_IDS] if relevance is None else relevance
+    train = retrieval_training_dataset(model, input_ids, DOC_IDS)
+    return train, retrieval_evaluation_dataset(model, input_ids, relevance)
+
+
+def graded_relevance() -> list[dict]:
+    """Several relevant documents for some queries, graded, one of them without a semantic ID."""
+    relevance = [{doc_id: 1} for doc_id in DOC_IDS]
+    relevance[0] = {"doc-0": 2, "doc-4": 1, "doc-9": 3}
+    relevance[3] = {"doc-3": 1, "doc-7": 2, "doc-1": 0}
+    return relevance
+
+
+def make_trainer(model, tokenizer, tmp_path, relevance=None, **overrides) -> LMIndexerRetrieverTrainer:
+    train, evaluation = query_datasets(model, tokenizer, relevance)
+    return LMIndexerRetrieverTrainer(
+        model,
+        training_args(tmp_path, **overrides),
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        k_values=K_VALUES,
+    )
+
+
+@pytest.fixture(scope="module")
+def overfitted_trainer(t5_tokenizer, tmp_path_factory) -> LMIndexerRetrieverTrainer:
+    """A tiny T5 retriever trained by the trainer on the eight (query, document) pairs until it knows them."""
+    trainer = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path_factory.mktemp("overfit"), num_train_epochs=60)
+    trainer.train()
+    return trainer
+
+
+def test_evaluate_logs_recall_ndcg_and_mrr_in_unit_range(t5_tokenizer, tmp_path):
+    trainer = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, relevance=graded_relevance())
+    metrics = trainer.evaluate()
+    assert {f"eval_{name}" for name in METRIC_NAMES} | {"eval_loss"} <= set(metrics)
+    assert all(0.0 <= metrics[f"eval_{name}"] <= 1.0 for name in METRIC_NAMES)
+    assert trainer.state.log_history[-1]["eval_recall@10"] == metrics["eval_recall@10"]
+
+
+def test_overfitting_eight_queries_gives_recall_at_1_of_1(overfitted_trainer):
+    metrics = overfitted_trainer.evaluate()
+    assert metrics["eval_recall@1"] == 1.0 and metrics["eval_mrr@10"] == 1.0 and metrics["eval_ndcg@10"] == 1.0
+
+
+def test_rankings_stay_with_their_queries_under_a_length_grouped_sampler(overfitted_trainer, t5_tokenizer, tmp_path):
+    model = overfitted_trainer.model
+    trainer = make_trainer(model, t5_tokenizer, tmp_path, train_sampling_strategy="group_by_length")
+    evaluation = query_datasets(model, t5_tokenizer)[1]
+    assert list(trainer._get_eval_sampler(evaluation)) != list(range(len(QUERIES)))  # longest queries first
+    output = trainer.predict(evaluation)
+    assert output.label_ids.tolist() == list(range(len(QUERIES)))
+    assert [ranking[0] for ranking in trainer.rankings(output.predictions)] == DOC_IDS
+    assert output.metrics["test_recall@1"] == 1.0
+
+
+def test_metrics_equal_a_direct_computation_on_the_generated_rankings(t5_tokenizer, tmp_path):
+    relevance = graded_relevance()
+    trainer = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, relevance=relevance, num_train_epochs=4)
+    trainer.train()
+    model = trainer.model
+    output = trainer.predict(query_datasets(model, t5_tokenizer, relevance)[1])
+    # 8 documents are indexed: 8 beams are returned per query, each the start token, 3 ID tokens and the end token.
+    assert output.predictions.shape == (len(QUERIES), len(DOC_IDS), model.config.num_levels + 2)
+    rankings = []
+    for sequences in output.predictions:
+        doc_ids = model.doc_ids_from_sequences(torch.as_tensor(sequences))
+        rankings.append(list(dict.fromkeys(doc_id for doc_id in doc_ids if doc_id is not None)))
+    assert rankings == trainer.rankings(output.predictions)
+    assert rankings == model.retrieve(QUERIES, t5_tokenizer, k=10, num_beams=20, batch_size=3)
+    expected = compute_retrieval_metrics(rankings, relevance, K_VALUES)
+    assert {name: output.metrics[f"test_{name}"] for name in METRIC_NAMES} == pytest.approx(expected, abs=1e-12)
+    assert 0.0 < expected["ndcg@10"] < 1.0  # graded, with a relevant document that has no ID
+
+
+def test_bad_arguments_are_refused(t5_tokenizer, tmp_path):
+    model = tiny_retriever()
+    train, evaluation = query_datasets(model, t5_tokenizer)
+    args = training_args(tmp_path)
+    with pytest.raises(ValueError, match="computes its retrieval metrics itself"):
+        LMIndexerRetrieverTrainer(model, args, processing_class=t5_tokenizer, compute_metrics=lambda prediction: {})
+    with pytest.raises(ValueError, match="num_beams = 5 is below the largest cut-off K = 10"):
+        LMIndexerRetrieverTrainer(model, args, processing_class=t5_tokenizer, k_values=[1, 10], num_beams=5)
+    with pytest.raises(ValueError, match="Pass processing_class"):
+        LMIndexerRetrieverTrainer(model, args)
+    trainer = LMIndexerRetrieverTrainer(model, args, train_dataset=train, processing_class=t5_tokenizer)
+    assert trainer.num_beams == 20 and trainer.k_values == [1, 5, 10]
+    with pytest.raises(ValueError, match="'relevant_doc_ids' column"):
+        trainer.evaluate(train)
+    with pytest.raises(ValueError, match="Query 1 has no relevant document with a semantic ID"):
+        retrieval_evaluation_dataset(model, [[5, 1], [6, 1]], [{"doc-1": 1}, {"doc-99": 1, "doc-2": 0}])
+
+
+def test_time_budget_stops_training_after_the_first_step(t5_tokenizer, tmp_path):
+    budget = TimeBudgetCallback(max_minutes=1e-6)
+    trainer = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, num_train_epochs=5)
+    trainer.add_callback(budget)
+    trainer.train()
+    assert trainer.state.global_step == 1 and budget.stopped_training
+    with pytest.raises(ValueError, match="must be positive"):
+        TimeBudgetCallback(0)
+
+
+def test_report_shows_labels_and_published_results(tmp_path):
+    report = RetrievalReport(
+        dataset="beauty",
+        task_type="sequential recommendation",
+        split_description="leave-one-out",
+        labels=["time order: file order"],
+        id_scheme="random",
+        backbone="tiny",
+        num_documents=12,
+        codebook_sizes=[4, 4, 2],
+        k_values=[5, 10],
+        num_beams=20,
+        num_test_queries=7,
+        num_dropped_test_queries=0,
+        training_examples={"next-item": 10},
+        metrics={f"{name}@{k}": 0.5 for name in ("recall", "ndcg", "mrr") for k in (5, 10)},
+        published={"TIGER": TIGER_BEAUTY},
+        training={"learning rate": 1e-5},
+    )
+    json_path, markdown_path = report.write(tmp_path)
+    assert RetrievalReport(**json.loads(json_path.read_text())) == report
+    markdown = markdown_path.read_text()
+    assert "> **time order: file order**" in markdown
+    assert "| TIGER | 0.0454 | 0.0648 | 0.0321 | 0.0384 | n/a | n/a |" in markdown
+    assert "| random IDs (this run) | 0.5000 |" in markdown and "| learning rate | 1e-05 |" in markdown
+
+
+# --- the example scripts, in subprocesses ---
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(t5_tokenizer, tmp_path_factory) -> Path:
+    """A folder with a tiny random T5 and the real T5 tokenizer, loadable by `--backbone`."""
+    path = tmp_path_factory.mktemp("tiny-t5")
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(tiny_t5_config()).save_pretrained(path)
+    t5_tokenizer.save_pretrained(path)
+    return path
+
+
+def run_script(script: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    command = [sys.executable, str(EXAMPLES / script), *arguments, "--disable_tqdm", "True", "--log_level", "warning"]
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def read_report(output_dir: Path) -> dict:
+    return json.loads((output_dir / "retrieval_report.json").read_text())
+
+
+@pytest.mark.parametrize("script, arguments, message", [
+    ("run_retrieval.py", ["--dataset", "nq320k", "--id_scheme", "random"], "unknown retrieval dataset 'nq320k'"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}"], "pass either --indexer"),
+    ("run_retrieval.py", ["--dataset", "scifact", "--data_dir", "{empty}", "--id_scheme", "random"], "scifact.zip"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "rq"],
+     "unknown --id_scheme"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}"],
+     "cannot load the indexer"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--eval_strategy", "steps"], "has no validation queries"),
+    ("run_recommendation.py", ["--dataset", "cranfield", "--id_scheme", "random"],
+     "unknown recommendation dataset 'cranfield'"),
+    ("run_recommendation.py", ["--dataset", "beauty", "--data_dir", "{empty}", "--id_scheme", "random"],
+     "Beauty.inter.json"),
+])  # fmt: skip
+def test_bad_input_stops_with_one_error_line(script, arguments, message, tmp_path):
+    (tmp_path / "empty").mkdir()
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+    arguments = [argument.format(empty=tmp_path / "empty", data=data_dir) for argument in arguments]
+    completed = run_script(script, *arguments, "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert completed.returncode != 0
+    error_lines = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0], completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr
+
+
+def test_run_retrieval_product_search_substitute_end_to_end(tiny_backbone, tmp_path):
+    data_dir = write_synthetic_office(tmp_path / "data")
+    output_dir = tmp_path / "out"
+    completed = run_script(
+        "run_retrieval.py", "--dataset", "office", "--data_dir", str(data_dir), "--id_scheme", "random",
+        "--backbone", str(tiny_backbone), "--codebook_sizes", "4", "4", "--num_train_epochs", "2",
+        "--per_device_train_batch_size", "8", "--output_dir", str(output_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = read_report(output_dir)
+    assert report["labels"] == [PRODUCT_SEARCH_SUBSTITUTE_LABEL] and report["task_type"] == report["labels"][0]
+    assert PRODUCT_SEARCH_SUBSTITUTE_LABEL in report["split_description"]
+    assert f"> **{PRODUCT_SEARCH_SUBSTITUTE_LABEL}**" in (output_dir / "retrieval_report.md").read_text()
+    assert report["num_test_queries"] == 5 and report["training_examples"] == {"query": 5, "indexing": 12}
+    assert set(report["metrics"]) == set(METRIC_NAMES) and all(0 <= v <= 1 for v in report["metrics"].values())
+    assert report["num_beams"] == 20 and report["training"]["optimizer steps"] == 6
+    retriever = LMIndexerRetriever.from_pretrained(output_dir)
+    assert len(retriever.semantic_ids) == 12 and (output_dir / "tokenizer.json").is_file()
+    assert set(retriever.config.retrieval_metrics) == set(METRIC_NAMES)
+
+
+def save_tiny_indexer(path: Path, doc_ids: list[str], tokenizer) -> Path:
+    """An (untrained) tiny indexer carrying random learned IDs of `doc_ids`, saved with its tokenizer."""
+    torch.manual_seed(0)
+    indexer = LMIndexerForSemanticID(tiny_indexer_config())
+    sizes = list(indexer.config.codebook_sizes)
+    codes = np.random.default_rng(0).integers(0, sizes, size=(len(doc_ids), len(sizes)))
+    indexer.semantic_ids = SemanticIDs.from_learned_codes(doc_ids, codes, sizes)
+    indexer.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_run_retrieval_from_a_saved_indexer_within_a_time_budget(t5_tokenizer, tmp_path):
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+    indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
+    output_dir = tmp_path / "out"
+    completed = run_script(
+        "run_retrieval.py", "--dataset", "cranfield", "--data_dir", str(data_dir), "--indexer", str(indexer),
+        "--max_train_minutes", "0.00001", "--per_device_train_batch_size", "4", "--output_dir", str(output_dir),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = read_report(output_dir)
+    assert report["id_scheme"] == f"LMIndexer ({indexer})" and report["stopped_by_time_budget"]
+    assert report["training"]["optimizer steps"] == 1 and report["num_test_queries"] == 4
+    assert report["training_examples"] == {"query": 12, "indexing": 12} and report["labels"] == []
+
+
+def test_run_recommendation_reports_tiger_next_to_ours(tiny_backbone, tmp_path):
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    output_dir = tmp_path / "out"
+    completed = run_script(
+        "run_recommendation.py", "--dataset", "beauty", "--data_dir", str(data_dir), "--id_scheme", "random",
+        "--backbone", str(tiny_backbone), "--codebook_sizes", "4", "4", "--num_train_epochs", "1",
+        "--output_dir", str(output_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = read_report(output_dir)
+    assert report["task_type"] == "sequential recommendation" and report["num_test_queries"] == 7
+    assert report["k_values"] == [5, 10] and report["training_examples"] == {"next-item": 10}
+    assert "9,719 users" in report["labels"][0] and "9,719 users" in report["split_description"]
+    assert list(report["published"].values()) == [TIGER_BEAUTY]
+    markdown = (output_dir / "retrieval_report.md").read_text()
+    assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | n/a | n/a |" in markdown
+    assert "| random IDs (this run) |" in markdown
+
+
+def test_run_recommendation_refuses_ids_of_another_catalogue(t5_tokenizer, tmp_path):
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    indexer = save_tiny_indexer(tmp_path / "indexer", [str(item) for item in range(1, 13)], t5_tokenizer)
+    completed = run_script(
+        "run_recommendation.py", "--dataset", "beauty", "--data_dir", str(data_dir), "--indexer", str(indexer),
+        "--output_dir", str(tmp_path / "out"), cwd=tmp_path,
+    )  # fmt: skip
+    error_lines = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert completed.returncode != 0 and len(error_lines) == 1, completed.stderr[-2000:]
+    assert "1 of the 12 items of the 'beauty' sequences have no semantic ID (e.g. '0')" in error_lines[0]
+
+
+def launch_recommendation(data_dir: Path, backbone: Path, output_dir: Path, num_processes: int) -> dict:
+    """A 2-step run at learning rate 0 (the weights stay as initialised), evaluated on the 7 test users."""
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    distributed = ["--multi_gpu"] if num_processes > 1 else ["--cpu"]
+    command = [accelerate, "launch", *distributed, "--num_processes", str(num_processes), "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29541"]
+    command += [str(EXAMPLES / "run_recommendation.py"), "--dataset", "beauty", "--data_dir", str(data_dir)]
+    command += ["--id_scheme", "random", "--backbone", str(backbone), "--codebook_sizes", "4", "4"]
+    command += ["--max_steps", "2", "--learning_rate", "0", "--per_device_train_batch_size", "2"]
+    command += ["--per_device_eval_batch_size", "2", "--max_train_minutes", "10", "--output_dir", str(output_dir)]
+    command += ["--use_cpu", "True", "--disable_tqdm", "True", "--log_level", "warning"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    return read_report(output_dir)
+
+
+def test_two_processes_evaluate_every_user_once_with_the_metrics_of_one(tiny_backbone, tmp_path):
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    one = launch_recommendation(data_dir, tiny_backbone, tmp_path / "one", num_processes=1)
+    two = launch_recommendation(data_dir, tiny_backbone, tmp_path / "two", num_processes=2)
+    assert (one["training"]["processes"], two["training"]["processes"]) == (1, 2)
+    # 7 users in batches of 2 over 2 processes: the last batch is padded with a repeated user, which must not count.
+    assert one["num_test_queries"] == two["num_test_queries"] == 7
+    assert two["training"]["optimizer steps"] == 2
+    assert two["metrics"] == pytest.approx(one["metrics"], abs=1e-12) and one["metrics"]["recall@10"] > 0
+
+
+def test_evaluation_datasets_keep_the_judgments_of_every_query(t5_tokenizer):
+    model = tiny_retriever()
+    dataset = retrieval_evaluation_dataset(
+        model, [[5, 1], [6, 1]], [{"doc-1": 1, "doc-2": 3}, {"doc-99": 2, "doc-3": 1}]
+    )
+    assert isinstance(dataset, Dataset) and dataset["relevant_doc_ids"] == [["doc-1", "doc-2"], ["doc-99", "doc-3"]]
+    assert dataset["relevance"] == [[1, 3], [2, 1]]
+    assert dataset["labels"] == [model.id_tokens("doc-2"), model.id_tokens("doc-3")]  # best graded with an ID
