@@ -30,6 +30,14 @@ def cached_optional_file(
     )
 
 
+def save_ids_and_model_card(save_directory: str | os.PathLike, semantic_ids, model_card: str) -> None:
+    """Write the [`SemanticIDs`] (when there are any) and the model card next to the weights."""
+    if semantic_ids is not None:
+        semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
+    with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
+        card_file.write(model_card)
+
+
 class SavedFolderPushMixin:
     """
     `push_to_hub` for models whose `save_pretrained` writes extra files (semantic IDs, model card): the folder that

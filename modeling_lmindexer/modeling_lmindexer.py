@@ -18,7 +18,7 @@ from transformers.utils import ModelOutput, logging
 
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
-from .hub_utils import MODEL_CARD_NAME, SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file
+from .hub_utils import SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file, save_ids_and_model_card
 from .reconstructor import LMIndexerReconstructor
 from .semantic_ids import SemanticIDs, validate_corpus
 
@@ -618,13 +618,10 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
         if not is_main_process:
             return
-        if self.semantic_ids is not None:
-            self.semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
+        save_ids_and_model_card(save_directory, self.semantic_ids, self.model_card())
         group_means = self.prefix_group_means.to_tensors()
         if group_means:
             save_file(group_means, os.path.join(save_directory, PREFIX_GROUP_MEANS_NAME))
-        with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
-            card_file.write(self.model_card())
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):

@@ -24,7 +24,7 @@ from transformers.utils import logging
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_config
-from .hub_utils import MODEL_CARD_NAME, SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file
+from .hub_utils import SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file, save_ids_and_model_card
 from .logits_process import TrieConstrainedLogitsProcessor
 from .semantic_ids import SemanticIDs
 from .trie import IDTrie
@@ -662,10 +662,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
         if not is_main_process:
             return
-        if self._semantic_ids is not None:
-            self._semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
-        with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
-            card_file.write(self.model_card())
+        save_ids_and_model_card(save_directory, self._semantic_ids, self.model_card())
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):

@@ -206,6 +206,24 @@ def _to_builtin(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def write_report_files(content: dict, markdown: str, output_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """
+    Write `content` as `{name}.json` (indent 2, numpy values as lists) and `markdown` as `{name}.md` into
+    `output_dir`, creating it if needed.
+
+    Returns:
+        `tuple[Path, Path]`: The JSON and Markdown files.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = output_dir / f"{name}.json", output_dir / f"{name}.md"
+    serialized = json.dumps(content, indent=2, ensure_ascii=False, default=_to_builtin)
+    json_path.write_text(serialized + "\n", encoding="utf-8")
+    markdown_path.write_text(markdown, encoding="utf-8")
+    logger.info(f"Wrote {json_path} and {markdown_path}.")
+    return json_path, markdown_path
+
+
 def _format_value(value: object) -> str:
     if value is None:
         return _MISSING
@@ -407,14 +425,7 @@ class IndexingReport:
         Returns:
             `tuple[Path, Path]`: The JSON and Markdown files.
         """
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        json_path, markdown_path = output_dir / f"{name}.json", output_dir / f"{name}.md"
-        content = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=_to_builtin)
-        json_path.write_text(content + "\n", encoding="utf-8")
-        markdown_path.write_text(self.to_markdown(), encoding="utf-8")
-        logger.info(f"Wrote the indexing report to {json_path} and {markdown_path}.")
-        return json_path, markdown_path
+        return write_report_files(self.to_dict(), self.to_markdown(), output_dir, name)
 
 
 __all__ = [

@@ -11,7 +11,6 @@ with trie-constrained beam search and scores them with Recall@K, NDCG@K and MRR@
 """
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -43,7 +42,7 @@ from modeling_lmindexer import LMIndexerRetriever
 from modeling_lmindexer.metrics import compute_retrieval_metrics
 from modeling_lmindexer.modeling_retriever import IGNORE_INDEX
 
-from .report import _markdown_table, _to_builtin
+from .report import _markdown_table, write_report_files
 
 
 logger = logging.get_logger(__name__)
@@ -494,14 +493,7 @@ class RetrievalReport:
         Returns:
             `tuple[Path, Path]`: The JSON and Markdown files.
         """
-        output_dir = Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        json_path, markdown_path = output_dir / f"{name}.json", output_dir / f"{name}.md"
-        content = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=_to_builtin)
-        json_path.write_text(content + "\n", encoding="utf-8")
-        markdown_path.write_text(self.to_markdown(), encoding="utf-8")
-        logger.info(f"Wrote the retrieval report to {json_path} and {markdown_path}.")
-        return json_path, markdown_path
+        return write_report_files(self.to_dict(), self.to_markdown(), output_dir, name)
 
 
 __all__ = [
