@@ -300,6 +300,8 @@ def train_evaluate_and_report(
             repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
             retriever.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
             tokenizer.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+    # The main process writes the report alone; the others wait, so that no process tears the group down early.
+    trainer.accelerator.wait_for_everyone()
     trainer.end()
     return metrics
 
