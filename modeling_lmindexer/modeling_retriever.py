@@ -239,7 +239,8 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         return self.backbone.get_output_embeddings()
 
     def resize_token_embeddings(self, *args, **kwargs):
-        raise NotImplementedError(
+        """Refused: the ID tokens sit at fixed positions after the text vocabulary."""
+        raise RuntimeError(
             "The retriever's vocabulary is fixed by text_vocab_size and codebook_sizes; build a new retriever for "
             "other IDs."
         )

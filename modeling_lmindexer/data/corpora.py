@@ -502,6 +502,16 @@ def _read_cranfield_qrels(path: Path) -> Qrels:
     return qrels
 
 
+def judged_query_halves(qrels: Qrels) -> tuple[set[str], set[str]]:
+    """
+    The fixed 50/50 split by id of Cranfield and CACM: the judged query ids sorted numerically, the first
+    `n // 2` for training and the rest for evaluation.
+    """
+    judged_ids = sorted(qrels, key=int)
+    half = len(judged_ids) // 2
+    return set(judged_ids[:half]), set(judged_ids[half:])
+
+
 def load_cranfield_queries(data_dir: DataDir | None, split: str = "train") -> tuple[Dataset, Qrels]:
     """
     Cranfield queries with graded qrels, split 50/50.
@@ -528,9 +538,9 @@ def load_cranfield_queries(data_dir: DataDir | None, split: str = "train") -> tu
         raise ValueError(f"Unknown Cranfield split '{split}'. Choose one of: {', '.join(CRANFIELD_SPLITS)}")
     records = _read_smart_records(_require_file("cranfield", data_dir, CRANFIELD_QUERIES_FILE))
     qrels = _read_cranfield_qrels(_require_file("cranfield", data_dir, CRANFIELD_QRELS_FILE))
+    train_ids, test_ids = judged_query_halves(qrels)
+    split_ids = train_ids if split == "train" else test_ids
     judged_ids = sorted(qrels, key=int)
-    half = len(judged_ids) // 2
-    split_ids = set(judged_ids[:half] if split == "train" else judged_ids[half:])
     queries = [
         {"query_id": str(position), "text": _normalize_whitespace(record.get("W", "")), "original_id": record["I"]}
         for position, record in enumerate(records, start=1)

@@ -30,6 +30,7 @@ from transformers.utils import logging
 from .corpora import (
     DataDir,
     Qrels,
+    judged_query_halves,
     load_cacm_queries,
     load_corpus,
     load_cranfield_queries,
@@ -338,10 +339,10 @@ def split_queries_by_id(queries: Dataset, qrels: Qrels) -> tuple[Dataset, Datase
         `tuple[Dataset, Dataset]`: The training and evaluation queries, each in file order.
     """
     query_ids = list(queries["query_id"])
-    judged_ids = sorted((query_id for query_id in query_ids if query_id in qrels), key=int)
-    train_ids = set(judged_ids[: len(judged_ids) // 2])
+    judged = {query_id: qrels[query_id] for query_id in query_ids if query_id in qrels}
+    train_ids, test_ids = judged_query_halves(judged)
     train_rows = [row for row, query_id in enumerate(query_ids) if query_id in train_ids]
-    test_rows = [row for row, query_id in enumerate(query_ids) if query_id in qrels and query_id not in train_ids]
+    test_rows = [row for row, query_id in enumerate(query_ids) if query_id in test_ids]
     return queries.select(train_rows), queries.select(test_rows)
 
 
