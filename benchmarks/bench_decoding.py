@@ -9,13 +9,22 @@ One randomly initialised retriever (a T5-small-shaped backbone over the 32,100-t
 - (b) `prefix_fn`: full vocabulary head + `prefix_allowed_tokens_fn=DictTrie(...).prefix_allowed_tokens_fn` (the
   GENRE way, `constrain_to_trie=False`);
 - (c) `unconstrained`: full vocabulary head, no constraint;
-- (d) `id_only_trie`: the ID-only output head + `TrieConstrainedLogitsProcessor`;
+- (d) `id_only_trie`: the ID-only output head + `TrieConstrainedLogitsProcessor`, decoded by the retriever's own
+  `id_beam_search` (the default of `generate()` with the ID-only head);
+- (e) `id_only_trie_generic`: the same, decoded by `GenerationMixin`'s generic beam search (`id_beam_search=False`);
 
 at 10^3, 10^4, 10^5 and 10^6 random unique IDs of 3 levels x 256 codes, with 10 and 20 beams. Every cell warms up
 once, then times `--repeats` runs of every method round-robin (the starting method rotates) and reports the median,
 min and max milliseconds per query (batch time / 16); the ratios (a)/(c), (b)/(a) and (b)/(d) come from the medians
-of one cell. It also checks that (a) and (b) return the same sequences and that (a) and (d) return only valid IDs,
-and measures the build time and memory of the tensor trie (`IDTrie`) and of the dict trie (`DictTrie`, tracemalloc).
+of one cell. It also checks that (a) and (b), and (d) and (e), return the same sequences and that (a) and (d) return
+only valid IDs, and measures the build time and memory of the tensor trie (`IDTrie`) and of the dict trie
+(`DictTrie`, tracemalloc).
+
+Masking alone: for every cell it also times the two constraint implementations by themselves, outside any model, on
+the inputs of every decoding step (the decoder start token plus the prefixes of random indexed IDs, random scores
+over the whole vocabulary): our `TrieConstrainedLogitsProcessor` against transformers'
+`PrefixConstrainedLogitsProcessor` calling `DictTrie.prefix_allowed_tokens_fn` (what `prefix_allowed_tokens_fn=`
+runs).
 
 Writes `decoding.json` + `decoding.md` (`decoding_quick.*` with `--quick`, which runs the 10^4 cell only) to
 `--results_dir`, with the machine, commit, seed and the acceptance ratios at 10^6 IDs / 20 beams (PASS/FAIL; a
@@ -38,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
+from transformers.generation.logits_process import PrefixConstrainedLogitsProcessor
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,19 +75,26 @@ METHODS = {
     "trie": "(a) full head + trie processor",
     "prefix_fn": "(b) full head + prefix_allowed_tokens_fn (DictTrie)",
     "unconstrained": "(c) full head, unconstrained",
-    "id_only_trie": "(d) ID-only head + trie processor",
+    "id_only_trie": "(d) ID-only head + trie, id_beam_search",
+    "id_only_trie_generic": "(e) ID-only head + trie processor, generic beam search",
 }
 # name: (numerator method, denominator method)
 RATIOS = {
     "trie_over_unconstrained": ("trie", "unconstrained"),
     "prefix_fn_over_trie": ("prefix_fn", "trie"),
     "prefix_fn_over_id_only_trie": ("prefix_fn", "id_only_trie"),
+    "id_only_trie_generic_over_id_only_trie": ("id_only_trie_generic", "id_only_trie"),
 }
 ACCEPTANCE_CELL = (10**6, 20)
 # name: (what is measured, comparison, target)
 ACCEPTANCE_TARGETS = {
     "trie_over_unconstrained": ("(a)/(c): trie masking cost over unconstrained decoding", "<=", 1.15),
-    "prefix_fn_over_trie": ("(b)/(a): speed-up of the trie over prefix_allowed_tokens_fn", ">=", 1.5),
+    "prefix_fn_over_trie": ("(b)/(a): speed-up of the trie over prefix_allowed_tokens_fn, whole decoding", ">=", 1.5),
+    "masking_prefix_fn_over_trie": (
+        "(b)/(a): speed-up of the trie over prefix_allowed_tokens_fn, masking alone",
+        ">=",
+        1.5,
+    ),
     "prefix_fn_over_id_only_trie": ("(b)/(d): speed-up of the ID-only head + trie over (b)", ">=", 3.0),
     "trie_bytes_per_id": ("trie memory per ID (bytes)", "<=", 32.0),
 }
@@ -157,18 +174,63 @@ def decode(
     model: LMIndexerRetriever, method: str, queries: dict[str, torch.Tensor], num_beams: int, dict_trie: DictTrie
 ) -> torch.LongTensor:
     """Beam search with one of the `METHODS`; returns the sequences `(BATCH_SIZE * num_beams, 2 + num_levels)`."""
-    constraint = {"constrain_to_trie": method in ("trie", "id_only_trie")}
+    id_only = method.startswith("id_only")
+    constraint = {"constrain_to_trie": method != "prefix_fn" and method != "unconstrained"}
     if method == "prefix_fn":
         constraint["prefix_allowed_tokens_fn"] = dict_trie.prefix_allowed_tokens_fn
-    with output_head(model, id_only=method == "id_only_trie"):
+    with output_head(model, id_only=id_only):
         return model.generate(
             **queries,
             num_beams=num_beams,
             num_return_sequences=num_beams,
             max_new_tokens=model.config.num_levels + 1,
             do_sample=False,
+            id_beam_search=method == "id_only_trie",
             **constraint,
         )
+
+
+def masking_costs(
+    model: LMIndexerRetriever, semantic_ids: SemanticIDs, dict_trie: DictTrie, num_beams: int, repeats: int, seed: int
+) -> dict:
+    """
+    Milliseconds per batch that each constraint alone spends on the `num_levels + 1` steps of one beam search
+    (median of `repeats` round-robin runs): every step gets `BATCH_SIZE * num_beams` rows of the decoder start token
+    and the prefixes of random indexed IDs, and random scores over the whole vocabulary.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    num_rows = BATCH_SIZE * num_beams
+    rows = torch.randint(len(semantic_ids), (num_rows,), generator=generator)
+    id_tokens = torch.as_tensor(semantic_ids.codes[rows.numpy()], dtype=torch.long) + torch.tensor(
+        model.config.level_start_token_ids
+    )
+    start = torch.full((num_rows, 1), model.config.decoder_start_token_id)
+    steps = [
+        (
+            torch.cat([start, id_tokens[:, :length]], dim=1),
+            torch.randn(num_rows, model.config.vocab_size, generator=generator),
+        )
+        for length in range(model.config.num_levels + 1)
+    ]
+    processors = {
+        "trie": model.trie_logits_processor(),
+        "prefix_fn": PrefixConstrainedLogitsProcessor(dict_trie.prefix_allowed_tokens_fn, num_beams),
+    }
+    for processor in processors.values():  # warm-up
+        for input_ids, scores in steps:
+            processor(input_ids, scores)
+    seconds = {name: [] for name in processors}
+    for repeat in range(repeats):
+        for name in list(processors)[repeat % 2 :] + list(processors)[: repeat % 2]:
+            start_time = time.perf_counter()
+            for input_ids, scores in steps:
+                processors[name](input_ids, scores)
+            seconds[name].append(time.perf_counter() - start_time)
+    ms_per_batch = {name: millisecond_summary(durations) for name, durations in seconds.items()}
+    return {
+        "ms_per_batch": ms_per_batch,
+        "prefix_fn_over_trie": round(ms_per_batch["prefix_fn"]["median"] / ms_per_batch["trie"]["median"], 3),
+    }
 
 
 def valid_id_fraction(model: LMIndexerRetriever, sequences: torch.LongTensor) -> float:
@@ -229,7 +291,12 @@ def make_dict_trie(semantic_ids: SemanticIDs) -> DictTrie:
 
 
 def time_cell(
-    model: LMIndexerRetriever, queries: dict[str, torch.Tensor], num_beams: int, dict_trie: DictTrie, repeats: int
+    model: LMIndexerRetriever,
+    queries: dict[str, torch.Tensor],
+    num_beams: int,
+    dict_trie: DictTrie,
+    repeats: int,
+    seed: int,
 ) -> dict:
     """One cell of the grid: warm-up and checks, then `repeats` round-robin timed runs of every method."""
     methods = list(METHODS)
@@ -250,8 +317,10 @@ def time_cell(
             name: round(ms_per_query[numerator]["median"] / ms_per_query[denominator]["median"], 3)
             for name, (numerator, denominator) in RATIOS.items()
         },
+        "masking": masking_costs(model, model.semantic_ids, dict_trie, num_beams, repeats, seed),
         "checks": {
             "trie_matches_prefix_fn": torch.equal(warm_up["trie"], warm_up["prefix_fn"]),
+            "id_beam_search_matches_generic": torch.equal(warm_up["id_only_trie"], warm_up["id_only_trie_generic"]),
             "trie_only_valid_ids": valid_id_fraction(model, warm_up["trie"]) == 1.0,
             "id_only_trie_only_valid_ids": valid_id_fraction(model, warm_up["id_only_trie"]) == 1.0,
             "unconstrained_valid_id_fraction": valid_id_fraction(model, warm_up["unconstrained"]),
@@ -266,7 +335,11 @@ def acceptance(cells: list[dict], tries: list[dict]) -> dict:
     """
     cell = max(cells, key=lambda cell: (cell["num_ids"], cell["num_beams"]))
     trie = next(trie for trie in tries if trie["num_ids"] == cell["num_ids"])
-    values = {**cell["ratios"], "trie_bytes_per_id": trie["trie_bytes_per_id"]}
+    values = {
+        **cell["ratios"],
+        "masking_prefix_fn_over_trie": cell["masking"]["prefix_fn_over_trie"],
+        "trie_bytes_per_id": trie["trie_bytes_per_id"],
+    }
     criteria = []
     for name, (description, comparison, target) in ACCEPTANCE_TARGETS.items():
         value = values[name]
@@ -328,8 +401,8 @@ def markdown_report(result: dict) -> str:
         "",
         "| IDs | beams | "
         + " | ".join(METHODS.values())
-        + " | (a)/(c) | (b)/(a) | (b)/(d) | (a) = (b) | (a), (d) valid |",
-        "|---|---|" + "---|" * (len(METHODS) + 5),
+        + " | (a)/(c) | (b)/(a) | (b)/(d) | (e)/(d) | (a) = (b) | (d) = (e) | (a), (d) valid |",
+        "|---|---|" + "---|" * (len(METHODS) + 7),
     ]
     for cell in result["cells"]:
         timings = " | ".join(format_range(cell["ms_per_query"][method]) for method in METHODS)
@@ -338,7 +411,23 @@ def markdown_report(result: dict) -> str:
         valid = checks["trie_only_valid_ids"] and checks["id_only_trie_only_valid_ids"]
         lines.append(
             f"| {cell['num_ids']:,} | {cell['num_beams']} | {timings} | {ratios} | "
-            f"{checks['trie_matches_prefix_fn']} | {valid} |"
+            f"{checks['trie_matches_prefix_fn']} | {checks['id_beam_search_matches_generic']} | {valid} |"
+        )
+    lines += [
+        "",
+        f"## Masking alone: milliseconds per batch of {BATCH_SIZE} queries, all {len(CODEBOOK_SIZES) + 1} steps",
+        "",
+        "Median (min-max) of the same number of round-robin runs, outside the model.",
+        "",
+        "| IDs | beams | (a) TrieConstrainedLogitsProcessor | (b) PrefixConstrainedLogitsProcessor + DictTrie "
+        "| (b)/(a) |",
+        "|---|---|---|---|---|",
+    ]
+    for cell in result["cells"]:
+        masking = cell["masking"]
+        lines.append(
+            f"| {cell['num_ids']:,} | {cell['num_beams']} | {format_range(masking['ms_per_batch']['trie'])} | "
+            f"{format_range(masking['ms_per_batch']['prefix_fn'])} | {masking['prefix_fn_over_trie']:.2f} |"
         )
     lines += [
         "",
@@ -394,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             dict_trie = make_dict_trie(semantic_ids)
             for num_beams in BEAM_WIDTHS:
                 logger.info(f"Timing {num_ids:,} IDs, {num_beams} beams.")
-                cells.append(time_cell(model, queries, num_beams, dict_trie, args.repeats))
+                cells.append(time_cell(model, queries, num_beams, dict_trie, args.repeats, args.seed))
     result = {
         "benchmark": "decoding",
         "command": " ".join(["python", "benchmarks/bench_decoding.py", *(argv if argv is not None else sys.argv[1:])]),

@@ -45,6 +45,12 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
             Score, at every decoding step, only the tokens that step can produce: the codes of the current level, then
             `eos_token_id`. The cost of a step then does not grow with the text vocabulary, and training uses the
             softmax over the current level's codes. With `False`, the backbone's full output head scores every token.
+        id_beam_search (`bool`, *optional*, defaults to `True`):
+            With the ID-only head, decode beam and greedy search requests with [`id_beam_search`], which runs the first
+            decoder step (and the cross-attention keys and values) once per query rather than once per beam, scores
+            one level's codes per step and skips the end-token step. It returns the same sequences as the generic
+            loop; requests it does not cover (sampling, extra logits processors, scores in the output) use the
+            generic loop anyway.
         constrain_to_trie (`bool`, *optional*, defaults to `True`):
             Let `generate()` produce only IDs of indexed documents (prefix-tree constrained decoding) unless told
             otherwise per call.
@@ -80,6 +86,7 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
     codebook_sizes: list[int] | None = None
     max_query_length: int = 64
     id_only_head: bool = True
+    id_beam_search: bool = True
     constrain_to_trie: bool = True
     initializer_range: float = 0.02
     decoder_start_token_id: int | None = None

@@ -3,8 +3,7 @@
 import copy
 import math
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 from huggingface_hub import ModelCardData
@@ -25,7 +24,9 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_config
 from .hub_utils import SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file, save_ids_and_model_card
+from .id_beam_search import id_beam_search as id_beam_search_loop
 from .logits_process import TrieConstrainedLogitsProcessor
+from .output_head import skip_output_head
 from .semantic_ids import SemanticIDs
 from .trie import IDTrie
 
@@ -48,27 +49,6 @@ def resize_vocabulary(backbone: PreTrainedModel, text_vocab_size: int, vocab_siz
     for model in models:
         if model.get_input_embeddings().num_embeddings != vocab_size:
             model.resize_token_embeddings(vocab_size, mean_resizing=False)
-
-
-@contextmanager
-def skip_output_head(output_embeddings: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """
-    Within this context the backbone's output head receives zero decoder positions, so a forward pass computes no
-    vocabulary logits; the states the head would have read, `(batch_size, target_length, hidden_size)`, are appended
-    to the yielded list instead. They already carry whatever the backbone applies before its output projection (T5's
-    `d_model ** -0.5` rescaling with tied embeddings, BERT's prediction-head transform).
-    """
-    head_inputs = []
-
-    def keep_states_drop_positions(module: nn.Module, args: tuple) -> tuple:
-        head_inputs.append(args[0])
-        return (args[0][..., :0, :], *args[1:])
-
-    handle = output_embeddings.register_forward_pre_hook(keep_states_drop_positions)
-    try:
-        yield head_inputs
-    finally:
-        handle.remove()
 
 
 class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin):
@@ -112,6 +92,10 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         self._semantic_ids: SemanticIDs | None = None
         self.trie: IDTrie | None = None
         self.post_init()
+        # An ID starts with a level-0 code and ends with eos_token_id: the text tokens a backbone forces there (BART's
+        # forced_bos_token_id and forced_eos_token_id) would break it.
+        self.generation_config.forced_bos_token_id = None
+        self.generation_config.forced_eos_token_id = None
 
     @classmethod
     def from_backbone(
@@ -436,8 +420,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         The ID-only head: each decoder position is scored against the output rows of the tokens its decoding step
-        can produce only (see [`~LMIndexerRetriever._step_token_range`]), with the backbone's own output weights,
-        output bias and BART's `final_logits_bias`.
+        can produce only, by [`~LMIndexerRetriever.step_scores`].
 
         Args:
             head_inputs (`torch.FloatTensor` of shape `(batch_size, target_length, hidden_size)`):
@@ -450,9 +433,6 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             The logits `(batch_size, target_length, vocab_size)`, `-inf` outside each step's tokens, and the mean
             cross-entropy of the labels under the softmax over each step's tokens (`None` without labels).
         """
-        output_embeddings = self.backbone.get_output_embeddings()
-        weight, bias = output_embeddings.weight, getattr(output_embeddings, "bias", None)
-        final_logits_bias = getattr(self.backbone, "final_logits_bias", None)
         batch_size, target_length, _ = head_inputs.shape
         logits = head_inputs.new_full((batch_size, target_length, self.config.vocab_size), -math.inf)
         summed_loss = head_inputs.new_zeros((), dtype=torch.float32)
@@ -460,17 +440,39 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             labels = labels.to(head_inputs.device)
         for position in range(target_length):
             start, end = self._step_token_range(first_step + position)
-            scores = nn.functional.linear(
-                head_inputs[:, position], weight[start:end], None if bias is None else bias[start:end]
-            )
-            if final_logits_bias is not None:
-                scores = scores + final_logits_bias[0, start:end].to(scores.dtype)
+            scores = self.step_scores(head_inputs[:, position], first_step + position)
             logits[:, position, start:end] = scores
             if labels is not None:
                 summed_loss = summed_loss + self._step_loss(scores, labels[:, position], start, end, position)
         if labels is None:
             return logits, None
         return logits, summed_loss / self._loss_denominator(labels, num_items_in_batch)
+
+    def step_scores(self, head_inputs: torch.Tensor, step: int) -> torch.Tensor:
+        """
+        The ID-only head at one decoding step: scores of the tokens that step can produce (see
+        [`~LMIndexerRetriever._step_token_range`]), from the backbone's own output rows, output bias and BART's
+        `final_logits_bias`.
+
+        Args:
+            head_inputs (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+                The states the backbone's output projection reads, at that step.
+            step (`int`): The decoding step (0 generates the level-0 code).
+
+        Returns:
+            `torch.FloatTensor` of shape `(batch_size, num_step_tokens)`: `codebook_sizes[step]` scores for an ID
+            level, one for the end steps.
+        """
+        start, end = self._step_token_range(step)
+        output_embeddings = self.backbone.get_output_embeddings()
+        bias = getattr(output_embeddings, "bias", None)
+        scores = nn.functional.linear(
+            head_inputs, output_embeddings.weight[start:end], None if bias is None else bias[start:end]
+        )
+        final_logits_bias = getattr(self.backbone, "final_logits_bias", None)
+        if final_logits_bias is not None:
+            scores = scores + final_logits_bias[0, start:end].to(scores.dtype)
+        return scores
 
     @staticmethod
     def _step_loss(scores: torch.Tensor, targets: torch.Tensor, start: int, end: int, position: int) -> torch.Tensor:
@@ -507,6 +509,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         generation_config: GenerationConfig | None = None,
         logits_processor: LogitsProcessorList | None = None,
         constrain_to_trie: bool | None = None,
+        id_beam_search: bool | None = None,
         **kwargs,
     ):
         r"""
@@ -517,13 +520,34 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
           [`TrieConstrainedLogitsProcessor`] is put before the given `logits_processor`, so that only the IDs of
           indexed documents are generated;
         - `max_new_tokens` is `num_levels + 1` (the ID and its end token) unless `max_new_tokens` or `max_length` is
-          passed, or `generation_config.max_new_tokens` is set.
+          passed, or `generation_config.max_new_tokens` is set;
+        - with the ID-only head, beam and greedy search run [`id_beam_search`] (`id_beam_search`, defaulting to
+          `config.id_beam_search`): the same sequences as the generic loop, several times faster. It is not used
+          when a `logits_processor`, `stopping_criteria`, `prefix_allowed_tokens_fn`, `streamer`, `assistant_model`,
+          `synced_gpus` or `custom_generate` is passed, and hands requests it does not cover (sampling, scores in the
+          output, ...) to the generic loop.
 
         Returns:
             What `GenerationMixin.generate` returns: sequences `(batch_size * num_return_sequences, 2 + num_levels)`
             of the decoder start token, the ID tokens and `eos_token_id`, or a `ModelOutput` holding them.
         """
         constrain_to_trie = self.config.constrain_to_trie if constrain_to_trie is None else constrain_to_trie
+        id_beam_search = self.config.id_beam_search if id_beam_search is None else id_beam_search
+        generic_only_arguments = (
+            "stopping_criteria",
+            "prefix_allowed_tokens_fn",
+            "streamer",
+            "assistant_model",
+            "synced_gpus",
+            "custom_generate",
+        )
+        if (
+            id_beam_search
+            and self.config.id_only_head
+            and not logits_processor
+            and not any(kwargs.get(name) for name in generic_only_arguments)
+        ):
+            kwargs["custom_generate"] = id_beam_search_loop
         if constrain_to_trie:
             logits_processor = LogitsProcessorList([self.trie_logits_processor(), *(logits_processor or [])])
         length_is_given = kwargs.get("max_new_tokens") is not None or kwargs.get("max_length") is not None

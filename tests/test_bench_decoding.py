@@ -31,7 +31,11 @@ def test_quick_tiny_run_writes_the_grid_checks_and_ratios(tmp_path):
         for name, (numerator, denominator) in bench.RATIOS.items():
             assert cell["ratios"][name] == pytest.approx(medians[numerator] / medians[denominator], abs=1e-3)
         checks = cell["checks"]
-        assert checks["trie_matches_prefix_fn"] is True
+        assert checks["trie_matches_prefix_fn"] is True and checks["id_beam_search_matches_generic"] is True
+        masking = cell["masking"]["ms_per_batch"]
+        assert masking["trie"]["median"] > 0 and masking["prefix_fn"]["median"] > 0
+        expected_masking_ratio = masking["prefix_fn"]["median"] / masking["trie"]["median"]
+        assert cell["masking"]["prefix_fn_over_trie"] == pytest.approx(expected_masking_ratio, abs=1e-3)
         assert checks["trie_only_valid_ids"] is True and checks["id_only_trie_only_valid_ids"] is True
     assert len({ratio for cell in result["cells"] for ratio in cell["ratios"].values()}) > 1
 
@@ -39,9 +43,14 @@ def test_quick_tiny_run_writes_the_grid_checks_and_ratios(tmp_path):
     assert trie["num_ids"] == 10**4 and 0 < trie["trie_bytes_per_id"] < trie["dict_trie_bytes_per_id"]
     verdict = result["acceptance"]
     assert (verdict["num_ids"], verdict["num_beams"], verdict["at_target_cell"]) == (10**4, 20, False)
-    assert [criterion["value"] for criterion in verdict["criteria"]][:3] == [
-        result["cells"][1]["ratios"][name] for name in bench.RATIOS
-    ]
+    values = {criterion["name"]: criterion["value"] for criterion in verdict["criteria"]}
+    assert values == {
+        "trie_over_unconstrained": result["cells"][1]["ratios"]["trie_over_unconstrained"],
+        "prefix_fn_over_trie": result["cells"][1]["ratios"]["prefix_fn_over_trie"],
+        "masking_prefix_fn_over_trie": result["cells"][1]["masking"]["prefix_fn_over_trie"],
+        "prefix_fn_over_id_only_trie": result["cells"][1]["ratios"]["prefix_fn_over_id_only_trie"],
+        "trie_bytes_per_id": trie["trie_bytes_per_id"],
+    }
 
     for description in bench.METHODS.values():
         assert description in markdown

@@ -49,7 +49,15 @@ LEARNED_CODES = [[0, 0], [0, 1], [1, 2], [2, 0], [0, 0], [3, 1], [2, 2], [1, 0]]
 LEARNED_SIZES = [4, 3]
 TEXT_VOCAB_SIZE = T5_TOKENIZER_VOCAB_SIZE
 GENERATE_INPUT_IDS = [[37, 1782, 19, 3, 9, 1], [8, 1365, 13, 5, 1, 0]]
-CODE_FILES = {"configuration_retriever.py", "modeling_retriever.py", "trie.py", "logits_process.py", "semantic_ids.py"}
+CODE_FILES = {
+    "configuration_retriever.py",
+    "modeling_retriever.py",
+    "trie.py",
+    "logits_process.py",
+    "semantic_ids.py",
+    "id_beam_search.py",
+    "output_head.py",
+}
 
 
 def query_ids() -> SemanticIDs:
