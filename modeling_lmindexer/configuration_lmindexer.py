@@ -75,7 +75,9 @@ class LMIndexerConfig(PreTrainedConfig):
             Under distributed training, use the second views of every process's batch as in-batch negatives, so the
             loss equals the one-process loss at the same global batch.
         num_hard_negatives (`int`, *optional*, defaults to 4):
-            Documents sharing the earlier codes used as hard negatives from level 2 on.
+            Hard negatives per document from level 2 on: training batches are made of chunks of
+            `num_hard_negatives + 1` documents sharing their earlier codes, so that the contrastive loss's in-batch
+            negatives hold up to this many documents of the same prefix group. 0 samples those levels like level 1.
         reconstruction_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the masked-token reconstruction loss.
         contrastive_loss_weight (`float`, *optional*, defaults to 1.0):

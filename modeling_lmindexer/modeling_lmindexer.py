@@ -205,9 +205,6 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         quantize: bool = True,
         losses: Sequence[str] | None = None,
         mask_ratio: float | None = None,
-        hard_negative_input_ids: torch.Tensor | None = None,
-        hard_negative_attention_mask: torch.Tensor | None = None,
-        hard_negative_mask: torch.Tensor | None = None,
         reconstruction_noise: torch.Tensor | None = None,
         **kwargs,
     ) -> LMIndexerOutput:
@@ -225,11 +222,6 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             losses (`Sequence[str]`, *optional*): Which of `"reconstruction"`, `"contrastive"`, `"code_prediction"`
                 to compute. Defaults to all that apply (code prediction needs `level >= 1`).
             mask_ratio (`float`, *optional*): Reconstructor mask ratio; defaults to `config.mask_ratios[level]`.
-            hard_negative_input_ids (`torch.LongTensor` of shape `(batch_size, num_hard_negatives, sequence_length)`,
-                *optional*): Documents sharing each document's earlier codes, used as extra contrastive negatives.
-            hard_negative_attention_mask (`torch.LongTensor` of the same shape, *optional*)
-            hard_negative_mask (`torch.BoolTensor` of shape `(batch_size, num_hard_negatives)`, *optional*):
-                `False` for padding slots of documents with fewer hard negatives.
             reconstruction_noise (`torch.FloatTensor` of shape `(batch_size, sequence_length, sequence_length)`,
                 *optional*): Uniform noise choosing the context tokens hidden from the reconstructor. Collators pass
                 per-document noise so that results do not depend on batch composition or process count.
@@ -255,12 +247,7 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             )
         if "contrastive" in requested:
             level_losses["contrastive"] = self.contrastive_loss(
-                level_representation,
-                self.encode_level(input_ids, attention_mask, level, prefix_codes),
-                self._hard_negative_representations(
-                    level, prefix_codes, hard_negative_input_ids, hard_negative_attention_mask
-                ),
-                hard_negative_mask,
+                level_representation, self.encode_level(input_ids, attention_mask, level, prefix_codes)
             )
         if "code_prediction" in requested:
             level_losses["code_prediction"] = self.code_prediction_loss(states[:, :level], prefix_codes)
@@ -318,33 +305,6 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         )
         return torch.stack([*vectors, id_vector], dim=1)
 
-    def _hard_negative_representations(
-        self,
-        level: int,
-        prefix_codes: torch.Tensor | None,
-        input_ids: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-    ) -> torch.Tensor | None:
-        """
-        Level representations `(batch_size, num_hard_negatives, hidden_size)` of the hard negatives, computed without
-        gradient: they only serve as negatives, and the gradient reaches the encoder through the anchors, at a fraction
-        of the cost of back-propagating through `num_hard_negatives` extra documents per document.
-        """
-        if input_ids is None:
-            return None
-        if attention_mask is None:
-            raise ValueError("hard_negative_input_ids needs hard_negative_attention_mask.")
-        batch_size, num_negatives, sequence_length = input_ids.shape
-        repeated_prefix = None if prefix_codes is None else prefix_codes.repeat_interleave(num_negatives, dim=0)
-        with torch.no_grad():
-            representations = self.encode_level(
-                input_ids.reshape(-1, sequence_length),
-                attention_mask.reshape(-1, sequence_length),
-                level,
-                repeated_prefix,
-            )
-        return representations.view(batch_size, num_negatives, -1)
-
     def reconstruction_loss(
         self,
         input_ids: torch.Tensor,
@@ -372,34 +332,21 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         )
         return (document_losses / targets.sum(dim=1).clamp(min=1)).mean()
 
-    def contrastive_loss(
-        self,
-        anchors: torch.Tensor,
-        positives: torch.Tensor,
-        hard_negatives: torch.Tensor | None = None,
-        hard_negative_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def contrastive_loss(self, anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
         """
         InfoNCE over cosine similarities or dot products (`config.contrastive_similarity`): document `i`'s first
         view `anchors[i]` `(batch_size, hidden_size)` must pick its second view `positives[i]` among all second views
-        of the batch (of every process's batch under distributed training, equal local batch sizes assumed) and its
-        own hard negatives `(batch_size, num_hard_negatives, hidden_size)`, of which `hard_negative_mask` marks the
-        real ones.
+        of the batch (of every process's batch under distributed training, equal local batch sizes assumed). From the
+        second level on, [`LMIndexerTrainer`] batches documents in small groups sharing their earlier codes, so the
+        batch holds each document's hard negatives.
         """
         if self.config.contrastive_similarity == "cosine":
             anchors, positives = nn.functional.normalize(anchors, dim=-1), nn.functional.normalize(positives, dim=-1)
-            if hard_negatives is not None:
-                hard_negatives = nn.functional.normalize(hard_negatives, dim=-1)
         targets = torch.arange(anchors.shape[0], device=anchors.device)
         if self.config.contrastive_across_processes and dist.is_available() and dist.is_initialized():
             targets = targets + dist.get_rank() * anchors.shape[0]
             positives = torch.cat(dist_nn.all_gather(positives))
         logits = anchors @ positives.t()
-        if hard_negatives is not None:
-            hard_logits = torch.einsum("bd,bnd->bn", anchors, hard_negatives)
-            if hard_negative_mask is not None:
-                hard_logits = hard_logits.masked_fill(~hard_negative_mask.bool(), torch.finfo(hard_logits.dtype).min)
-            logits = torch.cat([logits, hard_logits], dim=1)
         return nn.functional.cross_entropy(logits.float() / self.config.contrastive_temperature, targets)
 
     def code_prediction_loss(self, earlier_states: torch.Tensor, prefix_codes: torch.Tensor) -> torch.Tensor:

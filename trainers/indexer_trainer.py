@@ -12,6 +12,7 @@ from accelerate.utils import gather_object
 from datasets import Dataset
 from peft import PeftModel
 from safetensors.torch import load_file, load_model, save_file, save_model
+from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
@@ -19,6 +20,7 @@ from transformers.utils import logging
 
 from modeling_lmindexer import LMIndexerForSemanticID, PrefixGroupMeans, SemanticIDs, validate_corpus
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
+from modeling_lmindexer.data.sampler import PrefixGroupedSampler
 from modeling_lmindexer.modeling_lmindexer import PREFIX_GROUP_MEANS_NAME
 from modeling_lmindexer.semantic_ids import code_usage_perplexity
 
@@ -86,9 +88,10 @@ class LMIndexerTrainer(Trainer):
     `train()` runs every stage in order: train stages call [`Trainer.train`] with the stage's trainable parameters,
     losses, epochs and learning rate (one progress bar and one `checkpoint-*` folder series per stage, under
     `output_dir/stage-XX-name/`); k-means stages initialise the level's codebook from faiss k-means over the whole
-    corpus (representations gathered from all processes); assign stages freeze the level's code of every document. At
-    the end, documents that share a full ID get an extra collision code, and the [`SemanticIDs`] are stored in the
-    model.
+    corpus (representations gathered from all processes); assign stages freeze the level's code of every document. From
+    the second level on, training batches are drawn by a [`PrefixGroupedSampler`], so that documents sharing their
+    earlier codes are each other's in-batch hard negatives. At the end, documents that share a full ID get an extra
+    collision code, and the [`SemanticIDs`] are stored in the model.
 
     After each stage, the model, the codes so far and the stage index are written to `output_dir`, and every
     `save_steps` checkpoint also records the stage and the codes, so `train(resume_from_checkpoint=True)` continues
@@ -132,7 +135,6 @@ class LMIndexerTrainer(Trainer):
             processing_class,
             texts,
             max_length=model.config.max_document_length,
-            num_hard_negatives=model.config.num_hard_negatives,
             seed=args.seed,
         )
         token_counts = [
@@ -157,6 +159,9 @@ class LMIndexerTrainer(Trainer):
         self.stage_records: list[StageRecord] = []
         self.current_stage: IndexingStage | None = None
         self.current_stage_index = 0
+        # Wall time of the current stage: seconds spent before a resumed checkpoint, and this run's start.
+        self._stage_seconds_before_resume = 0.0
+        self._stage_start_time = time.perf_counter()
         self._losses_since_log = LossMeans()
         self._stage_losses = LossMeans()
 
@@ -196,7 +201,8 @@ class LMIndexerTrainer(Trainer):
         set_seed(self.args.seed + index)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        start_time = time.perf_counter()
+        self._stage_start_time = time.perf_counter()
+        self._stage_seconds_before_resume = self._checkpoint_stage_seconds(checkpoint)
         self._stage_losses = LossMeans()
         record = StageRecord(
             name=stage.name, level=stage.level, kind=stage.kind, wall_time_seconds=0.0, peak_memory_mb=0.0
@@ -217,11 +223,26 @@ class LMIndexerTrainer(Trainer):
             record.codes_used = int(len(np.unique(level_codes)))
             record.code_usage_perplexity = code_usage_perplexity(level_codes)
             record.collision_rate = prefix_collision_rate(self.codes)
-        record.wall_time_seconds = time.perf_counter() - start_time
+        record.wall_time_seconds = self._stage_seconds()
         record.peak_memory_mb = peak_memory_mb()
         self.stage_records.append(record)
         summary = {key: value for key, value in record.to_dict().items() if value not in (None, {})}
         logger.info(f"Finished stage '{stage.name}': {json.dumps(summary, default=float)}")
+
+    def _stage_seconds(self) -> float:
+        """Wall time of the current stage so far, including the time before the checkpoint it resumed from."""
+        return self._stage_seconds_before_resume + time.perf_counter() - self._stage_start_time
+
+    @staticmethod
+    def _checkpoint_stage_seconds(checkpoint: str | None) -> float:
+        """The stage wall time recorded in a checkpoint (0 without a checkpoint)."""
+        if checkpoint is None:
+            return 0.0
+        stage_path = os.path.join(checkpoint, CHECKPOINT_STAGE_FILE)
+        if not os.path.isfile(stage_path):
+            return 0.0
+        with open(stage_path, encoding="utf-8") as stage_file:
+            return float(json.load(stage_file).get("stage_wall_time_seconds", 0.0))
 
     def _set_trainable(self, stage: IndexingStage) -> None:
         model = self.model
@@ -247,6 +268,17 @@ class LMIndexerTrainer(Trainer):
         self.model_wrapped = self.model
         self.model.train()
         super().train(resume_from_checkpoint=checkpoint)
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
+        """
+        From the second level on (with `config.num_hard_negatives > 0`), a [`PrefixGroupedSampler`]: batches of small
+        groups of documents sharing their earlier codes, the hard negatives of each other. Otherwise the Trainer's
+        sampler for `train_sampling_strategy`.
+        """
+        stage, num_hard_negatives = self.current_stage, self.model.config.num_hard_negatives
+        if stage is None or stage.level == 0 or num_hard_negatives == 0:
+            return super()._get_train_sampler(train_dataset)
+        return PrefixGroupedSampler(self.codes[:, : stage.level], num_hard_negatives + 1, seed=self.args.seed)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """The Trainer's optimizer, with the backbone's parameters in groups of their own learning rate."""
@@ -340,7 +372,12 @@ class LMIndexerTrainer(Trainer):
         checkpoint_dir = get_last_checkpoint(self.args.output_dir)
         stage = self.current_stage
         with open(os.path.join(checkpoint_dir, CHECKPOINT_STAGE_FILE), "w", encoding="utf-8") as stage_file:
-            json.dump({"stage_index": self.current_stage_index, "stage": stage.to_dict()}, stage_file, indent=2)
+            stage_state = {
+                "stage_index": self.current_stage_index,
+                "stage": stage.to_dict(),
+                "stage_wall_time_seconds": self._stage_seconds(),
+            }
+            json.dump(stage_state, stage_file, indent=2)
         np.save(os.path.join(checkpoint_dir, CODES_FILE), self.codes)
 
     def _save_progress(self, completed_stages: int) -> None:

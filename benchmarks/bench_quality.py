@@ -1,0 +1,471 @@
+#!/usr/bin/env python
+"""Learned IDs against two-stage IDs, side by side: `python benchmarks/bench_quality.py --task rec --dataset beauty`.
+
+For every ID scheme (`random`, `kmeans`: DSI's hierarchical k-means on MiniLM sentence embeddings, `rq_kmeans`:
+residual k-means on the same embeddings, `lmindexer`: the IDs of a trained `LMIndexerForSemanticID`, `--indexer`) it
+trains the same generative retriever with the same budget (`--budget_minutes` of training, `--seed`) by running the
+task's example script (`examples/run_recommendation.py` for `--task rec`, `examples/run_retrieval.py` for
+`--task retrieval` and for `--task product_search`, the product-search SUBSTITUTE on Beauty/Office), then evaluates it
+on the test split with beam search constrained to the IDs. Reference rows that are not generative come from the same
+queries and metrics: popularity for recommendation; BM25 (`bm25s`) and dense retrieval with the MiniLM encoder (exact
+cosine search, faiss) for retrieval and product search. Published numbers (TIGER on Beauty) are shown where known.
+
+Writes `--results_dir/quality_<task>_<dataset>.json` + `.md` + two plots (`.png`, embedded in the markdown): one row
+per ID scheme (and seed) with the metrics, the ID quality (AMI of level-1 codes and of full IDs with the leaf
+category, collision rate before resolution, code-usage perplexity per level) and the training wall time, plus the
+reference rows, the commit, the machine, the seeds and the total wall time. With several `--seeds`, a spread table
+gives each scheme's mean, minimum and maximum.
+
+Every run's files stay in `--output_dir/<scheme>-seed<seed>`; `--resume` keeps the finished runs there (and the
+example scripts continue a stopped run from its last checkpoint), so a comparison longer than a session continues
+where it stopped. Other arguments are passed to the example script unchanged, e.g. `--max_users 200` or
+`--per_device_train_batch_size 64`.
+"""
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from modeling_lmindexer import SemanticIDs  # noqa: E402
+from modeling_lmindexer.data import load_corpus  # noqa: E402
+from modeling_lmindexer.data.retrieval_tasks import (  # noqa: E402
+    RetrievalTask,
+    load_recommendation_task,
+    load_retrieval_task,
+)
+from modeling_lmindexer.metrics import compute_retrieval_metrics  # noqa: E402
+from trainers.report import machine_info, semantic_id_metrics  # noqa: E402
+
+
+logger = logging.getLogger(__name__)
+
+ID_SCHEMES = ("random", "kmeans", "rq_kmeans", "lmindexer")
+SCHEME_NAMES = {
+    "random": "random IDs",
+    "kmeans": "hierarchical k-means (DSI) on MiniLM embeddings",
+    "rq_kmeans": "residual k-means on MiniLM embeddings",
+    "lmindexer": "LMIndexer (learned)",
+}
+TASKS = {
+    "rec": {"script": "run_recommendation.py", "datasets": ("beauty", "office", "movielens"), "k_values": (5, 10)},
+    "retrieval": {
+        "script": "run_retrieval.py",
+        "datasets": ("scifact", "msmarco5k", "cranfield", "cacm"),
+        "k_values": (1, 10),
+    },
+    "product_search": {"script": "run_retrieval.py", "datasets": ("beauty", "office"), "k_values": (1, 10)},
+}
+# The table's metric columns per task.
+METRIC_COLUMNS = {
+    "rec": ("recall@5", "recall@10", "ndcg@5", "ndcg@10"),
+    "retrieval": ("recall@1", "recall@10", "mrr@10", "ndcg@10"),
+    "product_search": ("recall@1", "recall@10", "mrr@10", "ndcg@10"),
+}
+# TIGER (Rajput et al., NeurIPS 2023), Table 1, Amazon Beauty.
+PUBLISHED = {
+    ("rec", "beauty"): {
+        "TIGER (Rajput et al., 2023), published": {
+            "recall@5": 0.0454,
+            "ndcg@5": 0.0321,
+            "recall@10": 0.0648,
+            "ndcg@10": 0.0384,
+        }
+    }
+}
+PRODUCT_SEARCH_LABEL = (
+    "SUBSTITUTE for product search: Amazon ESCI is not available; queries are an item's leaf category and brand."
+)
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=tuple(TASKS), default="rec")
+    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument("--data_dir", default=str(REPO_ROOT.parent / "shared" / "data"))
+    parser.add_argument("--schemes", nargs="+", choices=ID_SCHEMES, default=list(ID_SCHEMES))
+    parser.add_argument(
+        "--indexer",
+        default=None,
+        help="Folder of the trained LMIndexerForSemanticID of the dataset (needed for the lmindexer row; default "
+        "outputs/bench-<dataset>, what benchmarks/bench_indexing.py writes).",
+    )
+    parser.add_argument("--budget_minutes", type=float, default=20.0, help="Training minutes of every scheme.")
+    parser.add_argument("--num_train_epochs", type=float, default=100.0, help="Epoch cap; the budget usually binds.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--output_dir", default=None, help="Runs' folders (default outputs/quality-<task>-<dataset>).")
+    parser.add_argument("--results_dir", default=str(REPO_ROOT / "benchmarks" / "results"))
+    parser.add_argument("--resume", action="store_true", help="Keep finished runs and continue stopped ones.")
+    parser.add_argument("--max_users", type=int, default=None, help="rec: only the first N users (quick runs).")
+    parser.add_argument("--max_documents", type=int, default=None, help="retrieval: index only N documents.")
+    parser.add_argument("--max_test_queries", type=int, default=None, help="retrieval: evaluate N test queries.")
+    args, script_arguments = parser.parse_known_args(argv)
+    if args.dataset not in TASKS[args.task]["datasets"]:
+        parser.error(f"--task {args.task} takes --dataset {' | '.join(TASKS[args.task]['datasets'])}")
+    if args.budget_minutes <= 0:
+        parser.error(f"--budget_minutes must be positive, got {args.budget_minutes}")
+    if "lmindexer" in args.schemes:
+        args.indexer = args.indexer or str(REPO_ROOT / "outputs" / f"bench-{args.dataset}")
+        if not (Path(args.indexer) / "config.json").is_file():
+            parser.error(
+                f"the lmindexer row needs a trained indexer of '{args.dataset}', and '{args.indexer}' holds none: "
+                f"run benchmarks/bench_indexing.py --dataset {args.dataset}, pass --indexer, or leave lmindexer out "
+                "of --schemes"
+            )
+    args.output_dir = Path(args.output_dir or REPO_ROOT / "outputs" / f"quality-{args.task}-{args.dataset}")
+    return args, script_arguments
+
+
+def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Path, extra: list[str]) -> list[str]:
+    """The example-script command that trains and evaluates the retriever of one scheme and seed."""
+    task = TASKS[args.task]
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "examples" / task["script"]),
+        "--dataset",
+        args.dataset,
+        "--data_dir",
+        args.data_dir,
+        "--output_dir",
+        str(run_dir),
+        "--seed",
+        str(seed),
+        "--max_train_minutes",
+        str(args.budget_minutes),
+        "--num_train_epochs",
+        str(args.num_train_epochs),
+        "--k_values",
+        *(str(k) for k in task["k_values"]),
+    ]
+    command += ["--indexer", args.indexer] if scheme == "lmindexer" else ["--id_scheme", scheme]
+    if args.task == "rec" and args.max_users is not None:
+        command += ["--max_users", str(args.max_users)]
+    if args.task != "rec":
+        for name in ("max_documents", "max_test_queries"):
+            if getattr(args, name) is not None:
+                command += [f"--{name}", str(getattr(args, name))]
+    return command + extra
+
+
+def run_scheme(args: argparse.Namespace, scheme: str, seed: int, extra: list[str]) -> dict:
+    """
+    Train and evaluate one scheme and seed (or, with `--resume`, reuse its finished run) and return its retrieval
+    report. The script's output goes to `<run_dir>/bench.log`.
+    """
+    run_dir = args.output_dir / f"{scheme}-seed{seed}"
+    report_file = run_dir / "retrieval_report.json"
+    if args.resume and report_file.is_file():
+        logger.info(f"Reusing the finished {scheme} run (seed {seed}) in {run_dir}.")
+        return json.loads(report_file.read_text())
+    if not args.resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = script_command(args, scheme, seed, run_dir, extra)
+    logger.info(f"Training the {scheme} retriever (seed {seed}): {' '.join(command)}")
+    log_file = run_dir / "bench.log"
+    with log_file.open("a") as log:
+        completed = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if completed.returncode != 0 or not report_file.is_file():
+        last_lines = log_file.read_text().strip().splitlines()[-5:]
+        raise RuntimeError(
+            f"the {scheme} run (seed {seed}) failed with exit code {completed.returncode}; see {log_file}:\n"
+            + "\n".join(last_lines)
+        )
+    return json.loads(report_file.read_text())
+
+
+def id_quality(semantic_ids: SemanticIDs, category_of: dict[str, str]) -> dict:
+    """AMI with the leaf category, collision rate before resolution and code-usage perplexity of every level."""
+    categories = [category_of.get(doc_id, "") for doc_id in semantic_ids.doc_ids]
+    return {
+        **semantic_id_metrics(semantic_ids, categories),
+        "code_usage_perplexity": [
+            round(semantic_ids.code_usage_perplexity(level), 2) for level in range(semantic_ids.num_learned_levels)
+        ],
+        "codebook_sizes": list(semantic_ids.codebook_sizes),
+    }
+
+
+def load_task(args: argparse.Namespace, seed: int) -> tuple[RetrievalTask, list[str], list[str]]:
+    """The evaluation task as the example scripts build it, with the indexed doc ids and their texts."""
+    corpus = load_corpus(args.dataset, args.data_dir)
+    if args.task == "rec":
+        task = load_recommendation_task(args.dataset, args.data_dir, max_users=args.max_users)
+        return task, list(corpus["doc_id"]), list(corpus["text"])
+    if args.max_documents is not None:
+        corpus = corpus.select(range(min(args.max_documents, len(corpus))))
+    task = load_retrieval_task(args.dataset, args.data_dir, corpus, seed=seed)
+    task = task.restrict_to_documents(list(corpus["doc_id"]))
+    if args.max_test_queries is not None:
+        task = replace(task, test=task.test[: args.max_test_queries])
+    return task, list(corpus["doc_id"]), list(corpus["text"])
+
+
+def popularity_rankings(task: RetrievalTask, depth: int) -> list[list[str]]:
+    """Every test user gets the `depth` items most often the target of a training pair (ties: first seen)."""
+    counts = Counter(pair.target for pair in task.train)
+    most_popular = [item for item, _ in counts.most_common(depth)]
+    return [most_popular for _ in task.test]
+
+
+def bm25_rankings(doc_ids: list[str], texts: list[str], queries: list[str], depth: int) -> list[list[str]]:
+    """BM25 (`bm25s`, Lucene variant, English stop words) over the document texts."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    query_tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
+    rows, _ = retriever.retrieve(query_tokens, k=min(depth, len(doc_ids)), show_progress=False, n_threads=1)
+    return [[doc_ids[row] for row in ranked] for ranked in rows.tolist()]
+
+
+def dense_rankings(doc_ids: list[str], texts: list[str], queries: list[str], depth: int) -> list[list[str]]:
+    """Exact cosine search (faiss inner product on unit vectors) with mean-pooled all-MiniLM-L6-v2 embeddings."""
+    import faiss
+
+    from modeling_lmindexer.baselines import sentence_embeddings
+
+    document_embeddings = sentence_embeddings(texts, show_progress_bar=True)
+    index = faiss.IndexFlatIP(document_embeddings.shape[1])
+    index.add(document_embeddings)
+    _, rows = index.search(sentence_embeddings(queries), min(depth, len(doc_ids)))
+    return [[doc_ids[row] for row in ranked if row >= 0] for ranked in rows.tolist()]
+
+
+def reference_rows(args: argparse.Namespace, seed: int) -> list[dict]:
+    """The non-generative rows on the same test queries and metrics, each with its wall time."""
+    task, doc_ids, texts = load_task(args, seed)
+    k_values = TASKS[args.task]["k_values"]
+    references = [query.relevance for query in task.test]
+    if args.task == "rec":
+        methods = {"popularity (most frequent training targets)": lambda: popularity_rankings(task, max(k_values))}
+    else:
+        queries = [query.source for query in task.test]
+        methods = {
+            "BM25 (bm25s)": lambda: bm25_rankings(doc_ids, texts, queries, max(k_values)),
+            "dense retrieval (MiniLM, exact cosine, faiss)": lambda: dense_rankings(
+                doc_ids, texts, queries, max(k_values)
+            ),
+        }
+    rows = []
+    for name, rank in methods.items():
+        start = time.perf_counter()
+        rankings = rank()
+        rows.append(
+            {
+                "system": name,
+                "metrics": compute_retrieval_metrics(rankings, references, k_values),
+                "wall_time_seconds": round(time.perf_counter() - start, 1),
+                "num_test_queries": len(references),
+            }
+        )
+    return rows
+
+
+def scheme_row(scheme: str, seed: int, report: dict, run_dir: Path, category_of: dict[str, str]) -> dict:
+    """One table row from a run's retrieval report and saved IDs."""
+    semantic_ids = SemanticIDs.load(run_dir / "semantic_ids.json")
+    return {
+        "scheme": scheme,
+        "system": SCHEME_NAMES[scheme],
+        "seed": seed,
+        "metrics": report["metrics"],
+        "id_quality": id_quality(semantic_ids, category_of),
+        "training_wall_time_seconds": round(report["wall_time_seconds"].get("training", 0.0), 1),
+        "evaluation_wall_time_seconds": round(report["wall_time_seconds"].get("evaluation", 0.0), 1),
+        "stopped_by_time_budget": report["stopped_by_time_budget"],
+        "optimizer_steps": report["training"].get("optimizer steps"),
+        "epochs_done": report["training"].get("epochs done"),
+        "num_test_queries": report["num_test_queries"],
+        "labels": report["labels"],
+    }
+
+
+def seed_spread(rows: list[dict], metric_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per scheme and metric: mean, minimum, maximum and population standard deviation over the seeds."""
+    spread = {}
+    for scheme in dict.fromkeys(row["scheme"] for row in rows):
+        values = {name: [row["metrics"][name] for row in rows if row["scheme"] == scheme] for name in metric_names}
+        spread[scheme] = {
+            name: {
+                "mean": statistics.fmean(series),
+                "min": min(series),
+                "max": max(series),
+                "std": statistics.pstdev(series),
+                "seeds": len(series),
+            }
+            for name, series in values.items()
+        }
+    return spread
+
+
+def _format(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):
+        return ", ".join(_format(item) if not isinstance(item, float) else f"{item:g}" for item in value)
+    return str(value)
+
+
+def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
+    """
+    Two PNG files: the headline metrics of every row (schemes, references, published), and Recall@10 against
+    training time of the ID schemes. Returns their file names.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric_names = [metric for metric in result["metric_columns"] if metric.endswith("@10")]
+    rows = [(f"{row['system']} (seed {row['seed']})", row["metrics"]) for row in result["rows"]]
+    rows += [(row["system"], row["metrics"]) for row in result["reference_rows"]]
+    rows += list(result["published"].items())
+    figure, axis = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
+    height = 0.8 / len(metric_names)
+    for index, metric in enumerate(metric_names):
+        positions = [row + index * height for row in range(len(rows))]
+        axis.barh(positions, [metrics.get(metric, 0.0) for _, metrics in rows], height=height, label=metric)
+    axis.set_yticks([row + 0.4 - height / 2 for row in range(len(rows))], [label for label, _ in rows], fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel("metric value")
+    axis.set_title(f"{result['task']} on {result['dataset']}: metrics by system")
+    axis.legend()
+    figure.tight_layout()
+    metrics_png = f"{name}_metrics.png"
+    figure.savefig(results_dir / metrics_png, dpi=110)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for row in result["rows"]:
+        point = (row["training_wall_time_seconds"] / 60, row["metrics"].get("recall@10", 0.0))
+        axis.scatter(*point)
+        axis.annotate(f"{row['scheme']} seed {row['seed']}", point, fontsize=8)
+    axis.set_xlabel("training wall time (minutes)")
+    axis.set_ylabel("Recall@10")
+    axis.set_title("Recall@10 against training time")
+    figure.tight_layout()
+    time_png = f"{name}_recall_vs_time.png"
+    figure.savefig(results_dir / time_png, dpi=110)
+    plt.close(figure)
+    return [metrics_png, time_png]
+
+
+def markdown_report(result: dict, plots: Sequence[str]) -> str:
+    """The readable table: labels, one row per scheme and seed, reference and published rows, spread, plots."""
+    metrics = result["metric_columns"]
+    machine = result["machine"]
+    lines = [
+        f"# Quality benchmark: {result['task']} on {result['dataset']}",
+        "",
+        *(f"> **{label}**\n" for label in result["labels"]),
+        f"Command: `{result['command']}`; commit {machine.get('git_commit')}; seeds {result['seeds']}; machine: "
+        f"{machine.get('platform')}, {machine.get('cpu_count')} CPUs, torch {machine.get('torch')}; total wall time "
+        f"{result['wall_time_seconds'] / 60:.1f} min. Every scheme: the same retriever script and backbone, "
+        f"{result['budget_minutes']:g} training minutes at most, test split evaluated by constrained beam search.",
+        "",
+        "## ID schemes",
+        "",
+        "| IDs | seed | "
+        + " | ".join(metrics)
+        + " | AMI level 1 | AMI full ID | collisions before resolution | code-usage perplexity per level | "
+        "training (min) | steps | epochs | stopped by budget |",
+        "|---|---|" + "---|" * (len(metrics) + 8),
+    ]
+    for row in result["rows"]:
+        quality = row["id_quality"]
+        lines.append(
+            f"| {row['system']} | {row['seed']} | "
+            + " | ".join(_format(row["metrics"].get(metric)) for metric in metrics)
+            + f" | {_format(quality['ami_level_1'])} | {_format(quality['ami_full_id'])} | "
+            f"{_format(quality['collision_rate_before_resolution'])} | {_format(quality['code_usage_perplexity'])} | "
+            f"{row['training_wall_time_seconds'] / 60:.1f} | {row['optimizer_steps']} | {row['epochs_done']} | "
+            f"{row['stopped_by_time_budget']} |"
+        )
+    lines += ["", "## Reference rows (not generative) and published numbers", ""]
+    lines += ["| system | " + " | ".join(metrics) + " | wall time (s) |", "|---|" + "---|" * (len(metrics) + 1)]
+    for row in result["reference_rows"]:
+        values = " | ".join(_format(row["metrics"].get(metric)) for metric in metrics)
+        lines.append(f"| {row['system']} | {values} | {row['wall_time_seconds']} |")
+    for system, values in result["published"].items():
+        lines.append(f"| {system} | " + " | ".join(_format(values.get(metric)) for metric in metrics) + " | - |")
+    if len(result["seeds"]) > 1:
+        lines += ["", "## Seed-to-seed spread: mean (min-max, standard deviation)", ""]
+        lines += ["| IDs | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+        for scheme, spread in result["seed_spread"].items():
+            cells = [
+                f"{spread[metric]['mean']:.4f} ({spread[metric]['min']:.4f}-{spread[metric]['max']:.4f}, "
+                f"{spread[metric]['std']:.4f})"
+                for metric in metrics
+            ]
+            lines.append(f"| {SCHEME_NAMES[scheme]} | " + " | ".join(cells) + " |")
+    lines += ["", "## Plots", ""] + [f"![{plot}]({plot})" for plot in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict, results_dir: Path) -> tuple[Path, Path]:
+    """Write `quality_<task>_<dataset>.json`, its plots and `.md` into `results_dir`."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    name = f"quality_{result['task']}_{result['dataset']}"
+    plots = write_plots(result, results_dir, name)
+    json_file, markdown_file = results_dir / f"{name}.json", results_dir / f"{name}.md"
+    json_file.write_text(json.dumps(result, indent=2))
+    markdown_file.write_text(markdown_report(result, plots))
+    return json_file, markdown_file
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    start = time.time()
+    args, extra = parse_arguments(argv)
+    corpus = load_corpus(args.dataset, args.data_dir)
+    category_of = dict(zip(corpus["doc_id"], corpus["category"]))
+    rows = []
+    for seed in args.seeds:
+        for scheme in args.schemes:
+            report = run_scheme(args, scheme, seed, extra)
+            rows.append(scheme_row(scheme, seed, report, args.output_dir / f"{scheme}-seed{seed}", category_of))
+            logger.info(f"{scheme} (seed {seed}): {rows[-1]['metrics']}")
+    labels = list(dict.fromkeys(label for row in rows for label in row["labels"]))
+    if args.task == "product_search" and PRODUCT_SEARCH_LABEL not in labels:
+        labels.insert(0, PRODUCT_SEARCH_LABEL)
+    metric_columns = METRIC_COLUMNS[args.task]
+    result = {
+        "benchmark": "quality",
+        "task": args.task,
+        "dataset": args.dataset,
+        "command": " ".join(["python", "benchmarks/bench_quality.py", *(argv if argv is not None else sys.argv[1:])]),
+        "seeds": args.seeds,
+        "budget_minutes": args.budget_minutes,
+        "labels": labels,
+        "metric_columns": list(metric_columns),
+        "rows": rows,
+        "reference_rows": reference_rows(args, args.seeds[0]),
+        "published": PUBLISHED.get((args.task, args.dataset), {}),
+        "seed_spread": seed_spread(rows, metric_columns),
+        "machine": machine_info(),
+    }
+    result["wall_time_seconds"] = round(time.time() - start, 1)
+    json_file, markdown_file = write_results(result, Path(args.results_dir))
+    logger.info(f"Wrote {json_file} and {markdown_file}.")
+    return result
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        format="%(asctime)s - %(message)s", level=logging.INFO, handlers=[logging.StreamHandler(sys.stdout)]
+    )
+    main()

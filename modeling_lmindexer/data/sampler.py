@@ -1,0 +1,63 @@
+"""Training order from the second ID level on: batches built from small groups of documents sharing a prefix."""
+
+from collections.abc import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+class PrefixGroupedSampler(Sampler[int]):
+    """
+    Orders the corpus so that every training batch is made of chunks of up to `chunk_size` documents that share their
+    earlier codes (their prefix). The contrastive loss's in-batch negatives then include, for each document, up to
+    `chunk_size - 1` documents of its own prefix group: the hard negatives of LMIndexer, which must get different codes
+    at this level, at no extra forward pass.
+
+    The order is random: documents within a group, then the chunks, shuffled with a generator seeded by
+    `(seed, level, epoch)`, so that an epoch's order is the same in a resumed run and on any number of processes
+    (whose batches are consecutive slices of it).
+
+    Args:
+        prefix_codes (`np.ndarray` of shape `(num_documents, level)`): Frozen codes of the earlier levels.
+        chunk_size (`int`): Documents of one prefix group kept together (`num_hard_negatives + 1`), at least 2.
+        seed (`int`): Seed of the shuffles.
+    """
+
+    def __init__(self, prefix_codes: np.ndarray, chunk_size: int, seed: int = 0):
+        if prefix_codes.ndim != 2 or prefix_codes.shape[1] == 0:
+            raise ValueError(f"prefix_codes must be of shape (num_documents, level >= 1), got {prefix_codes.shape}")
+        if chunk_size < 2:
+            raise ValueError(f"chunk_size must be at least 2 (a document and a hard negative), got {chunk_size}")
+        _, group_ids = np.unique(prefix_codes, axis=0, return_inverse=True)
+        self.group_ids = group_ids.reshape(-1)
+        self.level = prefix_codes.shape[1]
+        self.chunk_size = chunk_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of `epoch` (called by the Trainer's data loader at every epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.group_ids)
+
+    def order(self) -> np.ndarray:
+        """The document indices `(num_documents,)` of this epoch, in training order."""
+        rng = np.random.default_rng((self.seed, self.level, self.epoch))
+        shuffled = rng.permutation(len(self.group_ids))
+        grouped = shuffled[np.argsort(self.group_ids[shuffled], kind="stable")]
+        groups = self.group_ids[grouped]
+        group_starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        group_sizes = np.diff(np.r_[group_starts, len(grouped)])
+        position_in_group = np.arange(len(grouped)) - np.repeat(group_starts, group_sizes)
+        starts_chunk = position_in_group % self.chunk_size == 0
+        chunk_of_document = np.cumsum(starts_chunk) - 1
+        chunk_rank = rng.permutation(int(starts_chunk.sum()))
+        return grouped[np.argsort(chunk_rank[chunk_of_document], kind="stable")]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
+
+
+__all__ = ["PrefixGroupedSampler"]

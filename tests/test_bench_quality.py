@@ -1,0 +1,180 @@
+"""benchmarks/bench_quality.py: every scheme trained and evaluated by the example script, reference rows, the tables.
+
+The end-to-end test reads no real data: synthetic Cranfield files (12 documents, 4 judged test queries) written by
+`test_retrieval_tasks.write_synthetic_cranfield`, a tiny random T5 and a tiny untrained indexer.
+"""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_t5_config
+from test_retrieval_tasks import write_synthetic_cranfield
+from test_retriever_trainer import save_tiny_indexer
+from transformers import T5ForConditionalGeneration
+
+from modeling_lmindexer.data.retrieval_tasks import EvaluationQuery, RetrievalTask, TrainingPair
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("bench_quality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def quiet_subprocesses(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, quiet_subprocesses):
+    bench = load_benchmark()
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+    backbone = tmp_path / "tiny-t5"
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(tiny_t5_config()).save_pretrained(backbone)
+    t5_tokenizer.save_pretrained(backbone)
+    indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
+    arguments = [
+        "--task", "retrieval", "--dataset", "cranfield", "--data_dir", str(data_dir), "--schemes", "random",
+        "lmindexer", "--indexer", str(indexer), "--seeds", "1", "2", "--budget_minutes", "0.2",
+        "--num_train_epochs", "1", "--output_dir", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "results"),
+        # passed through to examples/run_retrieval.py
+        "--backbone", str(backbone), "--codebook_sizes", "4", "4", "--per_device_train_batch_size", "8",
+        "--disable_tqdm", "True", "--log_level", "warning",
+    ]  # fmt: skip
+    result = bench.main(arguments)
+
+    assert [(row["scheme"], row["seed"]) for row in result["rows"]] == [
+        ("random", 1), ("lmindexer", 1), ("random", 2), ("lmindexer", 2)
+    ]  # fmt: skip
+    for row in result["rows"]:
+        assert set(bench.METRIC_COLUMNS["retrieval"]) <= set(row["metrics"])
+        assert all(0.0 <= value <= 1.0 for value in row["metrics"].values())
+        assert row["num_test_queries"] == 4 and row["optimizer_steps"] >= 1
+        quality = row["id_quality"]
+        assert len(quality["code_usage_perplexity"]) == 2 and all(p >= 1.0 for p in quality["code_usage_perplexity"])
+        assert 0.0 <= quality["collision_rate_before_resolution"] <= 1.0
+        assert quality["ami_level_1"] is None  # synthetic Cranfield documents carry no category
+    random_runs = [row for row in result["rows"] if row["scheme"] == "random"]
+    assert random_runs[0]["id_quality"] != random_runs[1]["id_quality"]  # the seed reaches the random IDs
+    assert [row["system"] for row in result["reference_rows"]] == [
+        "BM25 (bm25s)", "dense retrieval (MiniLM, exact cosine, faiss)"
+    ]  # fmt: skip
+    bm25 = result["reference_rows"][0]["metrics"]
+    assert bm25["recall@10"] > 0.5  # each query names its topic, and its documents repeat it
+
+    spread = result["seed_spread"]["random"]["recall@10"]
+    values = [row["metrics"]["recall@10"] for row in random_runs]
+    assert spread["min"] == min(values) and spread["max"] == max(values) and spread["seeds"] == 2
+    assert result["machine"]["git_commit"] and result["seeds"] == [1, 2] and result["wall_time_seconds"] > 0
+
+    results_dir = tmp_path / "results"
+    stored = json.loads((results_dir / "quality_retrieval_cranfield.json").read_text())
+    assert stored["rows"] == result["rows"]
+    markdown = (results_dir / "quality_retrieval_cranfield.md").read_text()
+    assert "LMIndexer (learned)" in markdown and "BM25 (bm25s)" in markdown and "Seed-to-seed spread" in markdown
+    for plot in ("quality_retrieval_cranfield_metrics.png", "quality_retrieval_cranfield_recall_vs_time.png"):
+        assert (results_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({plot})" in markdown
+
+    # --resume reuses every finished run: the same rows, without training again.
+    logs = {path: path.stat().st_mtime for path in (tmp_path / "runs").glob("*/bench.log")}
+    resumed = bench.main([*arguments, "--resume"])
+    assert resumed["rows"] == result["rows"]
+    assert {path: path.stat().st_mtime for path in logs} == logs
+
+
+def test_a_failing_scheme_names_its_log(tmp_path, quiet_subprocesses):
+    bench = load_benchmark()
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+    arguments = [
+        "--task", "retrieval", "--dataset", "cranfield", "--data_dir", str(data_dir), "--schemes", "kmeans",
+        "--output_dir", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "results"),
+        "--codebook_sizes", "64", "64",  # more codes than the 12 documents
+    ]  # fmt: skip
+    with pytest.raises(RuntimeError, match=r"the kmeans run \(seed 42\) failed .* see .*kmeans-seed42/bench.log"):
+        bench.main(arguments)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--task", "rec", "--dataset", "scifact"], "--task rec takes --dataset beauty | office | movielens"),
+    (["--task", "retrieval", "--dataset", "scifact", "--budget_minutes", "0"], "--budget_minutes must be positive"),
+    (["--dataset", "beauty", "--indexer", "{missing}"], "the lmindexer row needs a trained indexer of 'beauty'"),
+])  # fmt: skip
+def test_bad_arguments_stop_before_any_run(arguments, message, tmp_path, capsys):
+    bench = load_benchmark()
+    arguments = [argument.format(missing=tmp_path / "missing") for argument in arguments]
+    with pytest.raises(SystemExit):
+        bench.main([*arguments, "--output_dir", str(tmp_path / "runs")])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_popularity_ranks_the_most_frequent_training_targets():
+    bench = load_benchmark()
+    train = [TrainingPair(("a",), target, "next-item") for target in ["x", "y", "y", "z", "y", "x"]]
+    test = [EvaluationQuery("u1", ("a",), {"y": 1}), EvaluationQuery("u2", ("b",), {"z": 1})]
+    task = RetrievalTask("synthetic", "sequential recommendation", train, [], test, "leave-one-out")
+    assert bench.popularity_rankings(task, depth=2) == [["y", "x"], ["y", "x"]]
+
+
+def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
+    bench = load_benchmark()
+    rows = [
+        {
+            "scheme": "kmeans",
+            "system": bench.SCHEME_NAMES["kmeans"],
+            "seed": seed,
+            "metrics": {"recall@5": recall / 2, "recall@10": recall, "ndcg@5": recall / 3, "ndcg@10": recall / 2},
+            "id_quality": {
+                "ami_level_1": 0.3,
+                "ami_full_id": 0.5,
+                "collision_rate_before_resolution": 0.02,
+                "code_usage_perplexity": [200.5, 180.0, 150.25],
+                "codebook_sizes": [256, 256, 256, 4],
+            },
+            "training_wall_time_seconds": 600.0 + seed,
+            "evaluation_wall_time_seconds": 60.0,
+            "stopped_by_time_budget": True,
+            "optimizer_steps": 1000,
+            "epochs_done": 3.5,
+            "num_test_queries": 100,
+            "labels": [],
+        }
+        for seed, recall in ((1, 0.04), (2, 0.06), (3, 0.05))
+    ]
+    spread = bench.seed_spread(rows, bench.METRIC_COLUMNS["rec"])
+    assert spread["kmeans"]["recall@10"]["mean"] == pytest.approx(0.05)
+    assert (spread["kmeans"]["recall@10"]["min"], spread["kmeans"]["recall@10"]["max"]) == (0.04, 0.06)
+    result = {
+        "task": "rec",
+        "dataset": "beauty",
+        "command": "python benchmarks/bench_quality.py --seeds 1 2 3",
+        "seeds": [1, 2, 3],
+        "budget_minutes": 10.0,
+        "labels": ["time order: file order"],
+        "metric_columns": list(bench.METRIC_COLUMNS["rec"]),
+        "rows": rows,
+        "reference_rows": [{"system": "popularity", "metrics": {"recall@10": 0.01}, "wall_time_seconds": 0.1}],
+        "published": bench.PUBLISHED[("rec", "beauty")],
+        "seed_spread": spread,
+        "machine": {"git_commit": "abc", "platform": "Linux", "cpu_count": 2, "torch": "2.13.0"},
+        "wall_time_seconds": 1800.0,
+    }
+    json_file, markdown_file = bench.write_results(result, tmp_path)
+    assert json.loads(json_file.read_text()) == result
+    markdown = markdown_file.read_text()
+    assert "> **time order: file order**" in markdown
+    assert "| hierarchical k-means (DSI) on MiniLM embeddings | 2 | 0.0300 | 0.0600 |" in markdown
+    assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | - |" in markdown
+    assert "0.0500 (0.0400-0.0600" in markdown and "200.5, 180, 150.25" in markdown
+    assert os.path.getsize(tmp_path / "quality_rec_beauty_metrics.png") > 1000
