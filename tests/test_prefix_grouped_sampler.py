@@ -63,3 +63,29 @@ def test_batches_hold_same_prefix_pairs_far_above_random_order():
 def test_bad_arguments(codes, chunk_size, message):
     with pytest.raises(ValueError, match=message):
         PrefixGroupedSampler(codes, chunk_size)
+
+
+def test_lengths_sort_chunks_within_mega_batches_and_cut_padding():
+    group_sizes = [10] * 160
+    codes = prefix_codes(group_sizes, seed=2)
+    # Short documents with a long tail, like product texts (Beauty: median 40 tokens, 90th percentile 51).
+    lengths = np.clip(np.random.default_rng(3).lognormal(3.7, 0.35, size=len(codes)).astype(int), 5, 128)
+    chunk_size, batch_size, mega_batch_size = 5, 32, 800
+    plain = PrefixGroupedSampler(codes, chunk_size, seed=0).order()
+    by_length = PrefixGroupedSampler(codes, chunk_size, seed=0, lengths=lengths, mega_batch_size=mega_batch_size)
+    order = by_length.order()
+    assert sorted(order.tolist()) == list(range(len(codes)))
+    prefixes = [tuple(row) for row in codes[order]]
+    assert sum(a == b for a, b in zip(prefixes, prefixes[1:])) >= sum(
+        size - size // chunk_size for size in group_sizes
+    )
+    by_length.set_epoch(1)
+    assert not np.array_equal(by_length.order(), order)
+
+    def padded_tokens(order: np.ndarray) -> int:
+        return sum(
+            len(order[start : start + batch_size]) * int(lengths[order[start : start + batch_size]].max())
+            for start in range(0, len(order), batch_size)
+        )
+
+    assert padded_tokens(order) < 0.75 * padded_tokens(plain)

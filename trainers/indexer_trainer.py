@@ -272,13 +272,22 @@ class LMIndexerTrainer(Trainer):
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
         """
         From the second level on (with `config.num_hard_negatives > 0`), a [`PrefixGroupedSampler`]: batches of small
-        groups of documents sharing their earlier codes, the hard negatives of each other. Otherwise the Trainer's
-        sampler for `train_sampling_strategy`.
+        groups of documents sharing their earlier codes, the hard negatives of each other, grouped by length with
+        `train_sampling_strategy="group_by_length"`. Otherwise the Trainer's sampler for `train_sampling_strategy`.
         """
         stage, num_hard_negatives = self.current_stage, self.model.config.num_hard_negatives
         if stage is None or stage.level == 0 or num_hard_negatives == 0:
             return super()._get_train_sampler(train_dataset)
-        return PrefixGroupedSampler(self.codes[:, : stage.level], num_hard_negatives + 1, seed=self.args.seed)
+        lengths = None
+        if self.args.train_sampling_strategy == "group_by_length":
+            lengths = np.asarray(self.train_dataset[self.args.length_column_name])
+        return PrefixGroupedSampler(
+            self.codes[:, : stage.level],
+            num_hard_negatives + 1,
+            seed=self.args.seed,
+            lengths=lengths,
+            mega_batch_size=50 * self.args.train_batch_size * self.args.gradient_accumulation_steps,
+        )
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """The Trainer's optimizer, with the backbone's parameters in groups of their own learning rate."""
