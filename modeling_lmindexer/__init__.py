@@ -12,7 +12,6 @@ from .backbones import DEFAULT_BACKBONE, load_backbone, load_offline_backbone
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
 from .configuration_retriever import LMIndexerRetrieverConfig
-from .id_beam_search import id_beam_search
 from .logits_process import DictTrie, TrieConstrainedLogitsProcessor
 from .modeling_lmindexer import LMIndexerForSemanticID, LMIndexerOutput, LMIndexerPreTrainedModel
 from .modeling_retriever import LMIndexerRetriever
@@ -47,7 +46,6 @@ __all__ = [
     "PrefixGroupMeans",
     "SemanticIDs",
     "TrieConstrainedLogitsProcessor",
-    "id_beam_search",
     "kmeans_centroids",
     "load_backbone",
     "load_offline_backbone",

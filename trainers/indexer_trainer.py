@@ -15,6 +15,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from transformers.utils import logging
 
@@ -273,21 +274,26 @@ class LMIndexerTrainer(Trainer):
         """
         From the second level on (with `config.num_hard_negatives > 0`), a [`PrefixGroupedSampler`]: batches of small
         groups of documents sharing their earlier codes, the hard negatives of each other, grouped by length with
-        `train_sampling_strategy="group_by_length"`. Otherwise the Trainer's sampler for `train_sampling_strategy`.
+        `train_sampling_strategy="group_by_length"`. Otherwise the Trainer's sampler for `train_sampling_strategy`,
+        except that `group_by_length` forms its mega-batches from the global batch (transformers uses the
+        per-device batch), so one process and several learn the same IDs at equal global batch.
         """
         stage, num_hard_negatives = self.current_stage, self.model.config.num_hard_negatives
-        if stage is None or stage.level == 0 or num_hard_negatives == 0:
-            return super()._get_train_sampler(train_dataset)
-        lengths = None
-        if self.args.train_sampling_strategy == "group_by_length":
-            lengths = np.asarray(self.train_dataset[self.args.length_column_name])
-        return PrefixGroupedSampler(
-            self.codes[:, : stage.level],
-            num_hard_negatives + 1,
-            seed=self.args.seed,
-            lengths=lengths,
-            mega_batch_size=50 * self.args.train_batch_size * self.args.gradient_accumulation_steps,
-        )
+        by_length = self.args.train_sampling_strategy == "group_by_length"
+        lengths = self.train_dataset[self.args.length_column_name] if by_length else None
+        # Mega-batches of the global batch, so that the order does not depend on the number of processes.
+        global_batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        if stage is not None and stage.level > 0 and num_hard_negatives > 0:
+            return PrefixGroupedSampler(
+                self.codes[:, : stage.level],
+                num_hard_negatives + 1,
+                seed=self.args.seed,
+                lengths=None if lengths is None else np.asarray(lengths),
+                mega_batch_size=50 * global_batch_size,
+            )
+        if by_length:
+            return LengthGroupedSampler(global_batch_size, lengths=lengths)
+        return super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """The Trainer's optimizer, with the backbone's parameters in groups of their own learning rate."""

@@ -16,7 +16,7 @@ from modeling_lmindexer import LMIndexerForSemanticID  # noqa: E402
 from trainers import LMIndexerTrainer, default_stage_plan  # noqa: E402
 
 
-def main(output_dir: str, per_device_batch_size: int) -> None:
+def main(output_dir: str, per_device_batch_size: int, sampling_strategy: str) -> None:
     corpus = Dataset.from_dict({"doc_id": [f"doc-{i}" for i in range(40)], "text": synthetic_documents()})
     torch.manual_seed(0)
     model = LMIndexerForSemanticID(tiny_indexer_config(codebook_sizes=[4, 4]))
@@ -31,6 +31,7 @@ def main(output_dir: str, per_device_batch_size: int) -> None:
         disable_tqdm=True,
         save_strategy="no",
         ddp_find_unused_parameters=True,
+        train_sampling_strategy=sampling_strategy,
     )
     tokenizer = AutoTokenizer.from_pretrained(str(t5_tokenizer_path()))
     plan = default_stage_plan(2, warmup_epochs=1, continuous_epochs=1, joint_epochs=1)
@@ -42,4 +43,4 @@ def main(output_dir: str, per_device_batch_size: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "random")
