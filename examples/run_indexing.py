@@ -24,7 +24,7 @@ import torch
 import transformers
 from transformers import HfArgumentParser
 
-from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerForSemanticID, SemanticIDs, load_backbone
+from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerConfig, LMIndexerForSemanticID, SemanticIDs, load_backbone
 from modeling_lmindexer.baselines import hierarchical_kmeans_codes, sentence_embeddings
 from modeling_lmindexer.data import load_corpus
 from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
@@ -59,6 +59,13 @@ class IndexingArguments:
     )
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling (alpha)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Override LMIndexerConfig hyper-parameters, e.g. "
+            "'contrastive_loss_weight=0.5,distillation_temperature=0.1'."
+        },
+    )
     kmeans_baseline: bool = field(
         default=True, metadata={"help": "Also report k-means IDs on sentence embeddings of the same backbone."}
     )
@@ -101,6 +108,24 @@ def kmeans_baseline_row(corpus, codebook_sizes: list[int], seed: int, batch_size
     return semantic_id_metrics(semantic_ids, list(corpus["category"]))
 
 
+def parse_config_overrides(overrides: str | None) -> dict:
+    """
+    `"key=value,..."` as typed `LMIndexerConfig` keyword arguments (types taken from the config's defaults); a bad
+    key or value ends the run with one error line.
+    """
+    if not overrides:
+        return {}
+    defaults = LMIndexerConfig()
+    try:
+        keys = [key.strip() for key, _ in (pair.split("=", 1) for pair in overrides.split(","))]
+        defaults.update_from_string(overrides)
+        parsed = {key: getattr(defaults, key) for key in keys}
+        LMIndexerConfig(**parsed)
+    except (ValueError, TypeError) as error:
+        sys.exit(f"error: --config_overrides '{overrides}': {error}")
+    return parsed
+
+
 def resume_source(args: IndexingArguments, training_args: LMIndexerTrainingArguments) -> str | bool | None:
     if training_args.resume_from_checkpoint:
         return training_args.resume_from_checkpoint
@@ -122,19 +147,20 @@ def main() -> None:
     if not torch.cuda.is_available():
         # `accelerate launch` sets OMP_NUM_THREADS=1; on CPU, give each process its share of the cores instead.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // training_args.world_size))
+    config_overrides = parse_config_overrides(args.config_overrides)
     corpus = load_checked_corpus(args)
     logger.info(f"Indexing {len(corpus)} documents of '{args.dataset}' with codebook sizes {args.codebook_sizes}.")
 
     backbone, tokenizer = load_backbone(args.backbone)
-    model = LMIndexerForSemanticID.from_backbone(
-        backbone,
-        num_levels=len(args.codebook_sizes),
-        codebook_sizes=args.codebook_sizes,
-        max_document_length=args.max_document_length,
-        num_hard_negatives=args.num_hard_negatives,
-        center_by_prefix=args.center_by_prefix,
-        dataset_name=args.dataset,
-    )
+    config_kwargs = {
+        "num_levels": len(args.codebook_sizes),
+        "codebook_sizes": args.codebook_sizes,
+        "max_document_length": args.max_document_length,
+        "num_hard_negatives": args.num_hard_negatives,
+        "center_by_prefix": args.center_by_prefix,
+        "dataset_name": args.dataset,
+    }
+    model = LMIndexerForSemanticID.from_backbone(backbone, **{**config_kwargs, **config_overrides})
     if args.lora_r is not None:
         apply_lora(model, r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout)
     trainer = LMIndexerTrainer(model, training_args, corpus, tokenizer)

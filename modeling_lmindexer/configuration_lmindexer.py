@@ -84,6 +84,13 @@ class LMIndexerConfig(PreTrainedConfig):
             Weight of the contrastive loss.
         code_prediction_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the loss teaching the decoder to generate the earlier codes it already assigned.
+        distillation_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the similarity distillation loss (stages that list `"distillation"`): within the batch, the
+            softmax over cosine similarities of the level representations must match that of the backbone's own
+            sentence embeddings before training, so the pretrained semantic neighbourhoods survive the
+            reconstruction objective.
+        distillation_temperature (`float`, *optional*, defaults to 0.05):
+            Temperature dividing both similarity matrices of the distillation loss.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of codebooks and reconstructor.
         dataset_name (`str`, *optional*):
@@ -128,6 +135,8 @@ class LMIndexerConfig(PreTrainedConfig):
     reconstruction_loss_weight: float = 1.0
     contrastive_loss_weight: float = 1.0
     code_prediction_loss_weight: float = 1.0
+    distillation_loss_weight: float = 1.0
+    distillation_temperature: float = 0.05
     initializer_range: float = 0.02
     dataset_name: str | None = None
     indexing_metrics: dict | None = None
@@ -172,6 +181,8 @@ class LMIndexerConfig(PreTrainedConfig):
                 raise ValueError(f"{name} = {ratio}: a mask ratio must be in [0, 1).")
         if self.contrastive_similarity not in ("cosine", "dot"):
             raise ValueError(f"contrastive_similarity = {self.contrastive_similarity!r}: use 'cosine' or 'dot'.")
+        if self.distillation_temperature <= 0:
+            raise ValueError(f"distillation_temperature = {self.distillation_temperature} must be positive.")
         if self.max_document_length < 2:
             raise ValueError(f"max_document_length = {self.max_document_length}: documents need at least 2 tokens.")
 

@@ -26,7 +26,9 @@ from .semantic_ids import SemanticIDs, validate_corpus
 logger = logging.get_logger(__name__)
 
 PREFIX_GROUP_MEANS_NAME = "prefix_group_means.safetensors"
-LOSS_NAMES = ("reconstruction", "contrastive", "code_prediction")
+LOSS_NAMES = ("reconstruction", "contrastive", "code_prediction", "distillation")
+# Losses computed when `forward` is not told which: distillation needs targets and is asked for by name.
+DEFAULT_LOSS_NAMES = ("reconstruction", "contrastive", "code_prediction")
 
 
 @dataclass
@@ -43,6 +45,9 @@ class LMIndexerOutput(ModelOutput):
             InfoNCE loss between two dropout views, with in-batch and prefix-sharing hard negatives.
         code_prediction_loss (`torch.FloatTensor` of shape `()`, *optional*):
             Cross-entropy of the decoder's predictions of the earlier levels' codes.
+        distillation_loss (`torch.FloatTensor` of shape `()`, *optional*):
+            KL divergence from the batch similarity distribution of the distillation targets to that of the level
+            representations.
         codes (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             The code chosen at this level (only when quantising).
         code_scores (`torch.FloatTensor` of shape `(batch_size, codebook_size)`, *optional*):
@@ -55,6 +60,7 @@ class LMIndexerOutput(ModelOutput):
     reconstruction_loss: torch.FloatTensor | None = None
     contrastive_loss: torch.FloatTensor | None = None
     code_prediction_loss: torch.FloatTensor | None = None
+    distillation_loss: torch.FloatTensor | None = None
     codes: torch.LongTensor | None = None
     code_scores: torch.FloatTensor | None = None
     level_representation: torch.FloatTensor | None = None
@@ -206,6 +212,7 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         losses: Sequence[str] | None = None,
         mask_ratio: float | None = None,
         reconstruction_noise: torch.Tensor | None = None,
+        distillation_targets: torch.Tensor | None = None,
         **kwargs,
     ) -> LMIndexerOutput:
         r"""
@@ -219,16 +226,27 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
                 Frozen codes of the earlier levels (required from level 1 on).
             quantize (`bool`): Pass the level representation through the codebook (joint stage). `False` feeds the
                 continuous representation to the reconstructor (stage before the codebook exists).
-            losses (`Sequence[str]`, *optional*): Which of `"reconstruction"`, `"contrastive"`, `"code_prediction"`
-                to compute. Defaults to all that apply (code prediction needs `level >= 1`).
+            losses (`Sequence[str]`, *optional*): Which of `"reconstruction"`, `"contrastive"`, `"code_prediction"`,
+                `"distillation"` to compute. Defaults to the first three where they apply (code prediction needs
+                `level >= 1`).
             mask_ratio (`float`, *optional*): Reconstructor mask ratio; defaults to `config.mask_ratios[level]`.
             reconstruction_noise (`torch.FloatTensor` of shape `(batch_size, sequence_length, sequence_length)`,
                 *optional*): Uniform noise choosing the context tokens hidden from the reconstructor. Collators pass
                 per-document noise so that results do not depend on batch composition or process count.
+            distillation_targets (`torch.FloatTensor` of shape `(batch_size, target_size)`, *optional*): Fixed
+                embeddings of the documents (the backbone's sentence embeddings before training, see
+                [`~LMIndexerForSemanticID.sentence_embeddings`]) whose similarities the distillation loss imitates.
         """
         batch_size = input_ids.shape[0]
         self._check_prefix_codes(level, prefix_codes, batch_size)
         requested = self._requested_losses(losses, level)
+        if "distillation" in requested and (
+            distillation_targets is None or distillation_targets.shape[0] != batch_size
+        ):
+            shape = None if distillation_targets is None else tuple(distillation_targets.shape)
+            raise ValueError(
+                f"The distillation loss needs distillation_targets of shape ({batch_size}, target_size), got {shape}."
+            )
 
         states, _ = self.level_hidden_states(input_ids, attention_mask, prefix_codes)
         level_representation = states[:, level]
@@ -251,17 +269,21 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             )
         if "code_prediction" in requested:
             level_losses["code_prediction"] = self.code_prediction_loss(states[:, :level], prefix_codes)
+        if "distillation" in requested:
+            level_losses["distillation"] = self.distillation_loss(level_representation, distillation_targets)
 
         weights = {
             "reconstruction": self.config.reconstruction_loss_weight,
             "contrastive": self.config.contrastive_loss_weight,
             "code_prediction": self.config.code_prediction_loss_weight,
+            "distillation": self.config.distillation_loss_weight,
         }
         return LMIndexerOutput(
             loss=sum(weights[name] * value for name, value in level_losses.items()),
             reconstruction_loss=level_losses.get("reconstruction"),
             contrastive_loss=level_losses.get("contrastive"),
             code_prediction_loss=level_losses.get("code_prediction"),
+            distillation_loss=level_losses.get("distillation"),
             codes=None if quantized is None else quantized.codes,
             code_scores=None if quantized is None else quantized.scores,
             level_representation=level_representation,
@@ -286,7 +308,7 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
 
     def _requested_losses(self, losses: Sequence[str] | None, level: int) -> list[str]:
         if losses is None:
-            return [name for name in LOSS_NAMES if name != "code_prediction" or level > 0]
+            return [name for name in DEFAULT_LOSS_NAMES if name != "code_prediction" or level > 0]
         unknown = sorted(set(losses) - set(LOSS_NAMES))
         if unknown:
             raise ValueError(f"Unknown loss names {unknown}; choose from {list(LOSS_NAMES)}.")
@@ -348,6 +370,47 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             positives = torch.cat(dist_nn.all_gather(positives))
         logits = anchors @ positives.t()
         return nn.functional.cross_entropy(logits.float() / self.config.contrastive_temperature, targets)
+
+    def distillation_loss(self, representations: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """
+        Similarity distillation: for each document of the batch, the softmax over its cosine similarities to the
+        other documents (itself excluded, temperature `config.distillation_temperature`) computed from
+        `representations` `(batch_size, hidden_size)` must match the one computed from the fixed `targets`
+        `(batch_size, target_size)`; returns the mean KL divergence. The widths may differ: only similarities are
+        compared. Under distributed training the other documents are those of every process's batch, as in
+        [`~LMIndexerForSemanticID.contrastive_loss`].
+        """
+        representations = nn.functional.normalize(representations.float(), dim=-1)
+        targets = nn.functional.normalize(targets.float(), dim=-1)
+        rows = torch.arange(representations.shape[0], device=representations.device)
+        columns_representations, columns_targets, diagonal = representations, targets, rows
+        if self.config.contrastive_across_processes and dist.is_available() and dist.is_initialized():
+            diagonal = rows + dist.get_rank() * representations.shape[0]
+            columns_representations = torch.cat(dist_nn.all_gather(representations))
+            gathered_targets = [torch.empty_like(targets) for _ in range(dist.get_world_size())]
+            dist.all_gather(gathered_targets, targets)
+            columns_targets = torch.cat(gathered_targets)
+        temperature = self.config.distillation_temperature
+        self_mask = torch.zeros(
+            representations.shape[0], columns_representations.shape[0], dtype=torch.bool, device=rows.device
+        )
+        self_mask[rows, diagonal] = True
+        student = (representations @ columns_representations.t() / temperature).masked_fill(self_mask, float("-inf"))
+        teacher = (targets @ columns_targets.t() / temperature).masked_fill(self_mask, float("-inf"))
+        student_log_probs = torch.log_softmax(student, dim=-1).masked_fill(self_mask, 0.0)
+        teacher_log_probs = torch.log_softmax(teacher, dim=-1).masked_fill(self_mask, 0.0)
+        return (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(dim=-1).mean()
+
+    @torch.no_grad()
+    def sentence_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """
+        The backbone's sentence embeddings `(batch_size, encoder_hidden_size)`: its encoder states mean-pooled over
+        the real tokens (for the default MiniLM backbone, exactly the all-MiniLM-L6-v2 sentence embedding before
+        its normalisation). Taken before training, they are the default distillation targets.
+        """
+        states = self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
     def code_prediction_loss(self, earlier_states: torch.Tensor, prefix_codes: torch.Tensor) -> torch.Tensor:
         """

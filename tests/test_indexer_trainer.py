@@ -12,6 +12,7 @@ from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from modeling_lmindexer import LMIndexerConfig, LMIndexerForSemanticID, kmeans_centroids
+from modeling_lmindexer.data.collator import LMIndexerDataCollator
 from trainers import IndexingStage, LMIndexerTrainer, default_stage_plan
 
 
@@ -94,6 +95,37 @@ def test_every_stage_runs_and_hands_over_to_the_next(tmp_path, t5_tokenizer, doc
     assert progress["completed_stages"] == len(trainer.stage_plan)
     logged = [entry for entry in trainer.state.log_history if "reconstruction_loss" in entry]
     assert logged and all("id_level" in entry for entry in logged)
+
+
+def test_distillation_targets_are_the_untrained_sentence_embeddings(tmp_path, t5_tokenizer, documents, monkeypatch):
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents)
+    initial_model = LMIndexerForSemanticID(trainer.model.config)
+    initial_model.load_state_dict(trainer.model.state_dict())
+    initial_model.eval()
+    seen_targets = []
+    original_call = LMIndexerDataCollator.__call__
+
+    def recording_call(collator, features):
+        batch = original_call(collator, features)
+        seen_targets.append((trainer.current_stage.name, "distillation_targets" in batch))
+        return batch
+
+    monkeypatch.setattr(LMIndexerDataCollator, "__call__", recording_call)
+    trainer.train()
+    encoded = t5_tokenizer(documents, max_length=trainer.model.config.max_document_length, truncation=True)
+    expected = torch.stack(
+        [
+            initial_model.sentence_embeddings(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
+            for ids in encoded["input_ids"]
+        ]
+    ).numpy()
+    saved = np.load(tmp_path / "distillation_targets.npy")
+    np.testing.assert_allclose(saved, expected, atol=1e-5, rtol=1e-4)
+    # The default plan distils at the first level only, in its continuous and joint stages.
+    with_targets = {name for name, has_targets in seen_targets if has_targets}
+    assert with_targets == {"level-1/continuous", "level-1/joint"}
+    for stage in trainer.stage_plan:
+        assert ("distillation" in stage.losses) == (stage.name in with_targets)
 
 
 def test_group_by_length_samples_by_document_token_counts(tmp_path, t5_tokenizer, documents):

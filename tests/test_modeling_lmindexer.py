@@ -93,6 +93,50 @@ def test_gradients_reach_encoder_codebook_and_reconstructor(tiny_config, batch):
     assert has_gradient("reconstructor.")
 
 
+def test_distillation_loss_is_zero_for_the_same_geometry_and_positive_otherwise(tiny_config):
+    model = make_model(tiny_config)
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.randn(6, 24, generator=generator)
+    rotation, _ = torch.linalg.qr(torch.randn(24, 24, generator=generator))
+    # Rotated and rescaled targets have the same cosine similarities: nothing to distil, whatever the width.
+    assert model.distillation_loss(3.0 * targets @ rotation, targets).item() == pytest.approx(0.0, abs=1e-6)
+    assert model.distillation_loss(torch.randn(6, tiny_config.hidden_size, generator=generator), targets) > 0.1
+
+
+def test_distillation_step_moves_representations_towards_the_targets(tiny_config, batch):
+    model = make_model(tiny_config)
+    batch_size = batch["input_ids"].shape[0]
+    inputs = dict(batch, distillation_targets=torch.randn(batch_size, 7, generator=torch.Generator().manual_seed(1)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.eval()  # no dropout: the same representations before and after the step
+    before = model(**inputs, losses=["distillation"])
+    torch.testing.assert_close(before.loss, before.distillation_loss)
+    before.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.encoder.parameters())
+    optimizer.step()
+    with torch.no_grad():
+        after = model(**inputs, losses=["distillation"])
+    assert after.loss < before.loss
+
+
+def test_distillation_needs_targets_for_every_document(tiny_config, batch):
+    model = make_model(tiny_config)
+    with pytest.raises(ValueError, match="distillation_targets of shape"):
+        model(**batch, losses=["distillation"])
+    with pytest.raises(ValueError, match="distillation_targets of shape"):
+        model(**batch, losses=["distillation"], distillation_targets=torch.zeros(1, 7))
+
+
+def test_sentence_embeddings_mean_pool_the_encoder_over_real_tokens(tiny_config, batch):
+    model = make_model(tiny_config).eval()
+    embeddings = model.sentence_embeddings(batch["input_ids"], batch["attention_mask"])
+    first_length = int(batch["attention_mask"][0].sum())
+    states = model.backbone.get_encoder()(
+        input_ids=batch["input_ids"][:1, :first_length], attention_mask=batch["attention_mask"][:1, :first_length]
+    ).last_hidden_state
+    torch.testing.assert_close(embeddings[0], states[0].mean(dim=0), atol=1e-5, rtol=1e-5)
+
+
 def test_kmeans_initialisation_sets_codebook_to_faiss_centres(tiny_config):
     model = make_model(tiny_config)
     representations = torch.randn(200, tiny_config.hidden_size, generator=torch.Generator().manual_seed(0))

@@ -28,6 +28,9 @@ def run_job(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
         (["--dataset", "imagenet"], "error: Unknown dataset 'imagenet'"),
         (["--dataset", "beauty", "--data_dir", "{empty}"], "Beauty.items.derived.json"),
         (["--max_documents", "10"], "The corpus has 10 documents but a codebook has 256 codes"),
+        (["--config_overrides", "nope=1"], "--config_overrides 'nope=1': key nope isn't in the original config"),
+        (["--config_overrides", "distillation_temperature=0"], "distillation_temperature = 0.0 must be positive"),
+        (["--config_overrides", "contrastive_loss_weight"], "--config_overrides 'contrastive_loss_weight'"),
     ],
 )
 def test_bad_input_stops_with_one_error_line(tmp_path, arguments, message):

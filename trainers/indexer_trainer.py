@@ -5,6 +5,7 @@ import os
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ logger = logging.get_logger(__name__)
 PROGRESS_FILE = "indexer_progress.json"
 CODES_FILE = "indexer_codes.npy"
 STAGE_MODEL_DIR = "indexer_last_stage"
+DISTILLATION_TARGETS_FILE = "distillation_targets.npy"
 STAGE_WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_STAGE_FILE = "indexer_stage.json"
 
@@ -157,6 +159,7 @@ class LMIndexerTrainer(Trainer):
         self.root_output_dir = args.output_dir
         self.base_learning_rate = args.learning_rate
         self.codes = np.zeros((len(texts), 0), dtype=np.int64)
+        self.distillation_targets: np.ndarray | None = None
         self.stage_records: list[StageRecord] = []
         self.current_stage: IndexingStage | None = None
         self.current_stage_index = 0
@@ -179,6 +182,8 @@ class LMIndexerTrainer(Trainer):
         if resume_from_checkpoint:
             root = self.root_output_dir if resume_from_checkpoint is True else str(resume_from_checkpoint)
             first_stage, stage_checkpoint = self._restore_progress(root)
+        if any("distillation" in stage.losses for stage in self.stage_plan[first_stage:]):
+            self._prepare_distillation_targets(first_stage)
         for index in range(first_stage, len(self.stage_plan)):
             self._run_stage(index, self.stage_plan[index], stage_checkpoint if index == first_stage else None)
             self._save_progress(index + 1)
@@ -192,6 +197,33 @@ class LMIndexerTrainer(Trainer):
         }
         logger.info(f"Assigned {len(semantic_ids)} unique semantic IDs: {json.dumps(metrics)}")
         return TrainOutput(global_step=self.state.global_step, training_loss=0.0, metrics=metrics)
+
+    def _prepare_distillation_targets(self, first_stage: int) -> None:
+        """
+        The backbone's sentence embeddings of every document before training, the targets of the distillation loss:
+        computed at the start of a run and saved in `output_dir`, read back by a resumed run.
+        """
+        targets_path = os.path.join(self.root_output_dir, DISTILLATION_TARGETS_FILE)
+        if os.path.isfile(targets_path):
+            self.distillation_targets = np.load(targets_path)
+            if len(self.distillation_targets) != len(self.doc_ids):
+                raise ValueError(
+                    f"{targets_path} holds {len(self.distillation_targets)} documents, this corpus has "
+                    f"{len(self.doc_ids)}; resume with the same corpus or remove the file."
+                )
+            return
+        if first_stage > 0:
+            logger.warning(
+                f"{targets_path} is missing in a resumed run: the distillation targets are taken from the partly "
+                "trained backbone."
+            )
+        self.distillation_targets = self._encode_documents(
+            lambda input_ids, attention_mask, rows: self.model.sentence_embeddings(input_ids, attention_mask),
+            description="Distillation targets",
+        ).numpy()
+        if self.is_world_process_zero():
+            os.makedirs(self.root_output_dir, exist_ok=True)
+            np.save(targets_path, self.distillation_targets)
 
     def _stage_output_dir(self, index: int, stage: IndexingStage) -> str:
         return os.path.join(self.root_output_dir, f"stage-{index:02d}-{stage.name.replace('/', '-')}")
@@ -262,6 +294,7 @@ class LMIndexerTrainer(Trainer):
     def _train_stage(self, index: int, stage: IndexingStage, checkpoint: str | None) -> None:
         self._set_trainable(stage)
         self.data_collator.set_level(stage.level, self.codes)
+        self.data_collator.distillation_targets = self.distillation_targets if "distillation" in stage.losses else None
         self.args.output_dir = self._stage_output_dir(index, stage)
         self.args.num_train_epochs = stage.num_epochs
         self.args.learning_rate = self.base_learning_rate if stage.learning_rate is None else stage.learning_rate
@@ -332,10 +365,25 @@ class LMIndexerTrainer(Trainer):
             self._losses_since_log = LossMeans()
         super().log(logs, start_time)
 
-    @torch.no_grad()
     def encode_corpus(self, level: int) -> torch.Tensor:
+        """Level representations `(num_documents, hidden_size)` of the whole corpus given the frozen earlier codes."""
+        model = self.model
+
+        def encode_level(input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+            prefix_codes = torch.tensor(self.codes[rows, :level], device=model.device) if level else None
+            return model.encode_level(input_ids, attention_mask, level, prefix_codes)
+
+        return self._encode_documents(encode_level, description=f"Encoding level {level + 1}")
+
+    @torch.no_grad()
+    def _encode_documents(
+        self,
+        encode: Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor],
+        description: str,
+    ) -> torch.Tensor:
         """
-        Level representations `(num_documents, hidden_size)` of the whole corpus given the frozen earlier codes.
+        `encode(input_ids, attention_mask, rows)` `(batch_size, width)` of every document, in eval mode, stacked
+        `(num_documents, width)` in corpus order.
 
         Documents are batched in order of token count (little padding) and the batches dealt round-robin to the
         processes and gathered, so every process gets the same tensor, equal to what one process computes.
@@ -349,14 +397,12 @@ class LMIndexerTrainer(Trainer):
         batch_starts = list(range(0, len(by_length), batch_size))
         local_batches = batch_starts[self.accelerator.process_index :: self.accelerator.num_processes]
         encoded = []
-        progress = tqdm(local_batches, desc=f"Encoding level {level + 1}", disable=not self.is_world_process_zero())
+        progress = tqdm(local_batches, desc=description, disable=not self.is_world_process_zero())
         for start in progress:
             rows = by_length[start : start + batch_size]
             batch = self.data_collator.tokenize([texts[row] for row in rows])
-            prefix_codes = torch.tensor(self.codes[rows, :level], device=model.device) if level else None
-            representations = model.encode_level(
-                batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device), level, prefix_codes
-            )
+            input_ids, attention_mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+            representations = encode(input_ids, attention_mask, rows)
             encoded.append((start, representations.float().cpu()))
         model.train(was_training)
         gathered = gather_object(encoded) if self.accelerator.num_processes > 1 else encoded

@@ -75,6 +75,7 @@ def default_stage_plan(
     continuous_epochs: float = 1.0,
     joint_epochs: float = 3.0,
     learning_rate: float | None = None,
+    distillation_levels: int = 1,
 ) -> list[IndexingStage]:
     """
     The paper's schedule for `num_levels` levels.
@@ -85,10 +86,16 @@ def default_stage_plan(
         continuous_epochs (`float`): Contrastive + reconstruction training before each codebook exists (0 skips it).
         joint_epochs (`float`): Training with quantisation at each level.
         learning_rate (`float`, *optional*): Learning rate of every train stage (defaults to the training arguments).
+        distillation_levels (`int`): In the continuous and joint stages of the first this many levels, the
+            similarity distillation loss to the backbone's sentence embeddings before training replaces the
+            contrastive loss (not in the paper). Measured on 3,000 Beauty items, 256 level-1 codes: the contrastive
+            loss (instance discrimination) gave level-1 codes an AMI of 0.270 with the leaf category against 0.402 for
+            k-means on the sentence embeddings; distillation instead, 0.431, at code-usage perplexity 194.
     """
     plan = []
     for level in range(num_levels):
         prefix = f"level-{level + 1}"
+        spreading_loss = "distillation" if level < distillation_levels else "contrastive"
         if level == 0 and warmup_epochs > 0:
             plan.append(
                 IndexingStage(
@@ -107,7 +114,7 @@ def default_stage_plan(
                     f"{prefix}/continuous",
                     level,
                     trainable=["backbone", "reconstructor"],
-                    losses=["reconstruction", "contrastive"],
+                    losses=["reconstruction", spreading_loss],
                     num_epochs=continuous_epochs,
                     learning_rate=learning_rate,
                 )
@@ -118,7 +125,7 @@ def default_stage_plan(
                 f"{prefix}/joint",
                 level,
                 trainable=["backbone", "codebook", "reconstructor"],
-                losses=["reconstruction", "contrastive"] + (["code_prediction"] if level else []),
+                losses=["reconstruction", spreading_loss, *(["code_prediction"] if level else [])],
                 quantize=True,
                 num_epochs=joint_epochs,
                 learning_rate=learning_rate,

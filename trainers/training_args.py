@@ -18,10 +18,14 @@ class LMIndexerTrainingArguments(TrainingArguments):
         warmup_epochs (`float`, *optional*, defaults to 0.5): Reconstructor warm-up at level 1 (0 skips it).
         continuous_epochs (`float`, *optional*, defaults to 0.5): Training before each level's codebook exists.
         joint_epochs (`float`, *optional*, defaults to 1.0): Training with quantisation at each level.
+        distillation_levels (`int`, *optional*, defaults to 1): Levels (from the first) whose continuous and joint
+            stages train with the similarity distillation loss to the backbone's sentence embeddings before training
+            instead of the contrastive loss (0: the paper's contrastive loss at every level).
+
+        stage_plan_file (`str`, *optional*): JSON list of stages replacing the default plan (see [`IndexingStage`]).
 
     The default epochs keep the default MovieLens-1M job under 30 minutes on 2 CPU cores; the paper trains 30 epochs
     per stage on GPUs.
-        stage_plan_file (`str`, *optional*): JSON list of stages replacing the default plan (see [`IndexingStage`]).
     """
 
     learning_rate: float = field(
@@ -45,13 +49,25 @@ class LMIndexerTrainingArguments(TrainingArguments):
     warmup_epochs: float = field(default=0.5, metadata={"help": "Reconstructor warm-up epochs at level 1."})
     continuous_epochs: float = field(default=0.5, metadata={"help": "Epochs before each level's codebook exists."})
     joint_epochs: float = field(default=1.0, metadata={"help": "Epochs of joint training with quantisation."})
+    distillation_levels: int = field(
+        default=1,
+        metadata={
+            "help": "First levels trained with similarity distillation instead of the contrastive loss (0: none)."
+        },
+    )
     stage_plan_file: str | None = field(default=None, metadata={"help": "JSON stage plan replacing the default."})
 
     def stage_plan(self, num_levels: int) -> list[IndexingStage]:
         """The plan from `stage_plan_file`, or the default plan with these epochs."""
         if self.stage_plan_file is not None:
             return load_stage_plan(self.stage_plan_file)
-        return default_stage_plan(num_levels, self.warmup_epochs, self.continuous_epochs, self.joint_epochs)
+        return default_stage_plan(
+            num_levels,
+            self.warmup_epochs,
+            self.continuous_epochs,
+            self.joint_epochs,
+            distillation_levels=self.distillation_levels,
+        )
 
 
 __all__ = ["LMIndexerTrainingArguments"]

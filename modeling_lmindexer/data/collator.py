@@ -11,10 +11,11 @@ class LMIndexerDataCollator:
     """
     Collates corpus rows `{"doc_index": int, "text": str}` for the stage being trained.
 
-    Each batch carries the reconstructor's masking noise and, from the second level on, the documents' frozen
-    `prefix_codes`. The noise is drawn with generators seeded by `(seed, level, epoch, doc_index)`, so what a document
-    gets depends neither on the batch it lands in nor on the number of processes, and a resumed run draws the same as
-    an uninterrupted one. (Hard negatives come from the batch order: see [`PrefixGroupedSampler`].)
+    Each batch carries the reconstructor's masking noise, from the second level on the documents' frozen
+    `prefix_codes`, and, while `distillation_targets` is set, the documents' rows of it. The noise is drawn with
+    generators seeded by `(seed, level, epoch, doc_index)`, so what a document gets depends neither on the batch it
+    lands in nor on the number of processes, and a resumed run draws the same as an uninterrupted one. (Hard
+    negatives come from the batch order: see [`PrefixGroupedSampler`].)
 
     Args:
         tokenizer (`PreTrainedTokenizerBase`): The backbone's tokenizer.
@@ -37,6 +38,7 @@ class LMIndexerDataCollator:
         self.level = 0
         self.epoch = 0
         self.prefix_codes: np.ndarray | None = None
+        self.distillation_targets: np.ndarray | None = None
 
     def set_level(self, level: int, prefix_codes: np.ndarray) -> None:
         """Switch to `level`, whose documents' earlier codes are `prefix_codes` `(num_documents, level)`."""
@@ -65,6 +67,8 @@ class LMIndexerDataCollator:
         batch["reconstruction_noise"] = self._reconstruction_noise(document_indices, batch["input_ids"].shape[1])
         if self.level:
             batch["prefix_codes"] = torch.from_numpy(self.prefix_codes[document_indices])
+        if self.distillation_targets is not None:
+            batch["distillation_targets"] = torch.from_numpy(self.distillation_targets[document_indices])
         return batch
 
 
