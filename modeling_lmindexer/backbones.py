@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlparse
 
+import torch
 from huggingface_hub import constants
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -105,4 +106,17 @@ def load_backbone(
     return backbone, tokenizer
 
 
-__all__ = ["DEFAULT_BACKBONE", "hub_is_reachable", "load_backbone", "load_offline_backbone", "offline_backbone_path"]
+def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the `(batch, length, hidden)` token states over the non-padding tokens: `(batch, hidden)`."""
+    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "hub_is_reachable",
+    "load_backbone",
+    "load_offline_backbone",
+    "mean_pool",
+    "offline_backbone_path",
+]

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging
 
-from .backbones import offline_backbone_path
+from .backbones import mean_pool, offline_backbone_path
 from .semantic_ids import validate_codebook_sizes
 
 
@@ -183,12 +183,6 @@ def random_codes(num_documents: int, codebook_sizes: Sequence[int], seed: int = 
     return generator.integers(0, codebook_sizes, size=(num_documents, len(codebook_sizes)), dtype=np.int64)
 
 
-def _mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the `(batch, length, hidden)` token states over the non-padding tokens: `(batch, hidden)`."""
-    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
-    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-
-
 @torch.no_grad()
 def sentence_embeddings(
     texts: Sequence[str],
@@ -234,7 +228,7 @@ def sentence_embeddings(
             max_length=max_length,
             return_tensors="pt",
         ).to(device)
-        pooled = _mean_pool(model(**encoded).last_hidden_state, encoded["attention_mask"])
+        pooled = mean_pool(model(**encoded).last_hidden_state, encoded["attention_mask"])
         embeddings.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
     return torch.cat(embeddings).numpy()
 

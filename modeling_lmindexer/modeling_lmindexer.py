@@ -16,6 +16,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput, logging
 
+from .backbones import mean_pool
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
 from .hub_utils import SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file, save_ids_and_model_card
@@ -387,9 +388,7 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         if self.config.contrastive_across_processes and dist.is_available() and dist.is_initialized():
             diagonal = rows + dist.get_rank() * representations.shape[0]
             columns_representations = torch.cat(dist_nn.all_gather(representations))
-            gathered_targets = [torch.empty_like(targets) for _ in range(dist.get_world_size())]
-            dist.all_gather(gathered_targets, targets)
-            columns_targets = torch.cat(gathered_targets)
+            columns_targets = torch.cat(dist_nn.all_gather(targets))
         temperature = self.config.distillation_temperature
         self_mask = torch.zeros(
             representations.shape[0], columns_representations.shape[0], dtype=torch.bool, device=rows.device
@@ -409,8 +408,7 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         its normalisation). Taken before training, they are the default distillation targets.
         """
         states = self.backbone.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return mean_pool(states, attention_mask)
 
     def code_prediction_loss(self, earlier_states: torch.Tensor, prefix_codes: torch.Tensor) -> torch.Tensor:
         """

@@ -21,7 +21,6 @@ class LMIndexerTrainingArguments(TrainingArguments):
         distillation_levels (`int`, *optional*, defaults to 1): Levels (from the first) whose continuous and joint
             stages train with the similarity distillation loss to the backbone's sentence embeddings before training
             instead of the contrastive loss (0: the paper's contrastive loss at every level).
-
         stage_plan_file (`str`, *optional*): JSON list of stages replacing the default plan (see [`IndexingStage`]).
 
     The default epochs keep the default MovieLens-1M job under 30 minutes on 2 CPU cores; the paper trains 30 epochs
