@@ -2,13 +2,15 @@
 """Learned IDs against two-stage IDs, side by side: `python benchmarks/bench_quality.py --task rec --dataset beauty`.
 
 For every ID scheme (`random`, `kmeans`: DSI's hierarchical k-means on MiniLM sentence embeddings, `rq_kmeans`:
-residual k-means on the same embeddings, `lmindexer`: the IDs of a trained `LMIndexerForSemanticID`, `--indexer`) it
-trains the same generative retriever with the same budget (`--budget_minutes` of training, `--seed`) by running the
-task's example script (`examples/run_recommendation.py` for `--task rec`, `examples/run_retrieval.py` for
-`--task retrieval` and for `--task product_search`, the product-search SUBSTITUTE on Beauty/Office), then evaluates it
-on the test split with beam search constrained to the IDs. Reference rows that are not generative come from the same
-queries and metrics: popularity for recommendation; BM25 (`bm25s`) and dense retrieval with the MiniLM encoder (exact
-cosine search, faiss) for retrieval and product search. Published numbers (TIGER on Beauty) are shown where known.
+residual k-means on the same embeddings, `lmindexer`: the IDs of a trained `LMIndexerForSemanticID`, `--indexer`, with
+the retriever started from the indexer as in the paper, and `lmindexer_ids`: the same IDs on a retriever started from
+the pretrained backbone like the baselines, which compares the IDs alone) it trains the same generative retriever with
+the same budget (`--budget_minutes` of training, `--seed`) by running the task's example script
+(`examples/run_recommendation.py` for `--task rec`, `examples/run_retrieval.py` for `--task retrieval` and for `--task
+product_search`, the product-search SUBSTITUTE on Beauty/Office), then evaluates it on the test split with beam search
+constrained to the IDs. Reference rows that are not generative come from the same queries and metrics: popularity for
+recommendation; BM25 (`bm25s`) and dense retrieval with the MiniLM encoder (exact cosine search, faiss) for retrieval
+and product search. Published numbers (TIGER on Beauty) are shown where known.
 
 Writes `--results_dir/quality_<task>_<dataset>.json` + `.md` + two plots (`.png`, embedded in the markdown): one row
 per ID scheme (and seed) with the metrics, the ID quality (AMI of level-1 codes and of full IDs with the leaf
@@ -17,8 +19,9 @@ reference rows, the commit, the machine, the seeds and the total wall time. With
 gives each scheme's mean, minimum and maximum.
 
 Every run's files stay in `--output_dir/<scheme>-seed<seed>`; `--resume` keeps the finished runs there (and the
-example scripts continue a stopped run from its last checkpoint), so a comparison longer than a session continues
-where it stopped. Other arguments are passed to the example script unchanged, e.g. `--max_users 200` or
+example scripts continue a stopped run from its last checkpoint, counting the training time it already spent
+against `--budget_minutes`), so a comparison longer than a session continues where it stopped with equal budgets.
+Other arguments are passed to the example script unchanged, e.g. `--max_users 200` or
 `--per_device_train_batch_size 64`.
 """
 
@@ -52,12 +55,13 @@ from trainers.report import machine_info, semantic_id_metrics  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-ID_SCHEMES = ("random", "kmeans", "rq_kmeans", "lmindexer")
+ID_SCHEMES = ("random", "kmeans", "rq_kmeans", "lmindexer", "lmindexer_ids")
 SCHEME_NAMES = {
     "random": "random IDs",
     "kmeans": "hierarchical k-means (DSI) on MiniLM embeddings",
     "rq_kmeans": "residual k-means on MiniLM embeddings",
     "lmindexer": "LMIndexer (learned)",
+    "lmindexer_ids": "LMIndexer IDs, retriever from the pretrained backbone as the baselines",
 }
 TASKS = {
     "rec": {"script": "run_recommendation.py", "datasets": ("beauty", "office", "movielens"), "k_values": (5, 10)},
@@ -99,7 +103,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
     parser.add_argument(
         "--indexer",
         default=None,
-        help="Folder of the trained LMIndexerForSemanticID of the dataset (needed for the lmindexer row; default "
+        help="Folder of the trained LMIndexerForSemanticID of the dataset (needed for the lmindexer rows; default "
         "outputs/bench-<dataset>, what benchmarks/bench_indexing.py writes).",
     )
     parser.add_argument("--budget_minutes", type=float, default=20.0, help="Training minutes of every scheme.")
@@ -116,7 +120,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         parser.error(f"--task {args.task} takes --dataset {' | '.join(TASKS[args.task]['datasets'])}")
     if args.budget_minutes <= 0:
         parser.error(f"--budget_minutes must be positive, got {args.budget_minutes}")
-    if "lmindexer" in args.schemes:
+    if {"lmindexer", "lmindexer_ids"} & set(args.schemes):
         args.indexer = args.indexer or str(REPO_ROOT / "outputs" / f"bench-{args.dataset}")
         if not (Path(args.indexer) / "config.json").is_file():
             parser.error(
@@ -149,7 +153,12 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
         "--k_values",
         *(str(k) for k in task["k_values"]),
     ]
-    command += ["--indexer", args.indexer] if scheme == "lmindexer" else ["--id_scheme", scheme]
+    if scheme == "lmindexer":
+        command += ["--indexer", args.indexer]
+    elif scheme == "lmindexer_ids":
+        command += ["--indexer", args.indexer, "--retriever_init", "backbone"]
+    else:
+        command += ["--id_scheme", scheme]
     if args.task == "rec" and args.max_users is not None:
         command += ["--max_users", str(args.max_users)]
     if args.task != "rec":

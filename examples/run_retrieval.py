@@ -65,6 +65,8 @@ ID_SCHEMES = {
     "kmeans": "hierarchical k-means on MiniLM sentence embeddings",
     "rq_kmeans": "residual k-means on MiniLM sentence embeddings",
 }
+# How a retriever built with --indexer starts: from the indexer, or from --backbone with the indexer's IDs only.
+RETRIEVER_INITS = ("indexer", "backbone")
 # Training defaults of the downstream scripts; every one can be changed with its flag.
 TRAINING_DEFAULTS = dict(
     do_train=True,
@@ -86,8 +88,19 @@ class RetrieverArguments:
         default=None,
         metadata={"help": "Baseline IDs instead of an indexer: random, kmeans (hierarchical), rq_kmeans (residual)."},
     )
+    retriever_init: str = field(
+        default="indexer",
+        metadata={
+            "help": "With --indexer: 'indexer' starts the retriever from the indexer's weights, ID-token embeddings "
+            "from its codebooks (the paper); 'backbone' takes only its IDs, on --backbone with random ID-token "
+            "embeddings, as the baselines (compares the IDs alone)."
+        },
+    )
     backbone: str = field(
-        default=DEFAULT_BACKBONE, metadata={"help": "Seq2seq backbone of a baseline retriever (Hub id or folder)."}
+        default=DEFAULT_BACKBONE,
+        metadata={
+            "help": "Seq2seq backbone of a baseline retriever, or of --retriever_init backbone (Hub id or folder)."
+        },
     )
     codebook_sizes: list[int] = field(
         default_factory=lambda: [256, 256, 256], metadata={"help": "Codes per level of the baseline IDs."}
@@ -95,7 +108,8 @@ class RetrieverArguments:
     k_values: list[int] = field(default_factory=lambda: [1, 5, 10], metadata={"help": "Cut-offs K of the metrics."})
     num_beams: int = field(default=20, metadata={"help": "Beam width of the constrained beam search."})
     max_train_minutes: float | None = field(
-        default=None, metadata={"help": "Stop training after this many minutes (per run; a resumed run starts anew)."}
+        default=None,
+        metadata={"help": "Stop training after this many minutes (a resumed run counts the time already spent)."},
     )
     auto_resume: bool = field(
         default=True, metadata={"help": "Continue from the last checkpoint in output_dir (False starts over)."}
@@ -180,6 +194,8 @@ def build_retriever(
             "error: pass either --indexer <folder of a saved LMIndexerForSemanticID> or --id_scheme "
             f"{'|'.join(ID_SCHEMES)}"
         )
+    if args.retriever_init not in RETRIEVER_INITS:
+        sys.exit(f"error: unknown --retriever_init '{args.retriever_init}'; choose from {', '.join(RETRIEVER_INITS)}.")
     if args.indexer is not None:
         try:
             indexer = LMIndexerForSemanticID.from_pretrained(args.indexer)
@@ -188,6 +204,12 @@ def build_retriever(
             sys.exit(f"error: cannot load the indexer '{args.indexer}': {str(error).splitlines()[0]}")
         if indexer.semantic_ids is None:
             sys.exit(f"error: the indexer '{args.indexer}' carries no semantic IDs; run examples/run_indexing.py.")
+        if args.retriever_init == "backbone":
+            backbone, tokenizer = load_backbone(args.backbone)
+            retriever = LMIndexerRetriever.from_backbone(
+                backbone, indexer.semantic_ids, max_query_length=max_query_length, dataset_name=dataset
+            )
+            return retriever, tokenizer, f"LMIndexer IDs ({args.indexer}) on {args.backbone}"
         retriever = LMIndexerRetriever.from_indexer(indexer, max_query_length=max_query_length, dataset_name=dataset)
         return retriever, tokenizer, f"LMIndexer ({args.indexer})"
     if args.id_scheme not in ID_SCHEMES:
@@ -249,6 +271,11 @@ def train_evaluate_and_report(
         train_start = time.time()
         trainer.train(resume_from_checkpoint=resume_source(args, training_args))
         training_seconds = time.time() - train_start
+        if budget is not None:
+            # The Trainer may have replaced the callback by the one restored from the checkpoint.
+            budget = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback))
+            # Training time of every run this one continues, as counted against the budget.
+            training_seconds = budget.elapsed_seconds
     evaluation_start = time.time()
     test_metrics = trainer.evaluate(datasets["test"], metric_key_prefix="test")
     evaluation_seconds = time.time() - evaluation_start

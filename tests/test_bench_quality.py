@@ -119,6 +119,19 @@ def test_bad_arguments_stop_before_any_run(arguments, message, tmp_path, capsys)
     assert not (tmp_path / "runs").exists()
 
 
+def test_each_lmindexer_row_starts_its_retriever_as_its_name_says(tmp_path):
+    bench = load_benchmark()
+    indexer = tmp_path / "indexer"
+    indexer.mkdir()
+    (indexer / "config.json").write_text("{}")
+    args, extra = bench.parse_arguments(["--task", "rec", "--dataset", "beauty", "--indexer", str(indexer)])
+    assert args.schemes == ["random", "kmeans", "rq_kmeans", "lmindexer", "lmindexer_ids"]
+    commands = {scheme: bench.script_command(args, scheme, 42, tmp_path, extra) for scheme in args.schemes}
+    assert commands["lmindexer"][-2:] == ["--indexer", str(indexer)]
+    assert commands["lmindexer_ids"][-4:] == ["--indexer", str(indexer), "--retriever_init", "backbone"]
+    assert commands["kmeans"][-2:] == ["--id_scheme", "kmeans"]
+
+
 def test_popularity_ranks_the_most_frequent_training_targets():
     bench = load_benchmark()
     train = [TrainingPair(("a",), target, "next-item") for target in ["x", "y", "y", "z", "y", "x"]]

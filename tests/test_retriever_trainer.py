@@ -166,6 +166,39 @@ def test_time_budget_stops_training_after_the_first_step(t5_tokenizer, tmp_path)
         TimeBudgetCallback(0)
 
 
+def test_time_budget_counts_the_time_of_the_run_a_resumed_run_continues(t5_tokenizer, tmp_path):
+    # 8 training pairs at batch 8: one step per epoch; a checkpoint after every step.
+    first_budget = TimeBudgetCallback(max_minutes=30)
+    first = make_trainer(
+        tiny_retriever(), t5_tokenizer, tmp_path, num_train_epochs=2, save_strategy="steps", save_steps=1
+    )
+    first.add_callback(first_budget)
+    first.train()
+    assert first.state.global_step == 2 and not first_budget.stopped_training
+    state_file = tmp_path / "trainer" / "checkpoint-2" / "trainer_state.json"
+    trainer_state = json.loads(state_file.read_text())
+    saved = trainer_state["stateful_callbacks"]["TimeBudgetCallback"]
+    assert saved["args"] == {"max_minutes": 30}
+    assert 0 < saved["attributes"]["spent_seconds"] <= first_budget.elapsed_seconds
+
+    def resume(spent_seconds: float) -> tuple[LMIndexerRetrieverTrainer, TimeBudgetCallback]:
+        saved["attributes"]["spent_seconds"] = spent_seconds
+        state_file.write_text(json.dumps(trainer_state))
+        budget = TimeBudgetCallback(max_minutes=30)
+        trainer = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, num_train_epochs=5, save_strategy="no")
+        trainer.add_callback(budget)
+        trainer.train(resume_from_checkpoint=str(state_file.parent))
+        return trainer, budget
+
+    # 29 of the 30 minutes spent before the stop: the resumed run trains to its end...
+    trainer, budget = resume(29 * 60.0)
+    assert trainer.state.global_step == 5 and not budget.stopped_training
+    # ...with all 30 spent, it stops after one step, and its time includes the earlier run's.
+    trainer, budget = resume(30 * 60.0)
+    assert trainer.state.global_step == 3 and budget.stopped_training
+    assert budget.elapsed_seconds >= 30 * 60.0
+
+
 def test_report_shows_labels_and_published_results(tmp_path):
     report = RetrievalReport(
         dataset="beauty",
@@ -224,6 +257,8 @@ def read_report(output_dir: Path) -> dict:
      "unknown --id_scheme"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}"],
      "cannot load the indexer"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}",
+                          "--retriever_init", "scratch"], "unknown --retriever_init 'scratch'"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
                           "--eval_strategy", "steps"], "has no validation queries"),
     ("run_recommendation.py", ["--dataset", "cranfield", "--id_scheme", "random"],
@@ -289,6 +324,23 @@ def test_run_retrieval_from_a_saved_indexer_within_a_time_budget(t5_tokenizer, t
     assert report["id_scheme"] == f"LMIndexer ({indexer})" and report["stopped_by_time_budget"]
     assert report["training"]["optimizer steps"] == 1 and report["num_test_queries"] == 4
     assert report["training_examples"] == {"query": 12, "indexing": 12} and report["labels"] == []
+
+
+def test_run_retrieval_with_the_ids_of_an_indexer_on_a_pretrained_backbone(tiny_backbone, t5_tokenizer, tmp_path):
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+    indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
+    output_dir = tmp_path / "out"
+    completed = run_script(
+        "run_retrieval.py", "--dataset", "cranfield", "--data_dir", str(data_dir), "--indexer", str(indexer),
+        "--retriever_init", "backbone", "--backbone", str(tiny_backbone), "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "8", "--output_dir", str(output_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert read_report(output_dir)["id_scheme"] == f"LMIndexer IDs ({indexer}) on {tiny_backbone}"
+    retriever = LMIndexerRetriever.from_pretrained(output_dir)
+    assert retriever.semantic_ids == LMIndexerForSemanticID.from_pretrained(indexer).semantic_ids
+    assert retriever.config.seq2seq_config.d_model == tiny_t5_config().d_model
+    assert retriever.config.backbone_name_or_path == str(tiny_backbone)
 
 
 def test_run_recommendation_reports_tiger_next_to_ours(tiny_backbone, tmp_path):
