@@ -379,14 +379,14 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
 
     Args:
         max_minutes (`float`): The training budget in minutes, positive.
-        spent_seconds (`float`, *optional*, defaults to 0): Training seconds already spent before this run.
     """
 
-    def __init__(self, max_minutes: float, spent_seconds: float = 0.0):
+    def __init__(self, max_minutes: float):
         if max_minutes <= 0:
             raise ValueError(f"max_minutes = {max_minutes}: the training budget must be positive.")
         self.max_minutes = max_minutes
-        self.spent_seconds = spent_seconds
+        # Training seconds of the earlier runs this one resumes (read from the checkpoint at train begin).
+        self.spent_seconds = 0.0
         self.start_time: float | None = None
         self.stopped_training = False
 
