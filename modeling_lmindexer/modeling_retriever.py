@@ -634,6 +634,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         """Markdown model card: backbone, ID levels, codebook sizes, dataset and retrieval metrics when known."""
         config = self.config
         seq2seq_type = config.seq2seq_config.model_type
+        model_path = config.name_or_path or "path/to/model"
         card_data = ModelCardData(
             library_name="transformers",
             pipeline_tag="text2text-generation",
@@ -674,8 +675,8 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             "import modeling_lmindexer",
             "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
             "",
-            f'model = AutoModelForSeq2SeqLM.from_pretrained("{config.name_or_path or "path/to/model"}")',
-            f'tokenizer = AutoTokenizer.from_pretrained("{config.backbone_name_or_path or "path/to/tokenizer"}")',
+            f'model = AutoModelForSeq2SeqLM.from_pretrained("{model_path}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("{model_path}")  # saved with it by the scripts',
             'model.retrieve(["a query"], tokenizer, k=10)  # doc ids, best first',
             "```",
             "",

@@ -7,7 +7,7 @@ from conftest import tiny_t5_config
 from transformers import EncoderDecoderModel, T5ForConditionalGeneration
 
 from modeling_lmindexer import LMIndexerForSemanticID, backbone_from_config, load_backbone, load_tokenizer
-from modeling_lmindexer.backbones import offline_backbone_path
+from modeling_lmindexer.backbones import offline_backbone_path, parse_config_overrides
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,15 @@ def test_backbone_from_a_saved_config_does_not_load_its_weights(t5_tokenizer, tm
     assert backbone.config.d_ff == 48 and backbone.config.d_model == saved.config.d_model
     saved_weight = saved.encoder.block[0].layer[0].SelfAttention.q.weight
     assert not torch.equal(backbone.encoder.block[0].layer[0].SelfAttention.q.weight, saved_weight)
+
+
+def test_config_overrides_are_parsed_to_the_field_types_without_changing_the_config():
+    config = tiny_t5_config()
+    overrides = parse_config_overrides(config, "num_layers=3,dropout_rate=0.25,feed_forward_proj=gated-gelu")
+    assert overrides == {"num_layers": 3, "dropout_rate": 0.25, "feed_forward_proj": "gated-gelu"}
+    assert isinstance(overrides["num_layers"], int) and isinstance(overrides["dropout_rate"], float)
+    assert config.to_dict() == tiny_t5_config().to_dict()
+    assert parse_config_overrides(config, None) == parse_config_overrides(config, "") == {}
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from transformers import (
     AutoConfig,
     AutoModelForSeq2SeqLM,
+    AutoTokenizer,
     BartConfig,
     BartForConditionalGeneration,
     BertConfig,
@@ -484,6 +485,16 @@ def test_push_to_hub_sends_config_weights_ids_card_and_code(trained_retriever, m
     assert {"config.json", "model.safetensors", "semantic_ids.json", "README.md"} | CODE_FILES <= sent["files"]
     assert "- beauty" in sent["card"] and "- generative-retrieval" in sent["card"]
     assert "Codebook sizes: 4, 3, 2" in sent["card"]
+
+
+def test_model_card_loads_the_tokenizer_saved_with_the_model(trained_retriever, t5_tokenizer, tmp_path):
+    trained_retriever.save_pretrained(tmp_path)
+    t5_tokenizer.save_pretrained(tmp_path)
+    reloaded = LMIndexerRetriever.from_pretrained(tmp_path)
+    card = reloaded.model_card()
+    assert f'tokenizer = AutoTokenizer.from_pretrained("{tmp_path}")' in card
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    assert reloaded.retrieve(QUERIES[:1], tokenizer, k=2) == trained_retriever.retrieve(QUERIES[:1], t5_tokenizer, k=2)
 
 
 @pytest.mark.parametrize(
