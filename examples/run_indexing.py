@@ -25,6 +25,7 @@ import transformers
 from transformers import HfArgumentParser
 
 from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerConfig, LMIndexerForSemanticID, SemanticIDs, load_backbone
+from modeling_lmindexer.backbones import parse_config_overrides
 from modeling_lmindexer.baselines import hierarchical_kmeans_codes, sentence_embeddings
 from modeling_lmindexer.data import load_corpus
 from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
@@ -108,22 +109,32 @@ def kmeans_baseline_row(corpus, codebook_sizes: list[int], seed: int, batch_size
     return semantic_id_metrics(semantic_ids, list(corpus["category"]))
 
 
-def parse_config_overrides(overrides: str | None) -> dict:
+def indexer_config_overrides(overrides: str | None) -> dict:
     """
     `"key=value,..."` as typed `LMIndexerConfig` keyword arguments (types taken from the config's defaults); a bad
     key or value ends the run with one error line.
     """
-    if not overrides:
-        return {}
-    defaults = LMIndexerConfig()
     try:
-        keys = [key.strip() for key, _ in (pair.split("=", 1) for pair in overrides.split(","))]
-        defaults.update_from_string(overrides)
-        parsed = {key: getattr(defaults, key) for key in keys}
+        parsed = parse_config_overrides(LMIndexerConfig(), overrides)
         LMIndexerConfig(**parsed)
     except (ValueError, TypeError) as error:
         sys.exit(f"error: --config_overrides '{overrides}': {error}")
     return parsed
+
+
+def parse_command_line(parser: HfArgumentParser) -> tuple:
+    """
+    The parser's dataclasses from `sys.argv`; an unknown flag or a value the arguments refuse (e.g. a training
+    argument `TrainingArguments` rejects) ends the run with one error line instead of a traceback.
+    """
+    try:
+        parsed = parser.parse_args_into_dataclasses(return_remaining_strings=True)
+    except ValueError as error:
+        sys.exit(f"error: {str(error).strip()}")
+    *dataclasses, unknown = parsed
+    if unknown:
+        sys.exit(f"error: unrecognized arguments: {' '.join(unknown)} (see --help)")
+    return tuple(dataclasses)
 
 
 def resume_source(args: IndexingArguments, training_args: LMIndexerTrainingArguments) -> str | bool | None:
@@ -142,12 +153,12 @@ def main() -> None:
     if "--output_dir" not in sys.argv:
         dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else "movielens"
         sys.argv += ["--output_dir", f"outputs/lmindexer-{dataset}"]
-    args, training_args = parser.parse_args_into_dataclasses()
+    args, training_args = parse_command_line(parser)
     configure_logging(training_args)
     if not torch.cuda.is_available():
         # `accelerate launch` sets OMP_NUM_THREADS=1; on CPU, give each process its share of the cores instead.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // training_args.world_size))
-    config_overrides = parse_config_overrides(args.config_overrides)
+    config_overrides = indexer_config_overrides(args.config_overrides)
     corpus = load_checked_corpus(args)
     logger.info(f"Indexing {len(corpus)} documents of '{args.dataset}' with codebook sizes {args.codebook_sizes}.")
 

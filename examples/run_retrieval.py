@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from datasets import Dataset
-from run_indexing import configure_logging
+from run_indexing import configure_logging, parse_command_line
 from transformers import (
     AutoTokenizer,
     HfArgumentParser,
@@ -165,7 +165,7 @@ def parse_arguments(dataclass_types: tuple, output_prefix: str, default_dataset:
     if "--output_dir" not in sys.argv:
         dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else default_dataset
         sys.argv += ["--output_dir", f"outputs/{output_prefix}-{dataset}"]
-    parsed = parser.parse_args_into_dataclasses()
+    parsed = parse_command_line(parser)
     training_args = parsed[-1]
     # CPU threads are left to OMP_NUM_THREADS (`accelerate launch --num_cpu_threads_per_process`): on a busy
     # machine, more threads than free cores made every step tens of times slower.

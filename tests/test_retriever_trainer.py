@@ -270,6 +270,8 @@ def read_report(output_dir: Path) -> dict:
      "unknown recommendation dataset 'cranfield'"),
     ("run_recommendation.py", ["--dataset", "beauty", "--data_dir", "{empty}", "--id_scheme", "random"],
      "Beauty.inter.json"),
+    ("run_recommendation.py", ["--id_scheme", "random", "--overwrite_output_dir", "True"],
+     "unrecognized arguments: --overwrite_output_dir True"),
 ])  # fmt: skip
 def test_bad_input_stops_with_one_error_line(script, arguments, message, tmp_path):
     (tmp_path / "empty").mkdir()

@@ -31,6 +31,11 @@ def run_job(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
         (["--config_overrides", "nope=1"], "--config_overrides 'nope=1': key nope isn't in the original config"),
         (["--config_overrides", "distillation_temperature=0"], "distillation_temperature = 0.0 must be positive"),
         (["--config_overrides", "contrastive_loss_weight"], "--config_overrides 'contrastive_loss_weight'"),
+        (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1"),
+        (
+            ["--load_best_model_at_end", "True", "--eval_strategy", "steps", "--save_strategy", "epoch"],
+            "--load_best_model_at_end requires the save and eval strategy to match",
+        ),
     ],
 )
 def test_bad_input_stops_with_one_error_line(tmp_path, arguments, message):
