@@ -8,6 +8,7 @@ When the Hub does not answer, a Hub id is looked up in the local cache only, so 
 """
 
 import copy
+import functools
 import os
 import socket
 from importlib import metadata
@@ -68,8 +69,12 @@ def load_offline_backbone() -> tuple[EncoderDecoderModel, PreTrainedTokenizerBas
     return backbone, tokenizer
 
 
+@functools.cache
 def hub_is_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub endpoint accepts a connection within `timeout` seconds (never, in offline mode)."""
+    """
+    Whether the Hub endpoint accepts a connection within `timeout` seconds (never, in offline mode). Asked once per
+    process: loading a backbone's tokenizer, config and weights would otherwise wait out the timeout each time.
+    """
     if constants.HF_HUB_OFFLINE:
         return False
     endpoint = urlparse(constants.ENDPOINT)

