@@ -14,9 +14,10 @@ and product search. Published numbers (TIGER on Beauty) are shown where known.
 
 Writes `--results_dir/quality_<task>_<dataset>.json` + `.md` + two plots (`.png`, embedded in the markdown): one row
 per ID scheme (and seed) with the metrics, the ID quality (AMI of level-1 codes and of full IDs with the leaf
-category, collision rate before resolution, code-usage perplexity per level) and the training wall time, plus the
-reference rows, the commit, the machine, the seeds and the total wall time. With several `--seeds`, a spread table
-gives each scheme's mean, minimum and maximum.
+category, collision rate before resolution, code-usage perplexity per level), the training wall time and the commit
+its run was trained at, plus the reference rows, the commit the script started at (the markdown names any row kept
+by `--resume` from another commit), the machine, the seeds and the total wall time. With several `--seeds`, a spread
+table gives each scheme's mean, minimum and maximum.
 
 Every run's files stay in `--output_dir/<scheme>-seed<seed>`; `--resume` keeps the finished runs there (and the
 example scripts continue a stopped run from its last checkpoint, counting the training time it already spent
@@ -305,6 +306,7 @@ def scheme_row(scheme: str, seed: int, report: dict, run_dir: Path, category_of:
         "scheme": scheme,
         "system": SCHEME_NAMES[scheme],
         "seed": seed,
+        "commit": report["machine"].get("git_commit"),
         "retriever": report["backbone"],
         "metrics": report["metrics"],
         "id_quality": id_quality(semantic_ids, category_of),
@@ -390,6 +392,16 @@ def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
     return [metrics_png, time_png]
 
 
+def _other_commits_note(result: dict) -> list[str]:
+    """A line naming the rows trained at another commit than the table's (runs kept by `--resume`), if any."""
+    table_commit = result["machine"].get("git_commit")
+    others = [row for row in result["rows"] if row.get("commit") and row["commit"] != table_commit]
+    if not others:
+        return []
+    runs = ", ".join(f"{row['scheme']} seed {row['seed']} at {row['commit'][:7]}" for row in others)
+    return [f"> **Rows kept from runs at another commit (`--resume`): {runs}.**", ""]
+
+
 def markdown_report(result: dict, plots: Sequence[str]) -> str:
     """The readable table: labels, one row per scheme and seed, reference and published rows, spread, plots."""
     metrics = result["metric_columns"]
@@ -404,6 +416,7 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
         f"row (the baselines' and `lmindexer_ids` the same), {result['budget_minutes']:g} training minutes at most, "
         "test split evaluated by constrained beam search.",
         "",
+        *_other_commits_note(result),
         "## ID schemes",
         "",
         "| IDs | retriever | seed | "
@@ -456,6 +469,7 @@ def write_results(result: dict, results_dir: Path) -> tuple[Path, Path]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     start = time.time()
+    machine = machine_info()
     args, extra = parse_arguments(argv)
     corpus = load_corpus(args.dataset, args.data_dir)
     category_of = dict(zip(corpus["doc_id"], corpus["category"]))
@@ -482,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "reference_rows": reference_rows(args, args.seeds[0]),
         "published": PUBLISHED.get((args.task, args.dataset), {}),
         "seed_spread": seed_spread(rows, metric_columns),
-        "machine": machine_info(),
+        "machine": machine,
     }
     result["wall_time_seconds"] = round(time.time() - start, 1)
     json_file, markdown_file = write_results(result, Path(args.results_dir))

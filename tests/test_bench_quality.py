@@ -76,6 +76,7 @@ def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, 
     values = [row["metrics"]["recall@10"] for row in random_runs]
     assert spread["min"] == min(values) and spread["max"] == max(values) and spread["seeds"] == 2
     assert result["machine"]["git_commit"] and result["seeds"] == [1, 2] and result["wall_time_seconds"] > 0
+    assert {row["commit"] for row in result["rows"]} == {result["machine"]["git_commit"]}
 
     results_dir = tmp_path / "results"
     stored = json.loads((results_dir / "quality_retrieval_cranfield.json").read_text())
@@ -169,6 +170,7 @@ def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
             "scheme": "kmeans",
             "system": bench.SCHEME_NAMES["kmeans"],
             "seed": seed,
+            "commit": commit,
             "retriever": "t5 from scratch (num_layers=4,d_model=128)",
             "metrics": {"recall@5": recall / 2, "recall@10": recall, "ndcg@5": recall / 3, "ndcg@10": recall / 2},
             "id_quality": {
@@ -186,7 +188,7 @@ def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
             "num_test_queries": 100,
             "labels": [],
         }
-        for seed, recall in ((1, 0.04), (2, 0.06), (3, 0.05))
+        for seed, recall, commit in ((1, 0.04, "0123456789ab"), (2, 0.06, "abc"), (3, 0.05, "abc"))
     ]
     spread = bench.seed_spread(rows, bench.METRIC_COLUMNS["rec"])
     assert spread["kmeans"]["recall@10"]["mean"] == pytest.approx(0.05)
@@ -210,6 +212,7 @@ def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
     assert json.loads(json_file.read_text()) == result
     markdown = markdown_file.read_text()
     assert "> **time order: file order**" in markdown
+    assert "> **Rows kept from runs at another commit (`--resume`): kmeans seed 1 at 0123456.**" in markdown
     assert (
         "| hierarchical k-means (DSI) on MiniLM embeddings | t5 from scratch (num_layers=4,d_model=128) | 2 | 0.0300 "
         "| 0.0600 |"
