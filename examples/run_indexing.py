@@ -122,11 +122,15 @@ def indexer_config_overrides(overrides: str | None) -> dict:
     return parsed
 
 
-def parse_command_line(parser: HfArgumentParser) -> tuple:
+def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dataset: str) -> tuple:
     """
-    The parser's dataclasses from `sys.argv`; an unknown flag or a value the arguments refuse (e.g. a training
-    argument `TrainingArguments` rejects) ends the run with one error line instead of a traceback.
+    The parser's dataclasses from `sys.argv`, `--output_dir` defaulting to `outputs/<output_prefix>-<dataset>`; an
+    unknown flag or a value the arguments refuse (e.g. a training argument `TrainingArguments` rejects) ends the run
+    with one error line instead of a traceback.
     """
+    if "--output_dir" not in sys.argv:
+        dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else default_dataset
+        sys.argv += ["--output_dir", f"outputs/{output_prefix}-{dataset}"]
     try:
         parsed = parser.parse_args_into_dataclasses(return_remaining_strings=True)
     except ValueError as error:
@@ -150,10 +154,7 @@ def resume_source(args: IndexingArguments, training_args: LMIndexerTrainingArgum
 
 def main() -> None:
     parser = HfArgumentParser((IndexingArguments, LMIndexerTrainingArguments))
-    if "--output_dir" not in sys.argv:
-        dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else "movielens"
-        sys.argv += ["--output_dir", f"outputs/lmindexer-{dataset}"]
-    args, training_args = parse_command_line(parser)
+    args, training_args = parse_command_line(parser, "lmindexer", "movielens")
     configure_logging(training_args)
     if not torch.cuda.is_available():
         # `accelerate launch` sets OMP_NUM_THREADS=1; on CPU, give each process its share of the cores instead.

@@ -162,10 +162,7 @@ def parse_arguments(dataclass_types: tuple, output_prefix: str, default_dataset:
     """Parse the script's dataclasses, with `TRAINING_DEFAULTS` and `output_dir` defaulting to `<prefix>-<dataset>`."""
     parser = HfArgumentParser(dataclass_types)
     parser.set_defaults(**TRAINING_DEFAULTS, **defaults)
-    if "--output_dir" not in sys.argv:
-        dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else default_dataset
-        sys.argv += ["--output_dir", f"outputs/{output_prefix}-{dataset}"]
-    parsed = parse_command_line(parser)
+    parsed = parse_command_line(parser, output_prefix, default_dataset)
     training_args = parsed[-1]
     # CPU threads are left to OMP_NUM_THREADS (`accelerate launch --num_cpu_threads_per_process`): on a busy
     # machine, more threads than free cores made every step tens of times slower.

