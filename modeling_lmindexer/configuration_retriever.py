@@ -51,6 +51,16 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
             one level's codes per step and skips the end-token step. It returns the same sequences as the generic
             loop; requests it does not cover (sampling, extra logits processors, scores in the output) use the
             generic loop anyway.
+        score_decoder_states (`bool`, *optional*, defaults to `False`):
+            With the ID-only head, score the decoder's last hidden state, as the indexer's codebooks do, rather than
+            the states the backbone's output projection reads (after BERT's prediction-head transform, T5's
+            rescaling). [`~LMIndexerRetriever.from_indexer`] sets it, so that the untrained retriever scores codes
+            exactly as its indexer does.
+        center_by_prefix (`bool`, *optional*, defaults to `False`):
+            With the ID-only head, subtract from the scored state at levels 1 and beyond the mean state of the indexed
+            documents sharing the decoded prefix (the indexer's [`PrefixGroupMeans`], kept in
+            `model.prefix_group_means` and saved with the IDs). [`~LMIndexerRetriever.from_indexer`] copies the
+            indexer's `center_by_prefix`.
         constrain_to_trie (`bool`, *optional*, defaults to `True`):
             Let `generate()` produce only IDs of indexed documents (prefix-tree constrained decoding) unless told
             otherwise per call.
@@ -87,6 +97,8 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
     max_query_length: int = 64
     id_only_head: bool = True
     id_beam_search: bool = True
+    score_decoder_states: bool = False
+    center_by_prefix: bool = False
     constrain_to_trie: bool = True
     initializer_range: float = 0.02
     decoder_start_token_id: int | None = None
@@ -114,6 +126,11 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
                 f"seq2seq_config has a decoder vocabulary of {decoder_config.vocab_size} tokens, which is neither "
                 f"text_vocab_size = {self.text_vocab_size} nor text_vocab_size + sum(codebook_sizes) = "
                 f"{self.vocab_size}."
+            )
+        if not self.id_only_head and (self.score_decoder_states or self.center_by_prefix):
+            raise ValueError(
+                "score_decoder_states and center_by_prefix change what the ID-only head scores: they need "
+                "id_only_head = True."
             )
         if self.max_query_length < 1:
             raise ValueError(f"max_query_length = {self.max_query_length}: queries need at least one token.")

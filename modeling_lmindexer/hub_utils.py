@@ -3,11 +3,15 @@
 import os
 import tempfile
 
+from safetensors.torch import load_file, save_file
 from transformers.utils import cached_file
 from transformers.utils.hub import hf_api
 
+from .codebook import PrefixGroupMeans
+
 
 SEMANTIC_IDS_NAME = "semantic_ids.json"
+PREFIX_GROUP_MEANS_NAME = "prefix_group_means.safetensors"
 MODEL_CARD_NAME = "README.md"
 HUB_KWARG_NAMES = ("cache_dir", "force_download", "token", "revision", "local_files_only", "subfolder")
 
@@ -30,12 +34,29 @@ def cached_optional_file(
     )
 
 
-def save_ids_and_model_card(save_directory: str | os.PathLike, semantic_ids, model_card: str) -> None:
-    """Write the [`SemanticIDs`] (when there are any) and the model card next to the weights."""
+def save_corpus_files_and_model_card(
+    save_directory: str | os.PathLike, semantic_ids, prefix_group_means: PrefixGroupMeans, model_card: str
+) -> None:
+    """Write the [`SemanticIDs`] and the [`PrefixGroupMeans`] (when there are any) and the model card next to the
+    weights."""
     if semantic_ids is not None:
         semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
+    group_means = prefix_group_means.to_tensors()
+    if group_means:
+        save_file(group_means, os.path.join(save_directory, PREFIX_GROUP_MEANS_NAME))
     with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
         card_file.write(model_card)
+
+
+def load_prefix_group_means(
+    pretrained_model_name_or_path: str | os.PathLike, codebook_sizes: list[int], from_pretrained_kwargs: dict
+) -> PrefixGroupMeans | None:
+    """The [`PrefixGroupMeans`] saved next to a model, or `None` when it has none; a file that does not fit
+    `codebook_sizes` raises `ValueError` naming it."""
+    means_file = cached_optional_file(pretrained_model_name_or_path, PREFIX_GROUP_MEANS_NAME, from_pretrained_kwargs)
+    if means_file is None:
+        return None
+    return PrefixGroupMeans.from_tensors(codebook_sizes, load_file(means_file), source=means_file)
 
 
 class SavedFolderPushMixin:
@@ -86,4 +107,12 @@ class SavedFolderPushMixin:
         card.save(card_path)
 
 
-__all__ = ["MODEL_CARD_NAME", "SEMANTIC_IDS_NAME", "SavedFolderPushMixin", "cached_optional_file"]
+__all__ = [
+    "MODEL_CARD_NAME",
+    "PREFIX_GROUP_MEANS_NAME",
+    "SEMANTIC_IDS_NAME",
+    "SavedFolderPushMixin",
+    "cached_optional_file",
+    "load_prefix_group_means",
+    "save_corpus_files_and_model_card",
+]

@@ -31,7 +31,6 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
 from .logits_process import TrieConstrainedLogitsProcessor
-from .output_head import skip_output_head
 from .trie import IDTrie
 
 
@@ -111,17 +110,16 @@ def _head_states(
         cache (`EncoderDecoderCache`): The rows' earlier decoder positions and cross-attention keys and values.
 
     Returns:
-        `torch.FloatTensor` of shape `(rows, hidden_size)`: what the output head reads at this step.
+        `torch.FloatTensor` of shape `(rows, hidden_size)`: what the ID-only head scores at this step.
     """
-    with skip_output_head(model.backbone.get_output_embeddings()) as head_inputs:
-        model.backbone(
-            encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
-            attention_mask=encoder_attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            cache=cache,
-            use_cache=True,
-        )
-    return head_inputs[-1][:, -1]
+    _, head_states = model.id_head_states(
+        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
+        attention_mask=encoder_attention_mask,
+        decoder_input_ids=decoder_input_ids,
+        cache=cache,
+        use_cache=True,
+    )
+    return head_states[:, -1]
 
 
 def _code_log_probs(model, head_states: torch.Tensor, level: int, trie: IDTrie | None, prefix_codes) -> torch.Tensor:
@@ -129,7 +127,7 @@ def _code_log_probs(model, head_states: torch.Tensor, level: int, trie: IDTrie |
     Log-probabilities `(rows, codebook_sizes[level])` of the level's codes under the ID-only head, `-inf` for codes
     that leave the trie after `prefix_codes` `(rows, level)`.
     """
-    log_probs = nn.functional.log_softmax(model.step_scores(head_states, level).float(), dim=-1)
+    log_probs = nn.functional.log_softmax(model.step_scores(head_states, level, prefix_codes).float(), dim=-1)
     if trie is not None:
         log_probs = log_probs.masked_fill(~trie.allowed_next(prefix_codes), -math.inf)
     return log_probs

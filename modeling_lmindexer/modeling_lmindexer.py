@@ -8,7 +8,6 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn
 from huggingface_hub import ModelCardData
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel, PreTrainedTokenizerBase
@@ -19,14 +18,19 @@ from transformers.utils import ModelOutput, logging
 from .backbones import mean_pool
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
-from .hub_utils import SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file, save_ids_and_model_card
+from .hub_utils import (
+    SEMANTIC_IDS_NAME,
+    SavedFolderPushMixin,
+    cached_optional_file,
+    load_prefix_group_means,
+    save_corpus_files_and_model_card,
+)
 from .reconstructor import LMIndexerReconstructor
 from .semantic_ids import SemanticIDs, validate_corpus
 
 
 logger = logging.get_logger(__name__)
 
-PREFIX_GROUP_MEANS_NAME = "prefix_group_means.safetensors"
 LOSS_NAMES = ("reconstruction", "contrastive", "code_prediction", "distillation")
 # Losses computed when `forward` is not told which: distillation needs targets and is asked for by name.
 DEFAULT_LOSS_NAMES = ("reconstruction", "contrastive", "code_prediction")
@@ -626,10 +630,7 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
         if not is_main_process:
             return
-        save_ids_and_model_card(save_directory, self.semantic_ids, self.model_card())
-        group_means = self.prefix_group_means.to_tensors()
-        if group_means:
-            save_file(group_means, os.path.join(save_directory, PREFIX_GROUP_MEANS_NAME))
+        save_corpus_files_and_model_card(save_directory, self.semantic_ids, self.prefix_group_means, self.model_card())
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
@@ -644,11 +645,9 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             semantic_ids = SemanticIDs.load(ids_file)
             model._check_semantic_ids(semantic_ids, ids_file)
             model.semantic_ids = semantic_ids
-        means_file = cached_optional_file(pretrained_model_name_or_path, PREFIX_GROUP_MEANS_NAME, kwargs)
-        if means_file is not None:
-            model.prefix_group_means = PrefixGroupMeans.from_tensors(
-                model.config.codebook_sizes, load_file(means_file), source=means_file
-            )
+        group_means = load_prefix_group_means(pretrained_model_name_or_path, model.config.codebook_sizes, kwargs)
+        if group_means is not None:
+            model.prefix_group_means = group_means
         return loaded
 
 

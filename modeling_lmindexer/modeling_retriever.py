@@ -22,8 +22,15 @@ from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.utils import logging
 from transformers.utils.deprecation import deprecate_kwarg
 
+from .codebook import PrefixGroupMeans
 from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_config
-from .hub_utils import SEMANTIC_IDS_NAME, SavedFolderPushMixin, cached_optional_file, save_ids_and_model_card
+from .hub_utils import (
+    SEMANTIC_IDS_NAME,
+    SavedFolderPushMixin,
+    cached_optional_file,
+    load_prefix_group_means,
+    save_corpus_files_and_model_card,
+)
 from .id_beam_search import id_beam_search as id_beam_search_loop
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import skip_output_head
@@ -91,6 +98,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         self.backbone = backbone
         self._semantic_ids: SemanticIDs | None = None
         self.trie: IDTrie | None = None
+        self.prefix_group_means = PrefixGroupMeans(config.codebook_sizes)
         self.post_init()
         # An ID starts with a level-0 code and ends with eos_token_id: the text tokens a backbone forces there (BART's
         # forced_bos_token_id and forced_eos_token_id) would break it.
@@ -126,7 +134,10 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         """
         Build a retriever from a trained [`LMIndexerForSemanticID`]: a copy of its backbone, its IDs, and the
         ID-token embeddings (input and output rows) of every learned level set to the level's codebook vectors, as
-        in the paper. Collision-level tokens start random.
+        in the paper. Collision-level tokens start random. With the ID-only head (the default), the retriever also
+        scores codes as the indexer does (`config.score_decoder_states`, and `config.center_by_prefix` with a copy
+        of the indexer's prefix-group means), so before any training it generates for a document's text the codes
+        the indexer predicts for it.
 
         Args:
             indexer ([`LMIndexerForSemanticID`]): The trained indexer (left unchanged).
@@ -148,9 +159,15 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
                 )
         config_kwargs.setdefault("backbone_name_or_path", indexer.config.backbone_name_or_path)
         config_kwargs.setdefault("dataset_name", indexer.config.dataset_name)
+        if config_kwargs.get("id_only_head", True):
+            config_kwargs.setdefault("score_decoder_states", True)
+            config_kwargs.setdefault("center_by_prefix", indexer.config.center_by_prefix)
         model = cls._around_backbone(copy.deepcopy(indexer.backbone), semantic_ids, config_kwargs)
         learned_levels = range(semantic_ids.num_learned_levels)
         model._initialize_id_embeddings([indexer.codebooks[level].weight for level in learned_levels])
+        model.prefix_group_means = PrefixGroupMeans.from_tensors(
+            model.config.codebook_sizes, indexer.prefix_group_means.to_tensors()
+        )
         return model
 
     @classmethod
@@ -335,6 +352,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
+        decoder_prefix_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""
@@ -355,6 +373,10 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
                 Target tokens: [`~LMIndexerRetriever.id_tokens`] of the relevant document (ID tokens then
                 `eos_token_id`); `-100` is ignored.
             use_cache (`bool`, *optional*): Return the updated `cache`.
+            decoder_prefix_ids (`torch.LongTensor` of shape `(batch_size, cached_length + target_length)`,
+                *optional*): Every decoder token so far, the cached ones included: the decoded prefixes that
+                `config.center_by_prefix` centres by. Needed with a non-empty `cache` only (`generate()` passes
+                them); defaults to `decoder_input_ids`.
             kwargs: Passed to the backbone (`output_attentions`, `output_hidden_states`, ...); `num_items_in_batch`
                 (from `Trainer`) divides the summed loss instead of the number of targets.
 
@@ -381,9 +403,13 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             **kwargs,
         )
         if self.config.id_only_head:
-            with skip_output_head(self.backbone.get_output_embeddings()) as head_inputs:
-                outputs = self.backbone(**backbone_inputs)
-            logits, loss = self._id_only_logits_and_loss(head_inputs[-1], first_step, labels, num_items_in_batch)
+            outputs, head_states = self.id_head_states(**backbone_inputs)
+            prefix_codes = self._decoded_prefix_codes(
+                decoder_input_ids if decoder_prefix_ids is None else decoder_prefix_ids, first_step
+            )
+            logits, loss = self._id_only_logits_and_loss(
+                head_states, first_step, prefix_codes, labels, num_items_in_batch
+            )
         else:
             outputs = self.backbone(**backbone_inputs)
             logits, loss = outputs.logits, None
@@ -411,10 +437,59 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             return torch.as_tensor(num_items_in_batch, device=labels.device)
         return (labels != IGNORE_INDEX).sum().clamp(min=1)
 
+    def id_head_states(self, **backbone_inputs) -> tuple[Seq2SeqLMOutput, torch.Tensor]:
+        """
+        Run the backbone without its vocabulary projection.
+
+        Args:
+            backbone_inputs: The backbone's forward arguments.
+
+        Returns:
+            The backbone outputs (without logits) and the states the ID-only head scores, `(batch_size,
+            target_length, hidden_size)`: the decoder's last hidden state with `config.score_decoder_states`, else
+            what the backbone's output projection reads.
+        """
+        if self.config.score_decoder_states:
+            backbone_inputs["output_hidden_states"] = True
+        with skip_output_head(self.backbone.get_output_embeddings()) as head_inputs:
+            outputs = self.backbone(**backbone_inputs)
+        if self.config.score_decoder_states:
+            return outputs, outputs.decoder_hidden_states[-1]
+        return outputs, head_inputs[-1]
+
+    def _decoded_prefix_codes(
+        self, decoder_token_ids: torch.LongTensor | None, first_step: int
+    ) -> torch.Tensor | None:
+        """
+        The codes `(batch_size, num_levels - 1)` decoded before the last level, from decoder tokens `(batch_size,
+        length)` (start token, then ID tokens), as far as they go; `None` when `config.center_by_prefix` is off.
+        """
+        if not self.config.center_by_prefix:
+            return None
+        if decoder_token_ids is None:
+            raise ValueError("config.center_by_prefix needs the decoder tokens: pass decoder_input_ids, not embeds.")
+        if decoder_token_ids.shape[1] <= first_step:
+            raise ValueError(
+                "config.center_by_prefix needs the decoded prefix: with a cache, pass every decoder token so far as "
+                "decoder_prefix_ids (generate() does)."
+            )
+        prefix_tokens = decoder_token_ids[:, 1 : self.config.num_levels]
+        level_starts = torch.tensor(self.config.level_start_token_ids[: prefix_tokens.shape[1]])
+        return prefix_tokens - level_starts.to(prefix_tokens.device)
+
+    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, **kwargs) -> dict:
+        """`GenerationMixin`'s inputs, plus every decoder token so far as `decoder_prefix_ids` when
+        `config.center_by_prefix` centres by the decoded prefix."""
+        model_inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
+        if self.config.center_by_prefix:
+            model_inputs["decoder_prefix_ids"] = input_ids
+        return model_inputs
+
     def _id_only_logits_and_loss(
         self,
-        head_inputs: torch.Tensor,
+        head_states: torch.Tensor,
         first_step: int,
+        prefix_codes: torch.Tensor | None,
         labels: torch.LongTensor | None,
         num_items_in_batch: int | torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -423,9 +498,11 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         can produce only, by [`~LMIndexerRetriever.step_scores`].
 
         Args:
-            head_inputs (`torch.FloatTensor` of shape `(batch_size, target_length, hidden_size)`):
-                The states the backbone's output projection reads.
+            head_states (`torch.FloatTensor` of shape `(batch_size, target_length, hidden_size)`):
+                The states the ID-only head scores (see [`~LMIndexerRetriever.id_head_states`]).
             first_step (`int`): Decoding step of the first position (the number of cached decoder positions).
+            prefix_codes (`torch.LongTensor` of shape `(batch_size, num_decoded)`, *optional*): The codes decoded so
+                far (needed with `config.center_by_prefix`).
             labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*)
             num_items_in_batch (`int` or `torch.Tensor`, *optional*): Denominator of the summed loss.
 
@@ -433,14 +510,16 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             The logits `(batch_size, target_length, vocab_size)`, `-inf` outside each step's tokens, and the mean
             cross-entropy of the labels under the softmax over each step's tokens (`None` without labels).
         """
-        batch_size, target_length, _ = head_inputs.shape
-        logits = head_inputs.new_full((batch_size, target_length, self.config.vocab_size), -math.inf)
-        summed_loss = head_inputs.new_zeros((), dtype=torch.float32)
+        batch_size, target_length, _ = head_states.shape
+        logits = head_states.new_full((batch_size, target_length, self.config.vocab_size), -math.inf)
+        summed_loss = head_states.new_zeros((), dtype=torch.float32)
         if labels is not None:
-            labels = labels.to(head_inputs.device)
+            labels = labels.to(head_states.device)
         for position in range(target_length):
-            start, end = self._step_token_range(first_step + position)
-            scores = self.step_scores(head_inputs[:, position], first_step + position)
+            step = first_step + position
+            start, end = self._step_token_range(step)
+            step_prefix = None if prefix_codes is None else prefix_codes[:, :step]
+            scores = self.step_scores(head_states[:, position], step, step_prefix)
             logits[:, position, start:end] = scores
             if labels is not None:
                 summed_loss = summed_loss + self._step_loss(scores, labels[:, position], start, end, position)
@@ -448,26 +527,39 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             return logits, None
         return logits, summed_loss / self._loss_denominator(labels, num_items_in_batch)
 
-    def step_scores(self, head_inputs: torch.Tensor, step: int) -> torch.Tensor:
+    def step_scores(
+        self, head_states: torch.Tensor, step: int, prefix_codes: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """
         The ID-only head at one decoding step: scores of the tokens that step can produce (see
         [`~LMIndexerRetriever._step_token_range`]), from the backbone's own output rows, output bias and BART's
-        `final_logits_bias`.
+        `final_logits_bias`. With `config.center_by_prefix`, the mean state of the indexed documents sharing the
+        decoded prefix is subtracted from the states at levels 1 and beyond first, as the indexer does.
 
         Args:
-            head_inputs (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
-                The states the backbone's output projection reads, at that step.
+            head_states (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+                The states the ID-only head scores (see [`~LMIndexerRetriever.id_head_states`]), at that step.
             step (`int`): The decoding step (0 generates the level-0 code).
+            prefix_codes (`torch.LongTensor` of shape `(batch_size, step)`, *optional*): The codes decoded before
+                this step; needed at levels 1 and beyond with `config.center_by_prefix`.
 
         Returns:
             `torch.FloatTensor` of shape `(batch_size, num_step_tokens)`: `codebook_sizes[step]` scores for an ID
             level, one for the end steps.
         """
         start, end = self._step_token_range(step)
+        if self.config.center_by_prefix and 0 < step < self.config.num_levels:
+            if prefix_codes is None or tuple(prefix_codes.shape) != (head_states.shape[0], step):
+                shape = None if prefix_codes is None else tuple(prefix_codes.shape)
+                raise ValueError(
+                    f"config.center_by_prefix: level {step} needs prefix_codes of shape ({head_states.shape[0]}, "
+                    f"{step}), got {shape}."
+                )
+            head_states = head_states - self.prefix_group_means(step, prefix_codes, head_states)
         output_embeddings = self.backbone.get_output_embeddings()
         bias = getattr(output_embeddings, "bias", None)
         scores = nn.functional.linear(
-            head_inputs, output_embeddings.weight[start:end], None if bias is None else bias[start:end]
+            head_states, output_embeddings.weight[start:end], None if bias is None else bias[start:end]
         )
         final_logits_bias = getattr(self.backbone, "final_logits_bias", None)
         if final_logits_bias is not None:
@@ -657,7 +749,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             f"- ID levels: {config.num_levels}",
             f"- Codebook sizes: {', '.join(str(size) for size in config.codebook_sizes)}",
             f"- Vocabulary: {config.text_vocab_size} text tokens + {sum(config.codebook_sizes)} ID tokens",
-            f"- Output head: {'ID-only (current level codes)' if config.id_only_head else 'full vocabulary'}",
+            f"- Output head: {self._output_head_description()}",
             f"- Dataset: {config.dataset_name or 'unknown'}",
         ]
         if self._semantic_ids is not None:
@@ -683,18 +775,31 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         ]
         return "\n".join(lines)
 
+    def _output_head_description(self) -> str:
+        if not self.config.id_only_head:
+            return "full vocabulary"
+        details = ["current level codes"]
+        if self.config.score_decoder_states:
+            details.append("scoring the decoder's last hidden state, as the indexer does")
+        if self.config.center_by_prefix:
+            details.append("centred by the prefix-group means of the indexed documents")
+        return f"ID-only ({'; '.join(details)})"
+
     def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
-        """Save weights (safetensors), config, generation config, the [`SemanticIDs`] and a model card."""
+        """Save weights (safetensors), config, generation config, the [`SemanticIDs`], the prefix-group means (when
+        there are any) and a model card."""
         super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
         if not is_main_process:
             return
-        save_ids_and_model_card(save_directory, self._semantic_ids, self.model_card())
+        save_corpus_files_and_model_card(
+            save_directory, self._semantic_ids, self.prefix_group_means, self.model_card()
+        )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
         """
-        Load the model as [`PreTrainedModel.from_pretrained`] does, plus its [`SemanticIDs`] and prefix tree if
-        saved.
+        Load the model as [`PreTrainedModel.from_pretrained`] does, plus its [`SemanticIDs`], prefix tree and
+        prefix-group means if saved.
 
         Raises:
             `ValueError`: When the saved IDs do not fit the config's codebook sizes (naming the level).
@@ -704,6 +809,9 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         ids_file = cached_optional_file(pretrained_model_name_or_path, SEMANTIC_IDS_NAME, kwargs)
         if ids_file is not None:
             model.set_semantic_ids(SemanticIDs.load(ids_file), source=ids_file)
+        group_means = load_prefix_group_means(pretrained_model_name_or_path, model.config.codebook_sizes, kwargs)
+        if group_means is not None:
+            model.prefix_group_means = group_means
         return loaded
 
 

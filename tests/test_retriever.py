@@ -339,6 +339,93 @@ def test_from_indexer_copies_backbone_ids_and_codebooks(t5_tokenizer):
     assert default_model.semantic_ids == indexer.semantic_ids
 
 
+def tiny_bert2bert_config() -> EncoderDecoderConfig:
+    """A 1-layer BERT2BERT over the T5 vocabulary: its output head applies BERT's prediction-head transform."""
+    bert = BertConfig(
+        vocab_size=TEXT_VOCAB_SIZE, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64
+    )
+    config = EncoderDecoderConfig.from_encoder_decoder_configs(bert, BertConfig(**bert.to_dict()))
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 2, 0, 1
+    return config
+
+
+def indexer_with_kmeans_codebooks(seq2seq_config, documents: list[str], tokenizer) -> LMIndexerForSemanticID:
+    """A random 3-level indexer whose codebooks are k-means centres of its own (prefix-centred) representations,
+    with IDs assigned to `documents`, so that its codes spread over the codebooks."""
+    torch.manual_seed(0)
+    indexer = LMIndexerForSemanticID(
+        tiny_indexer_config(seq2seq_config=seq2seq_config, num_levels=3, codebook_sizes=[4, 3, 3])
+    ).eval()
+    batch = tokenizer(documents, padding=True, return_tensors="pt")
+    codes = torch.empty(len(documents), 0, dtype=torch.long)
+    for level in range(3):
+        prefix_codes = codes if level else None
+        representations = indexer.encode_level(batch["input_ids"], batch["attention_mask"], level, prefix_codes)
+        indexer.initialize_codebook(level, representations, prefix_codes)
+        level_codes = indexer.corpus_level_codes(level, representations, prefix_codes)
+        codes = torch.cat([codes, level_codes[:, None]], dim=1)
+    indexer.assign_ids(documents, tokenizer)
+    return indexer
+
+
+@pytest.mark.parametrize("kind", ["t5", "bert2bert"])
+def test_retriever_from_indexer_generates_the_codes_the_indexer_predicts(t5_tokenizer, documents, kind):
+    seq2seq_config = tiny_t5_config() if kind == "t5" else tiny_bert2bert_config()
+    indexer = indexer_with_kmeans_codebooks(seq2seq_config, documents, t5_tokenizer)
+    batch = t5_tokenizer(documents, padding=True, return_tensors="pt")
+    indexer_codes = indexer.predict_codes(batch["input_ids"], batch["attention_mask"])
+    assigned_codes = torch.tensor(indexer.semantic_ids.codes[:, :3])
+    assert torch.equal(indexer_codes, assigned_codes)
+    assert len(set(map(tuple, indexer_codes.tolist()))) >= 6  # the codes are spread, not one ID for all
+
+    model = LMIndexerRetriever.from_indexer(indexer).eval()
+    assert model.config.score_decoder_states and model.config.center_by_prefix
+    level_starts = torch.tensor(model.config.level_start_token_ids[:3])
+    for id_beam_search in (True, False):  # the ID decoding loop and GenerationMixin's generic loop
+        sequences = model.generate(
+            **batch, num_beams=1, do_sample=False, constrain_to_trie=False, id_beam_search=id_beam_search
+        )
+        assert torch.equal(sequences[:, 1:4] - level_starts, indexer_codes), id_beam_search
+
+    labels = torch.tensor([model.id_tokens(doc_id) for doc_id in indexer.semantic_ids.doc_ids])
+    logits = model(**batch, labels=labels).logits  # teacher forcing: the training path centres by the labels' prefix
+    assert torch.equal(logits[:, :3].argmax(-1) - level_starts, indexer_codes)
+
+    if kind == "bert2bert":  # scoring BERT's transformed states, uncentred, loses the indexer's codes
+        plain = LMIndexerRetriever.from_indexer(indexer, score_decoder_states=False, center_by_prefix=False).eval()
+        plain_sequences = plain.generate(**batch, num_beams=1, do_sample=False, constrain_to_trie=False)
+        assert not torch.equal(plain_sequences[:, 1:4] - level_starts, indexer_codes)
+
+
+def test_prefix_centring_needs_the_decoded_prefix(t5_tokenizer, documents):
+    indexer = indexer_with_kmeans_codebooks(tiny_t5_config(), documents, t5_tokenizer)
+    model = LMIndexerRetriever.from_indexer(indexer).eval()
+    head_states = torch.zeros(2, 32)
+    with pytest.raises(ValueError, match=r"level 1 needs prefix_codes of shape \(2, 1\), got None"):
+        model.step_scores(head_states, 1)
+    assert model.step_scores(head_states, 0).shape == (2, 4)
+    with pytest.raises(ValueError, match="need id_only_head = True"):
+        LMIndexerRetriever.from_indexer(indexer, id_only_head=False, center_by_prefix=True)
+    assert not LMIndexerRetriever.from_indexer(indexer, id_only_head=False).config.center_by_prefix
+
+
+def test_prefix_group_means_round_trip_with_the_retriever(t5_tokenizer, documents, tmp_path):
+    indexer = indexer_with_kmeans_codebooks(tiny_t5_config(), documents, t5_tokenizer)
+    model = LMIndexerRetriever.from_indexer(indexer).eval()
+    model.save_pretrained(tmp_path)
+    loaded = LMIndexerRetriever.from_pretrained(tmp_path).eval()
+    saved_means, loaded_means = model.prefix_group_means.to_tensors(), loaded.prefix_group_means.to_tensors()
+    assert (
+        saved_means.keys()
+        == loaded_means.keys()
+        == {f"level_{t}.{name}" for t in (1, 2) for name in ("keys", "means")}
+    )
+    for name, tensor in saved_means.items():
+        assert torch.equal(tensor, loaded_means[name]), name
+    batch = t5_tokenizer(documents[:6], padding=True, return_tensors="pt")
+    assert torch.equal(model.generate(**batch, num_beams=4), loaded.generate(**batch, num_beams=4))
+
+
 def test_from_indexer_refuses_ids_of_other_codebook_sizes():
     indexer = LMIndexerForSemanticID(tiny_indexer_config())
     semantic_ids = SemanticIDs(["a", "b"], [[0, 0], [1, 6]], [8, 7])

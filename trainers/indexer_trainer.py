@@ -23,7 +23,7 @@ from transformers.utils import logging
 from modeling_lmindexer import LMIndexerForSemanticID, PrefixGroupMeans, SemanticIDs, validate_corpus
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
 from modeling_lmindexer.data.sampler import PrefixGroupedSampler
-from modeling_lmindexer.modeling_lmindexer import PREFIX_GROUP_MEANS_NAME
+from modeling_lmindexer.hub_utils import PREFIX_GROUP_MEANS_NAME
 from modeling_lmindexer.semantic_ids import code_usage_perplexity
 
 from .lora import is_lora_parameter
