@@ -1,6 +1,8 @@
 """Tests of the indexing report: collision rates, AMI, stage records and the JSON and Markdown files."""
 
 import json
+import subprocess
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -83,6 +85,16 @@ def test_peak_memory_and_machine_info():
     info = machine_info()
     assert {"platform", "python", "torch", "cpu_count", "cuda_device", "git_commit"} <= set(info)
     assert info["git_commit"] is None or len(info["git_commit"]) == 40
+
+
+def test_machine_info_keeps_the_commit_the_process_started_at(monkeypatch):
+    started_at = machine_info()["git_commit"]
+
+    def commit_made_since(*args, **kwargs):
+        return SimpleNamespace(stdout="f" * 40 + "\n")
+
+    monkeypatch.setattr(subprocess, "run", commit_made_since)
+    assert machine_info()["git_commit"] == started_at
 
 
 def test_build_computes_levels_collisions_and_ami(report):

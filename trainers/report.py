@@ -136,25 +136,7 @@ def adjusted_mutual_information(codes: np.ndarray, categories: Sequence[str]) ->
     return float(adjusted_mutual_info_score(categories[known], labels[known]))
 
 
-def machine_info() -> dict:
-    """
-    Where the run happened.
-
-    Returns:
-        `dict` with `platform`, `python`, `torch`, `cpu_count`, `cuda_device` (`None` without CUDA) and `git_commit`
-        (the commit of this repository, `None` outside a git checkout).
-    """
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "git_commit": _git_commit(),
-    }
-
-
-def _git_commit() -> str | None:
+def _read_git_commit() -> str | None:
     try:
         result = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
@@ -162,6 +144,29 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
+
+
+# Read when the process imports this module, i.e. the commit of the code it runs: a commit made while a long job runs
+# must not be recorded as the job's.
+PROCESS_GIT_COMMIT = _read_git_commit()
+
+
+def machine_info() -> dict:
+    """
+    Where the run happened.
+
+    Returns:
+        `dict` with `platform`, `python`, `torch`, `cpu_count`, `cuda_device` (`None` without CUDA) and `git_commit`
+        (the commit of this repository when the process started, `None` outside a git checkout).
+    """
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git_commit": PROCESS_GIT_COMMIT,
+    }
 
 
 def _level_statistics(semantic_ids: SemanticIDs, level: int) -> dict:
