@@ -291,7 +291,7 @@ def reference_rows(args: argparse.Namespace, seed: int) -> list[dict]:
         rows.append(
             {
                 "system": name,
-                "metrics": compute_retrieval_metrics(rankings, references, k_values),
+                "metrics": compute_retrieval_metrics(rankings, references, k_values, task.relevance_threshold),
                 "wall_time_seconds": round(time.perf_counter() - start, 1),
                 "num_test_queries": len(references),
             }

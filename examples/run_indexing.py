@@ -9,7 +9,10 @@ writes to `--output_dir` (default `outputs/lmindexer-<dataset>`):
 - `semantic_ids.jsonl`: one line per document with its id, codes, ID tokens and text;
 - `indexing_report.json` and `.md`: per-level code usage, collision rate before/after resolution, AMI of level-1 and
   full IDs against the leaf category (and of k-means IDs on sentence embeddings of the same backbone), wall time and
-  peak memory per stage.
+  peak memory per stage, and how often the saved model, reloaded, predicts the IDs it stores.
+
+`--new_document_fraction 0.1` holds out a seeded 10% of the corpus, learns IDs for the rest, then gives the held-out
+documents IDs with `add_documents` (no retraining); the report compares their ID quality with the indexed documents'.
 
 Re-running the same command continues a stopped run from its last finished stage or checkpoint.
 """
@@ -17,12 +20,15 @@ Re-running the same command continues a stopped run from its last finished stage
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import transformers
-from transformers import HfArgumentParser
+from datasets import Dataset, concatenate_datasets
+from transformers import AutoTokenizer, HfArgumentParser
 
 from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerConfig, LMIndexerForSemanticID, SemanticIDs, load_backbone
 from modeling_lmindexer.backbones import parse_config_overrides
@@ -31,7 +37,7 @@ from modeling_lmindexer.data import load_corpus
 from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
 from trainers.indexer_trainer import PROGRESS_FILE
 from trainers.lora import apply_lora, merge_lora
-from trainers.report import machine_info, semantic_id_metrics
+from trainers.report import code_agreement, machine_info, new_document_metrics, semantic_id_metrics
 
 
 logger = logging.getLogger(__name__)
@@ -67,6 +73,13 @@ class IndexingArguments:
             "'contrastive_loss_weight=0.5,distillation_temperature=0.1'."
         },
     )
+    new_document_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Hold out this fraction of the corpus (seeded), learn IDs for the rest, then give the held-out "
+            "documents IDs with add_documents, without retraining, and compare them in the report."
+        },
+    )
     kmeans_baseline: bool = field(
         default=True, metadata={"help": "Also report k-means IDs on sentence embeddings of the same backbone."}
     )
@@ -89,16 +102,59 @@ def configure_logging(training_args: LMIndexerTrainingArguments) -> None:
         logging.getLogger(noisy_logger).setLevel(logging.WARNING)
 
 
-def load_checked_corpus(args: IndexingArguments):
-    """Load and validate the corpus; any problem ends the run with one error line, before training starts."""
+def load_checked_corpus(args: IndexingArguments, seed: int) -> tuple[Dataset, Dataset | None]:
+    """
+    The documents to index and, with `--new_document_fraction`, the held-out documents to add after training (a
+    seeded random share); any problem ends the run with one error line, before training starts.
+    """
+    if not 0.0 <= args.new_document_fraction < 1.0:
+        sys.exit(f"error: --new_document_fraction {args.new_document_fraction} must be in [0, 1).")
     try:
         corpus = load_corpus(args.dataset, args.data_dir)
         if args.max_documents is not None:
             corpus = corpus.select(range(min(args.max_documents, len(corpus))))
+        num_new = round(args.new_document_fraction * len(corpus))
+        new_corpus = None
+        if num_new:
+            held_out = np.zeros(len(corpus), dtype=bool)
+            held_out[np.random.default_rng(seed).permutation(len(corpus))[:num_new]] = True
+            new_corpus = corpus.select(np.flatnonzero(held_out))
+            corpus = corpus.select(np.flatnonzero(~held_out))
         check_corpus(corpus, args.codebook_sizes)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    return corpus
+    return corpus, new_corpus
+
+
+def add_new_documents(model: LMIndexerForSemanticID, new_corpus: Dataset, tokenizer, batch_size: int) -> dict:
+    """Give the held-out documents IDs with `add_documents`; returns what it cost."""
+    logger.info(f"Adding {len(new_corpus)} held-out documents with add_documents (no retraining).")
+    start = time.perf_counter()
+    model.add_documents(
+        list(new_corpus["text"]),
+        tokenizer,
+        [str(doc_id) for doc_id in new_corpus["doc_id"]],
+        batch_size=batch_size,
+        show_progress_bar=True,
+    )
+    seconds = time.perf_counter() - start
+    return {"new documents": len(new_corpus), "seconds": seconds, "ms per document": 1000 * seconds / len(new_corpus)}
+
+
+def saved_model_agreement(output_dir: Path, texts: list[str], batch_size: int) -> dict:
+    """
+    Reload the saved indexer and its tokenizer from `output_dir` and compare the codes it predicts for `texts` (in
+    the row order of its IDs) with its stored learned codes (see `trainers.report.code_agreement`).
+    """
+    saved = LMIndexerForSemanticID.from_pretrained(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    num_learned_levels = saved.semantic_ids.num_learned_levels
+    predicted = saved.predict_corpus_codes(
+        texts, tokenizer, batch_size=batch_size, num_levels=num_learned_levels, show_progress_bar=True
+    )
+    agreement = code_agreement(saved.semantic_ids.codes[:, :num_learned_levels], predicted)
+    logger.info(f"The saved model predicts its stored IDs: {agreement}")
+    return agreement
 
 
 def kmeans_baseline_row(corpus, codebook_sizes: list[int], seed: int, batch_size: int) -> dict:
@@ -160,7 +216,7 @@ def main() -> None:
         # `accelerate launch` sets OMP_NUM_THREADS=1; on CPU, give each process its share of the cores instead.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // training_args.world_size))
     config_overrides = indexer_config_overrides(args.config_overrides)
-    corpus = load_checked_corpus(args)
+    corpus, new_corpus = load_checked_corpus(args, training_args.seed)
     logger.info(f"Indexing {len(corpus)} documents of '{args.dataset}' with codebook sizes {args.codebook_sizes}.")
 
     backbone, tokenizer = load_backbone(args.backbone)
@@ -178,37 +234,53 @@ def main() -> None:
     trainer = LMIndexerTrainer(model, training_args, corpus, tokenizer)
     result = trainer.train(resume_from_checkpoint=resume_source(args, training_args))
     merge_lora(model)
+    if not trainer.is_world_process_zero():
+        return
+    batch_size = training_args.per_device_eval_batch_size
+    new_documents = None
+    if new_corpus is not None:
+        new_documents = {
+            "fraction": args.new_document_fraction,
+            **add_new_documents(model, new_corpus, tokenizer, batch_size),
+        }
+        # The IDs' rows: the indexed documents, then the added ones.
+        corpus = concatenate_datasets([corpus, new_corpus])
     semantic_ids = model.semantic_ids
+    categories = list(corpus["category"])
 
     baselines = {}
-    if args.kmeans_baseline and trainer.is_world_process_zero():
+    if args.kmeans_baseline:
         baselines[KMEANS_BASELINE_NAME] = kmeans_baseline_row(
-            corpus, args.codebook_sizes, training_args.seed, training_args.per_device_eval_batch_size
+            corpus, args.codebook_sizes, training_args.seed, batch_size
         )
     report = IndexingReport.build(
         dataset=args.dataset,
         backbone=model.config.backbone_name_or_path,
         semantic_ids=semantic_ids,
-        categories=list(corpus["category"]),
+        categories=categories,
         stages=trainer.stage_records,
         baselines=baselines,
         extra={**machine_info(), "seed": training_args.seed, **result.metrics},
     )
+    if new_documents is not None:
+        num_indexed = len(semantic_ids) - len(new_corpus)
+        report.new_documents = {**new_documents, "rows": new_document_metrics(semantic_ids, num_indexed, categories)}
     model.config.indexing_metrics = {
         "collision_rate_before_resolution": round(report.collision_rate_before_resolution, 4),
         "ami_level_1": report.ami_level_1,
         "ami_full_id": report.ami_full_id,
     }
-    if trainer.is_world_process_zero():
-        output_dir = Path(training_args.output_dir)
-        trainer.save_model(str(output_dir))
-        semantic_ids.to_jsonl(output_dir / "semantic_ids.jsonl", texts=list(corpus["text"]))
-        report.write(output_dir)
-        logger.info(f"Wrote the indexer, semantic_ids.jsonl and indexing_report.{{json,md}} to {output_dir}.")
-        if training_args.push_to_hub:
-            repo_id = training_args.hub_model_id or output_dir.name
-            model.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
-            tokenizer.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+    output_dir = Path(training_args.output_dir)
+    trainer.save_model(str(output_dir))
+    texts = list(corpus["text"])
+    semantic_ids.to_jsonl(output_dir / "semantic_ids.jsonl", texts=texts)
+    report.prediction_agreement = saved_model_agreement(output_dir, texts, batch_size)
+    report.write(output_dir)
+    logger.info(f"Wrote the indexer, semantic_ids.jsonl and indexing_report.{{json,md}} to {output_dir}.")
+    if training_args.push_to_hub:
+        repo_id = training_args.hub_model_id or output_dir.name
+        model.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+        tokenizer.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
 
 
 if __name__ == "__main__":

@@ -305,6 +305,7 @@ def train_evaluate_and_report(
         callbacks=[budget] if budget is not None else None,
         k_values=args.k_values,
         num_beams=args.num_beams,
+        relevance_threshold=task.relevance_threshold,
     )
     training_seconds = 0.0
     if training_args.do_train:

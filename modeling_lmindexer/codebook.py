@@ -142,7 +142,8 @@ class PrefixGroupMeans:
         prefixes shared by fewer than two corpus documents, and for levels without fitted means.
         """
         offsets = torch.zeros_like(hidden_states)
-        if level not in self.means:
+        # A level whose corpus shares no prefix (e.g. a corpus of one document) stores no group at all.
+        if level not in self.means or len(self.keys[level]) == 0:
             return offsets
         keys = self._prefix_keys(level, prefix_codes, hidden_states.shape[0], hidden_states.device)
         stored_keys = self.keys[level].to(hidden_states.device)

@@ -4,6 +4,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn
@@ -260,7 +261,11 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             if quantize
             else None
         )
-        id_vector = level_representation if quantized is None else quantized.quantized
+        id_vector = (
+            level_representation
+            if quantized is None
+            else self._reconstructor_code_vectors(level, quantized.quantized, prefix_codes)
+        )
 
         level_losses = {}
         if "reconstruction" in requested:
@@ -323,12 +328,29 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             raise ValueError("The code prediction loss needs earlier codes: it applies from level 1 on.")
         return list(losses)
 
+    def _reconstructor_code_vectors(
+        self, level: int, code_vectors: torch.Tensor, prefix_codes: torch.Tensor | None
+    ) -> torch.Tensor:
+        """
+        What the reconstructor reads for codebook rows `(batch_size, hidden_size)` of `level`: the rows themselves,
+        or, with `config.reconstructor_adds_prefix_means`, the rows plus their prefix group's mean, back in the
+        space of the uncentred level representations the continuous stage feeds it.
+        """
+        if not (self.config.reconstructor_adds_prefix_means and self._centers_level(level)):
+            return code_vectors
+        return code_vectors + self.prefix_group_means(level, prefix_codes, code_vectors)
+
     def _id_vectors(self, prefix_codes: torch.Tensor | None, id_vector: torch.Tensor) -> torch.Tensor:
         """Code vectors of the earlier levels and the current level's vector: `(batch_size, level + 1, hidden)`."""
         vectors = (
             []
             if prefix_codes is None
-            else [self.codebooks[level].lookup(prefix_codes[:, level]) for level in range(prefix_codes.shape[1])]
+            else [
+                self._reconstructor_code_vectors(
+                    level, self.codebooks[level].lookup(prefix_codes[:, level]), prefix_codes[:, :level]
+                )
+                for level in range(prefix_codes.shape[1])
+            ]
         )
         return torch.stack([*vectors, id_vector], dim=1)
 
@@ -416,7 +438,8 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
 
     def code_prediction_loss(self, earlier_states: torch.Tensor, prefix_codes: torch.Tensor) -> torch.Tensor:
         """
-        Cross-entropy of predicting each earlier code from the decoder state before it.
+        Cross-entropy of predicting each earlier code from the decoder state before it, scored as [`predict_codes`]
+        scores it, averaged over the levels.
 
         Args:
             earlier_states (`torch.FloatTensor` of shape `(batch_size, level, hidden_size)`)
@@ -506,6 +529,66 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             codes = torch.cat([codes, level_codes[:, None]], dim=1)
         return codes
 
+    def _length_sorted_batches(
+        self, documents: list[str], tokenizer: PreTrainedTokenizerBase, batch_size: int
+    ) -> list[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+        """
+        The documents tokenised in batches of similar token count (little padding): `(rows, encoding)` pairs, `rows`
+        the positions `(batch_size,)` of the batch's documents, `encoding` their `input_ids` and `attention_mask`
+        `(batch_size, sequence_length)` on the model's device.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size = {batch_size} must be at least 1.")
+        max_length = self.config.max_document_length
+        lengths = [len(ids) for ids in tokenizer(documents, max_length=max_length, truncation=True)["input_ids"]]
+        order = np.argsort(np.asarray(lengths), kind="stable")
+        batches = []
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            encoding = tokenizer(
+                [documents[row] for row in rows],
+                max_length=max_length,
+                truncation=True,
+                padding=True,
+                return_tensors="pt",
+            ).to(self.device)
+            batches.append((rows, {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}))
+        return batches
+
+    @torch.no_grad()
+    def predict_corpus_codes(
+        self,
+        documents: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int = 64,
+        num_levels: int | None = None,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """
+        [`predict_codes`] of every document, in batches of similar length: the codes the model gives each document
+        with its stored codebooks and prefix-group means, which are left unchanged.
+
+        Args:
+            documents (`Sequence[str]`): Document texts.
+            tokenizer (`PreTrainedTokenizerBase`): The backbone's tokenizer.
+            batch_size (`int`): Documents encoded at once.
+            num_levels (`int`, *optional*): Learned levels to predict (defaults to all).
+            show_progress_bar (`bool`): Show a tqdm bar.
+
+        Returns:
+            `np.ndarray` of shape `(num_documents, num_levels)`, `int64`, in document order.
+        """
+        documents = list(documents)
+        num_levels = self.config.num_levels if num_levels is None else num_levels
+        codes = np.empty((len(documents), num_levels), dtype=np.int64)
+        was_training = self.training
+        self.eval()
+        batches = self._length_sorted_batches(documents, tokenizer, batch_size)
+        for rows, batch in tqdm(batches, desc="Predicting codes", disable=not show_progress_bar):
+            codes[rows] = self.predict_codes(batch["input_ids"], batch["attention_mask"], num_levels).cpu().numpy()
+        self.train(was_training)
+        return codes
+
     @torch.no_grad()
     def assign_ids(
         self,
@@ -517,7 +600,9 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         show_progress_bar: bool = False,
     ) -> SemanticIDs:
         """
-        Encode a corpus in batches and give every document a unique semantic ID.
+        Index a whole corpus: encode it in batches and give every document a unique semantic ID, replacing the
+        model's IDs and prefix-group means (to give a few new documents IDs next to an indexed corpus, use
+        [`add_documents`]).
 
         Level by level, every document is encoded given its earlier codes, the prefix-group means are fitted on the
         corpus (see [`PrefixGroupMeans`]) and each document takes its best-scoring code. Documents whose learned codes
@@ -540,33 +625,82 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         num_levels = self.config.num_levels if num_levels is None else num_levels
         was_training = self.training
         self.eval()
-        batches = [
-            tokenizer(
-                documents[start : start + batch_size],
-                max_length=self.config.max_document_length,
-                truncation=True,
-                padding=True,
-                return_tensors="pt",
-            ).to(self.device)
-            for start in range(0, len(documents), batch_size)
-        ]
+        batches = self._length_sorted_batches(documents, tokenizer, batch_size)
+        order = torch.from_numpy(np.concatenate([rows for rows, _ in batches]))
         codes = torch.empty(len(documents), 0, dtype=torch.long, device=self.device)
         for level in range(num_levels):
-            representations, start = [], 0
-            progress = tqdm(batches, desc=f"Assigning level {level + 1}", disable=not show_progress_bar)
-            for batch in progress:
-                end = start + batch["input_ids"].shape[0]
-                prefix_codes = codes[start:end] if level else None
-                representations.append(
-                    self.encode_level(batch["input_ids"], batch["attention_mask"], level, prefix_codes)
+            sorted_representations = [
+                self.encode_level(
+                    batch["input_ids"],
+                    batch["attention_mask"],
+                    level,
+                    codes[torch.from_numpy(rows).to(self.device)] if level else None,
                 )
-                start = end
-            level_codes = self.corpus_level_codes(level, torch.cat(representations), codes if level else None)
+                for rows, batch in tqdm(batches, desc=f"Assigning level {level + 1}", disable=not show_progress_bar)
+            ]
+            representations = torch.empty(len(documents), self.config.hidden_size, device=self.device)
+            representations[order.to(self.device)] = torch.cat(sorted_representations).float()
+            level_codes = self.corpus_level_codes(level, representations, codes if level else None)
             codes = torch.cat([codes, level_codes[:, None]], dim=1)
         self.train(was_training)
         self.semantic_ids = SemanticIDs.from_learned_codes(
             doc_ids, codes.cpu().numpy(), self.config.codebook_sizes[:num_levels]
         )
+        return self.semantic_ids
+
+    @torch.no_grad()
+    def add_documents(
+        self,
+        documents: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase,
+        doc_ids: Sequence[str],
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+    ) -> SemanticIDs:
+        """
+        Give new documents IDs next to the indexed corpus, without re-indexing it or training.
+
+        Each new document takes the codes the model predicts for it ([`predict_corpus_codes`]: the stored codebooks
+        and prefix-group means, neither refitted), so a new document lands in the prefix groups of the indexed
+        documents it resembles, and a new document with an indexed one's text gets that one's codes. The IDs of the
+        indexed documents never change; `self.semantic_ids` is extended with the new ones (see
+        [`SemanticIDs.extend`]): a new document whose codes collide with an indexed ID or another new one gets the
+        next collision code of its group, as in training.
+
+        Args:
+            documents (`Sequence[str]`): Texts of the new documents.
+            tokenizer (`PreTrainedTokenizerBase`): The backbone's tokenizer.
+            doc_ids (`Sequence[str]`): Their ids, unique and not yet indexed.
+            batch_size (`int`): Documents encoded at once.
+            show_progress_bar (`bool`): Show a tqdm bar.
+
+        Returns:
+            The extended [`SemanticIDs`] (also stored in `self.semantic_ids` and saved by `save_pretrained`).
+
+        Raises:
+            `ValueError`: When the model has no indexed corpus, for an empty, non-string or duplicate document or id,
+            and for a doc id that is already indexed (naming it).
+        """
+        if self.semantic_ids is None:
+            raise ValueError(
+                "The indexer has no indexed corpus to add documents to: train it or call assign_ids(...) first."
+            )
+        documents, doc_ids = list(documents), list(doc_ids)
+        validate_corpus(doc_ids, documents)
+        indexed = [doc_id for doc_id in doc_ids if doc_id in self.semantic_ids]
+        if indexed:
+            raise ValueError(
+                f"{len(indexed)} of the new doc ids are already indexed, e.g. {indexed[0]!r}: add_documents never "
+                "changes an indexed document's ID; give new documents new ids."
+            )
+        codes = self.predict_corpus_codes(
+            documents,
+            tokenizer,
+            batch_size=batch_size,
+            num_levels=self.semantic_ids.num_learned_levels,
+            show_progress_bar=show_progress_bar,
+        )
+        self.semantic_ids = self.semantic_ids.extend(doc_ids, codes)
         return self.semantic_ids
 
     def _check_semantic_ids(self, semantic_ids: SemanticIDs, source: str) -> None:

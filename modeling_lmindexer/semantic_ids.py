@@ -324,6 +324,71 @@ class SemanticIDs:
             collision_rate_before_resolution=collision_rate,
         )
 
+    def extend(
+        self, doc_ids: Sequence[str], learned_codes: np.ndarray | torch.Tensor | Sequence[Sequence[int]]
+    ) -> "SemanticIDs":
+        """
+        A new table with more documents after these, whose IDs it leaves unchanged.
+
+        A new document whose learned codes are shared by an indexed document or an earlier new one gets the next
+        collision code of its group (one more than the largest in the group, so numbering continues as in
+        [`from_learned_codes`]); the collision level's codebook grows when a group outgrows it. A table without a
+        collision level gains one (code 0 for every indexed document, a warning says so) only when a new document
+        collides.
+
+        Args:
+            doc_ids (`Sequence[str]`): Ids of the new documents, unique and not in this table.
+            learned_codes (`np.ndarray`, `torch.LongTensor` or nested sequence of shape
+                `(num_new_documents, num_learned_levels)`): Their learned codes.
+
+        Returns:
+            [`SemanticIDs`]: these rows first, in order, then the new ones.
+
+        Raises:
+            `ValueError`: For a doc id already in the table or repeated, or codes of the wrong shape or out of range.
+        """
+        learned_codes = _as_code_array(learned_codes)
+        num_learned_levels = self._num_learned_levels
+        learned_sizes = self._codebook_sizes[:num_learned_levels]
+        _check_codes(learned_codes, doc_ids, learned_sizes)
+        _index_doc_ids(doc_ids)
+        for position, doc_id in enumerate(doc_ids):
+            if doc_id in self._row_by_doc_id:
+                raise ValueError(f"doc id {doc_id!r} (new document {position}) is already in the table")
+        all_learned_codes = np.concatenate([self._codes[:, :num_learned_levels], learned_codes])
+        groups = _group_rows(all_learned_codes)
+        indexed_collision_codes = (
+            self._codes[:, -1] if self.has_collision_code else np.zeros(len(self), dtype=np.int64)
+        )
+        largest_indexed_code = np.full(len(groups.group_sizes), -1, dtype=np.int64)
+        np.maximum.at(largest_indexed_code, groups.group_ids[: len(self)], indexed_collision_codes)
+        new_collision_codes = (
+            largest_indexed_code[groups.group_ids[len(self) :]] + 1 + _rank_within_groups(_group_rows(learned_codes))
+        )
+        collision_rate = _shared_fraction(groups)
+        if not self.has_collision_code and not new_collision_codes.any():
+            return type(self)(
+                [*self._doc_ids, *doc_ids],
+                all_learned_codes,
+                learned_sizes,
+                collision_rate_before_resolution=collision_rate,
+            )
+        if not self.has_collision_code:
+            logger.warning(
+                "New documents share their learned codes with others: a collision level is appended to every ID "
+                "(code 0 for the indexed documents, whose IDs gain one final token)."
+            )
+        collision_size = max(
+            self._codebook_sizes[-1] if self.has_collision_code else 1, int(new_collision_codes.max()) + 1
+        )
+        return type(self)(
+            [*self._doc_ids, *doc_ids],
+            np.column_stack([all_learned_codes, np.concatenate([indexed_collision_codes, new_collision_codes])]),
+            [*learned_sizes, collision_size],
+            num_learned_levels=num_learned_levels,
+            collision_rate_before_resolution=collision_rate,
+        )
+
     @property
     def doc_ids(self) -> list[str]:
         """The document ids in row order."""

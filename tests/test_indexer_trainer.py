@@ -1,19 +1,20 @@
 """LMIndexerTrainer on a tiny T5 and 40 synthetic documents: stages, k-means hand-over, unique IDs, resume."""
 
+import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_indexer_config
+from conftest import synthetic_documents, tiny_indexer_config
 from datasets import Dataset
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from modeling_lmindexer import LMIndexerConfig, LMIndexerForSemanticID, kmeans_centroids
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
-from trainers import IndexingStage, LMIndexerTrainer, default_stage_plan
+from trainers import IndexingStage, LMIndexerTrainer, default_stage_plan, validate_stage_plan
 
 
 class SimulatedKill(RuntimeError):
@@ -95,6 +96,95 @@ def test_every_stage_runs_and_hands_over_to_the_next(tmp_path, t5_tokenizer, doc
     assert progress["completed_stages"] == len(trainer.stage_plan)
     logged = [entry for entry in trainer.state.log_history if "reconstruction_loss" in entry]
     assert logged and all("id_level" in entry for entry in logged)
+
+
+@pytest.fixture(scope="module")
+def saved_indexer(tmp_path_factory, t5_tokenizer) -> tuple[LMIndexerForSemanticID, list[float]]:
+    """A tiny indexer trained with the default plan (final re-assignment included), saved and reloaded."""
+    output_dir = tmp_path_factory.mktemp("consistency")
+    trainer = make_trainer(output_dir, t5_tokenizer, synthetic_documents())
+    trainer.train()
+    reassignment = next(record for record in trainer.stage_records if record.kind == "reassign")
+    trainer.model.save_pretrained(output_dir / "model")
+    return LMIndexerForSemanticID.from_pretrained(output_dir / "model"), reassignment.changed_code_fraction
+
+
+def test_the_saved_indexer_predicts_every_level_of_its_stored_ids(saved_indexer, t5_tokenizer, documents):
+    model, changed_code_fraction = saved_indexer
+    predicted = model.predict_corpus_codes(documents, t5_tokenizer, batch_size=7)
+    np.testing.assert_array_equal(predicted, model.semantic_ids.codes[:, :2])
+    # The backbone moved after the codes were first assigned: without the final re-assignment, the stored IDs would
+    # not be the predicted ones.
+    assert max(changed_code_fraction) > 0
+
+
+def test_default_plan_predicts_earlier_codes_from_level_2_on_and_ends_with_a_reassignment():
+    plan = default_stage_plan(3)
+    for stage in plan:
+        if stage.kind == "train" and stage.name != "level-1/reconstructor-warmup":
+            assert ("code_prediction" in stage.losses) == (stage.level > 0), stage.name
+    assert (plan[-1].kind, plan[-1].level) == ("reassign", 0)
+    assert default_stage_plan(3, final_reassignment=False)[-1].kind == "assign"
+
+
+def test_reassignment_must_follow_every_assignment():
+    plan = default_stage_plan(2, final_reassignment=False)
+    early = [*plan[:5], IndexingStage("early/reassign", 0, kind="reassign"), *plan[5:]]
+    with pytest.raises(ValueError, match="re-assigns codes while level 2 is still to learn"):
+        validate_stage_plan(early, 2)
+    validate_stage_plan([*plan, IndexingStage("final/reassign", 1, kind="reassign")], 2)
+
+
+def test_add_documents_gives_predicted_ids_and_leaves_the_indexed_ones(saved_indexer, t5_tokenizer, documents):
+    model, _ = saved_indexer
+    indexed = model.semantic_ids
+    predicted_before = model.predict_corpus_codes(documents, t5_tokenizer)
+    new_texts = ["waterproof mascara for lashes", documents[5]]
+    copies = [copy.deepcopy(model) for _ in range(2)]
+    for count in (1, 2):
+        results = [
+            copy_.add_documents(new_texts[:count], t5_tokenizer, ["new-0", "new-1"][:count]) for copy_ in copies
+        ]
+        copies = [copy.deepcopy(model) for _ in range(2)]
+        assert results[0] == results[1] and len(results[0]) == 40 + count
+        np.testing.assert_array_equal(results[0].codes[:40, : indexed.num_levels], indexed.codes)
+        new_codes = [results[0]["new-0"], *([results[0]["new-1"]] if count == 2 else [])]
+        expected = model.predict_corpus_codes(new_texts[:count], t5_tokenizer)
+        np.testing.assert_array_equal(np.asarray(new_codes)[:, :2], expected)
+    # A new document with doc-5's text gets doc-5's learned codes and the next collision code of their group.
+    extended = results[0]
+    assert extended["new-1"][:2] == indexed["doc-5"][:2]
+    group = [doc_id for doc_id in indexed.doc_ids if indexed[doc_id][:2] == indexed["doc-5"][:2]]
+    collision_codes = [indexed[doc_id][2] for doc_id in group] if indexed.has_collision_code else [0]
+    assert extended["new-1"][2] == max(collision_codes) + 1
+    # The model's own state is unchanged: the corpus predicts the same codes.
+    np.testing.assert_array_equal(model.predict_corpus_codes(documents, t5_tokenizer), predicted_before)
+
+
+def test_add_documents_refuses_indexed_ids_and_models_without_ids(saved_indexer, t5_tokenizer, tiny_config):
+    model, _ = saved_indexer
+    with pytest.raises(ValueError, match="already indexed, e.g. 'doc-3'"):
+        copy.deepcopy(model).add_documents(["a new text", "another"], t5_tokenizer, ["fresh", "doc-3"])
+    with pytest.raises(ValueError, match="no indexed corpus"):
+        LMIndexerForSemanticID(tiny_config).add_documents(["a text"], t5_tokenizer, ["a"])
+
+
+def test_add_documents_scales_to_ten_thousand_documents(saved_indexer, t5_tokenizer):
+    model = copy.deepcopy(saved_indexer[0])
+    texts = [f"item {index} {['pen', 'lipstick', 'shampoo', 'stapler'][index % 4]}" for index in range(10_000)]
+    extended = model.add_documents(texts, t5_tokenizer, [f"n{index}" for index in range(10_000)], batch_size=512)
+    assert len(extended) == 10_040 and len(set(extended.to_dict().values())) == 10_040
+
+
+@pytest.mark.parametrize("num_documents", [1, 2])
+def test_assign_ids_indexes_a_corpus_of_one_or_two_documents(t5_tokenizer, documents, num_documents):
+    torch.manual_seed(0)
+    model = LMIndexerForSemanticID(tiny_indexer_config(codebook_sizes=[4, 4])).eval()
+    semantic_ids = model.assign_ids(documents[:num_documents], t5_tokenizer)
+    assert len(semantic_ids) == num_documents
+    np.testing.assert_array_equal(
+        semantic_ids.codes[:, :2], model.predict_corpus_codes(documents[:num_documents], t5_tokenizer)
+    )
 
 
 def test_distillation_targets_are_the_untrained_sentence_embeddings(tmp_path, t5_tokenizer, documents, monkeypatch):
@@ -241,7 +331,9 @@ def test_resume_after_kill_between_stages(tmp_path, t5_tokenizer, documents, mon
 
 
 def test_checkpoints_record_stage_and_codes(tmp_path, t5_tokenizer, documents):
-    trainer = make_trainer(tmp_path, t5_tokenizer, documents)
+    # Without the final re-assignment, the level-1 codes of the level-2 checkpoints are the final ones.
+    plan = default_stage_plan(2, warmup_epochs=1, continuous_epochs=1, joint_epochs=1, final_reassignment=False)
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents, stage_plan=plan)
     trainer.train()
     joint_dir = next(tmp_path.glob("stage-*-level-2-joint"))
     checkpoint = sorted(joint_dir.glob("checkpoint-*"))[0]

@@ -186,6 +186,53 @@ def test_agrees_with_trec_eval_through_ir_measures(max_grade):
         assert metrics[name] == pytest.approx(expected[row].mean(), rel=0, abs=1e-9)
 
 
+def test_relevance_threshold_agrees_with_trec_eval_relevance_level():
+    """Recall and MRR count grades >= 2 as relevant, as trec_eval -l 2 does (TREC DL); NDCG stays graded."""
+    predictions, references = random_run(num_queries=300, num_docs=30, max_grade=3, seed=11)
+    kept = [index for index, grades in enumerate(references) if max(grades.values()) >= 2]
+    predictions, references = [predictions[index] for index in kept], [references[index] for index in kept]
+    qrels = [
+        ir_measures.Qrel(str(query_index), doc_id, grade)
+        for query_index, grades in enumerate(references)
+        for doc_id, grade in grades.items()
+    ]
+    run = [
+        ir_measures.ScoredDoc(str(query_index), doc_id, float(len(ranked_doc_ids) - rank))
+        for query_index, ranked_doc_ids in enumerate(predictions)
+        for rank, doc_id in enumerate(ranked_doc_ids)
+    ]
+    measures = {
+        "recall@5": ir_measures.R(rel=2) @ 5,
+        "recall@10": ir_measures.R(rel=2) @ 10,
+        "mrr@10": ir_measures.RR(rel=2) @ 10,
+        "ndcg@10": ir_measures.nDCG @ 10,
+    }
+    expected = {name: np.full(len(predictions), np.nan) for name in measures}
+    names = {measure: name for name, measure in measures.items()}
+    for metric in ir_measures.iter_calc(list(measures.values()), qrels, run):
+        expected[names[metric.measure]][int(metric.query_id)] = metric.value
+
+    thresholded = compute_per_query_retrieval_metrics(predictions, references, [5, 10], relevance_threshold=2)
+    for name in measures:
+        np.testing.assert_allclose(thresholded[name], expected[name], rtol=0, atol=1e-9, err_msg=name)
+    # The threshold matters here: with every positive grade relevant, recall and MRR differ.
+    unthresholded = compute_per_query_retrieval_metrics(predictions, references, [5, 10])
+    assert not np.allclose(unthresholded["recall@10"], thresholded["recall@10"])
+    assert not np.allclose(unthresholded["mrr@10"], thresholded["mrr@10"])
+    np.testing.assert_allclose(unthresholded["ndcg@10"], thresholded["ndcg@10"])
+
+
+@pytest.mark.parametrize("threshold", [0, 1.5, True])
+def test_bad_relevance_threshold_raises(threshold):
+    with pytest.raises(ValueError, match="relevance_threshold"):
+        compute_retrieval_metrics([["a"]], [{"a": 2}], relevance_threshold=threshold)
+
+
+def test_query_without_document_at_the_threshold_raises():
+    with pytest.raises(ValueError, match="Query 1 has no relevant document of grade >= 2"):
+        compute_retrieval_metrics([["a"], ["a"]], [{"a": 2}, {"a": 1}], relevance_threshold=2)
+
+
 @pytest.fixture(scope="module")
 def retrieval_metric(tmp_path_factory):
     offline = pytest.MonkeyPatch()

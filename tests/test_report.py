@@ -12,7 +12,9 @@ from trainers.report import (
     IndexingReport,
     StageRecord,
     adjusted_mutual_information,
+    code_agreement,
     machine_info,
+    new_document_metrics,
     peak_memory_mb,
     prefix_collision_rate,
     semantic_id_metrics,
@@ -31,7 +33,9 @@ def stages() -> list[StageRecord]:
         StageRecord("level 1 k-means", 0, "kmeans", 1.5, 100.0, code_usage_perplexity=2.9, codes_used=3),
         StageRecord("level 1 training", 0, "train", 10.25, 120.0, {"reconstruction": 2.5, "commitment": 0.125}),
         StageRecord("level 2 training", 1, "train", 8.0, 130.0, {"reconstruction": 2.0}, 1.9, 2, 5 / 6),
-        StageRecord("collision resolution", 2, "resolve", 0.01, 130.0, collision_rate=0.0),
+        StageRecord(
+            "final/reassign", 0, "reassign", 0.01, 130.0, collision_rate=0.5, changed_code_fraction=[0.0, 0.5]
+        ),
     ]
 
 
@@ -139,7 +143,7 @@ def test_write_produces_json_and_markdown(report, tmp_path):
         "total_wall_time_seconds",
         "extra",
     }
-    assert set(content) == expected_keys
+    assert set(content) == expected_keys | {"prediction_agreement", "new_documents"}
     assert content["stages"][1]["losses"] == {"reconstruction": 2.5, "commitment": 0.125}
     assert IndexingReport.from_dict(content) == report
 
@@ -154,6 +158,49 @@ def test_write_produces_json_and_markdown(report, tmp_path):
     assert "| 3 | collision | 3 | 3 |" in markdown
     assert "| learned (tiny-t5) | 1.0000 | 1.0000 | 0.8333 |" in markdown
     assert "| random codes | 0.0100 | n/a | 0.5000 |" in markdown
+
+
+def test_stage_table_shows_the_codes_a_reassignment_changed(report):
+    assert "| final/reassign | 1 | reassign | 0.0100 | 130.0000 | n/a | n/a | 0.5000 | 0.0000, 0.5000 |" in (
+        report.to_markdown()
+    )
+
+
+def test_code_agreement_per_level_and_full_id():
+    stored = np.array([[0, 1], [2, 3], [4, 5], [6, 7]])
+    predicted = np.array([[0, 1], [2, 0], [1, 5], [6, 7]])
+    agreement = code_agreement(stored, predicted)
+    assert agreement == {"per_level": [0.75, 0.75], "full_id": 0.5, "num_documents": 4}
+    with pytest.raises(ValueError, match="one \\(num_documents, num_levels\\) shape"):
+        code_agreement(stored, predicted[:, :1])
+
+
+def test_report_shows_the_saved_model_agreement_per_level(report):
+    report.prediction_agreement = {"per_level": [1.0, 0.995], "full_id": 0.995, "num_documents": 6}
+    markdown = report.to_markdown()
+    assert "| stored IDs = predicted by the saved model (full learned ID) | 0.9950 |" in markdown
+    assert "| 1 | learned | 4 | 3 | " in markdown and markdown.count("| 0.9950 |") == 2
+    assert IndexingReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+
+
+def test_new_document_metrics_compare_new_and_indexed_rows():
+    # Indexed rows d0-d5 (LEARNED_CODES), then two new rows: n0 shares (1, 2) with indexed ones, n1 is alone.
+    semantic_ids = SemanticIDs.from_learned_codes(DOC_IDS, LEARNED_CODES, [4, 5]).extend(
+        ["n0", "n1"], [[1, 2], [3, 1]]
+    )
+    categories = [*CATEGORIES, "lips", "pens"]
+    rows = new_document_metrics(semantic_ids, 6, categories, num_samples=5)
+    indexed, new = rows["indexed documents"], rows["new documents"]
+    assert indexed["documents"] == 6 and new["documents"] == 2
+    assert indexed["collision_rate"] == pytest.approx(5 / 6) and new["collision_rate"] == pytest.approx(0.5)
+    assert indexed["ami_level_1"] == pytest.approx(adjusted_mutual_information(LEARNED_CODES[:, 0], CATEGORIES))
+    assert new["ami_level_1"] == pytest.approx(1.0)
+    assert rows["indexed documents, samples of the new set's size"]["documents"] == 2
+    report = IndexingReport.build("toy", "tiny-t5", semantic_ids, categories, [])
+    report.new_documents = {"new documents": 2, "seconds": 0.5, "rows": rows}
+    markdown = report.to_markdown()
+    assert "## New documents (add_documents, no retraining)" in markdown
+    assert "| new documents | 2 | 1.0000 |" in markdown
 
 
 def test_markdown_has_no_comparison_without_baselines(stages):

@@ -314,8 +314,23 @@ def test_real_msmarco5k_task():
     task = load_retrieval_task("msmarco5k", DATA_DIR)
     counts = task.training_counts()
     assert QUERY not in counts and counts[INDEXING] == 5000 and 5000 < counts[PSEUDO_QUERY] <= 15000
-    assert len(task.test) == 43 and task.labels == [PSEUDO_QUERY_LABEL]
+    assert len(task.test) == 43 and task.labels[0] == PSEUDO_QUERY_LABEL
     assert {grade for query in task.test for grade in query.relevance.values()} <= {1, 2, 3}
+    # TREC DL binary metrics count grade >= 2 as relevant, and the task's reports say so.
+    assert task.relevance_threshold == 2 and "grade >= 2" in task.labels[1]
+    assert all(query.relevant_doc_ids(2) for query in task.test)
+
+
+def test_restricting_documents_keeps_queries_with_an_indexed_document_at_the_threshold():
+    queries = Dataset.from_dict({"query_id": ["q1", "q2"], "text": ["first query", "second query"]})
+    corpus = Dataset.from_dict({"doc_id": ["a", "b", "c"], "text": ["doc a", "doc b", "doc c"]})
+    qrels = {"q1": {"a": 2, "b": 1}, "q2": {"b": 1, "c": 3}}
+    task = document_retrieval_task("toy", corpus, queries, qrels, "toy split", relevance_threshold=2)
+    assert task.relevance_threshold == 2 and "grade >= 2" in task.labels[-1]
+    # Without "c", q2's only indexed relevant document has grade 1: it is dropped at threshold 2, kept at 1.
+    assert [query.query_id for query in task.restrict_to_documents(["a", "b"]).test] == ["q1"]
+    binary = document_retrieval_task("toy", corpus, queries, qrels, "toy split")
+    assert [query.query_id for query in binary.restrict_to_documents(["a", "b"]).test] == ["q1", "q2"]
 
 
 def test_real_cranfield_task():

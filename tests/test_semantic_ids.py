@@ -49,6 +49,47 @@ def test_no_collision_appends_no_level():
     assert semantic_ids.collision_rate_before_resolution == 0.0
 
 
+def test_extend_numbers_new_collisions_after_the_group_and_keeps_every_indexed_id(collided):
+    # n0 joins the (1, 2) group of d0, d2, d5; n1 and n2 share the new prefix (3, 3); n3 is alone.
+    extended = collided.extend(["n0", "n1", "n2", "n3"], [[1, 2], [3, 3], [3, 3], [2, 1]])
+    assert extended.doc_ids == [*DOC_IDS, "n0", "n1", "n2", "n3"]
+    np.testing.assert_array_equal(extended.codes[: len(DOC_IDS)], collided.codes)
+    assert [extended[doc_id] for doc_id in ("n0", "n1", "n2", "n3")] == [(1, 2, 3), (3, 3, 0), (3, 3, 1), (2, 1, 0)]
+    # The (1, 2) group outgrew the collision codebook of 3 codes.
+    assert extended.codebook_sizes == (4, 5, 4) and extended.num_learned_levels == 2
+    assert extended.collision_rate_before_resolution == pytest.approx(8 / 10)
+    # The table itself is unchanged (immutable).
+    assert len(collided) == len(DOC_IDS) and "n0" not in collided
+
+
+def test_extend_without_collisions_adds_no_level(unique):
+    extended = unique.extend(["w"], [[1, 1, 1]])
+    assert extended.num_levels == 3 and not extended.has_collision_code
+    assert extended["w"] == (1, 1, 1) and extended.codebook_sizes == unique.codebook_sizes
+
+
+def test_extend_appends_a_collision_level_when_a_new_document_collides(unique, caplog):
+    with caplog.at_level("WARNING"):
+        extended = unique.extend(["w"], [[0, 1, 2]])
+    assert "a collision level is appended" in caplog.text
+    assert extended.num_learned_levels == 3 and extended.codebook_sizes == (4, 3, 5, 2)
+    assert extended.to_dict() == {"x": (0, 1, 2, 0), "y": (3, 0, 1, 0), "z": (0, 2, 2, 0), "w": (0, 1, 2, 1)}
+
+
+@pytest.mark.parametrize(
+    "doc_ids, codes, message",
+    [
+        (["d3"], [[0, 0]], "doc id 'd3' \\(new document 0\\) is already in the table"),
+        (["n", "n"], [[0, 0], [0, 1]], "duplicate doc id 'n'"),
+        (["n"], [[0, 5]], "code 5 of document 'n' at level 1 is out of range"),
+        (["n"], [[0, 0, 0]], "3 columns but codebook_sizes has 2 entries"),
+    ],
+)
+def test_extend_refuses_known_ids_duplicates_and_bad_codes(collided, doc_ids, codes, message):
+    with pytest.raises(ValueError, match=message):
+        collided.extend(doc_ids, codes)
+
+
 def test_table_access(unique):
     assert len(unique) == 3 and "y" in unique and "w" not in unique
     assert unique.doc_ids == ["x", "y", "z"]

@@ -250,11 +250,14 @@ class LMIndexerTrainer(Trainer):
                 self._prefix_codes(stage.level),
                 seed=self.args.seed + stage.level,
             )
-        else:
+        elif stage.kind == "assign":
             level_codes = self.assign_level_codes(stage.level)
             self.codes = np.concatenate([self.codes[:, : stage.level], level_codes[:, None]], axis=1)
             record.codes_used = int(len(np.unique(level_codes)))
             record.code_usage_perplexity = code_usage_perplexity(level_codes)
+            record.collision_rate = prefix_collision_rate(self.codes)
+        else:
+            record.changed_code_fraction = self.reassign_codes(stage.level)
             record.collision_rate = prefix_collision_rate(self.codes)
         record.wall_time_seconds = self._stage_seconds()
         record.peak_memory_mb = peak_memory_mb()
@@ -425,6 +428,21 @@ class LMIndexerTrainer(Trainer):
         representations = self.encode_corpus(level).to(self.model.device)
         codes = self.model.corpus_level_codes(level, representations, self._prefix_codes(level))
         return codes.cpu().numpy().astype(np.int64)
+
+    def reassign_codes(self, first_level: int) -> list[float]:
+        """
+        Assign the codes of levels `first_level` and after again, in order, each level given the new codes of the
+        levels before it, with the model as it is now (its prefix-group means refitted): afterwards the model's
+        [`~LMIndexerForSemanticID.predict_codes`] gives every document its codes.
+
+        Returns:
+            `list[float]`: For each of these levels, the fraction of documents whose code changed.
+        """
+        previous_codes = self.codes.copy()
+        for level in range(first_level, self.codes.shape[1]):
+            self.codes[:, level] = self.assign_level_codes(level)
+        changed = self.codes[:, first_level:] != previous_codes[:, first_level:]
+        return [float(fraction) for fraction in changed.mean(axis=0)]
 
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)

@@ -24,11 +24,12 @@ from transformers.utils import logging
 
 from modeling_lmindexer.semantic_ids import SemanticIDs
 
+from .stages import STAGE_KINDS
+
 
 logger = logging.get_logger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAGE_KINDS = ("train", "kmeans", "assign", "resolve")
 _MISSING = "n/a"
 
 
@@ -40,13 +41,16 @@ class StageRecord:
     Args:
         name (`str`): Human-readable stage name, e.g. `"level 1 training"`.
         level (`int`): 0-based ID level the stage works on.
-        kind (`str`): One of `"train"`, `"kmeans"`, `"assign"`, `"resolve"`.
+        kind (`str`): One of `"train"`, `"kmeans"`, `"assign"`, `"reassign"` (see [`IndexingStage`]).
         wall_time_seconds (`float`): Wall-clock duration.
         peak_memory_mb (`float`): Peak memory at the end of the stage (see [`peak_memory_mb`]).
         losses (`dict[str, float]`): Final value of every loss of the stage.
         code_usage_perplexity (`float`, *optional*): Perplexity of the level's code distribution after the stage.
         codes_used (`int`, *optional*): Number of distinct codes of the level after the stage.
-        collision_rate (`float`, *optional*): Fraction of documents whose code prefix up to this level is shared.
+        collision_rate (`float`, *optional*): Fraction of documents whose code prefix up to this level is shared
+            (for a re-assignment, their learned codes).
+        changed_code_fraction (`list[float]`, *optional*): For a re-assignment, the fraction of documents whose code
+            changed at each re-assigned level.
     """
 
     name: str
@@ -58,6 +62,7 @@ class StageRecord:
     code_usage_perplexity: float | None = None
     codes_used: int | None = None
     collision_rate: float | None = None
+    changed_code_fraction: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in STAGE_KINDS:
@@ -204,6 +209,91 @@ def semantic_id_metrics(semantic_ids: SemanticIDs, categories: Sequence[str]) ->
     }
 
 
+def code_agreement(stored_codes: np.ndarray, predicted_codes: np.ndarray) -> dict:
+    """
+    How often a model's predicted codes equal the stored ones.
+
+    Args:
+        stored_codes (`np.ndarray` of shape `(num_documents, num_levels)`): The stored learned codes.
+        predicted_codes (`np.ndarray` of shape `(num_documents, num_levels)`): The codes the model predicts.
+
+    Returns:
+        `dict` with `per_level` (the fraction of documents whose code agrees, per level), `full_id` (the fraction
+        whose codes agree at every level) and `num_documents`.
+    """
+    stored_codes, predicted_codes = np.asarray(stored_codes), np.asarray(predicted_codes)
+    if stored_codes.shape != predicted_codes.shape or stored_codes.ndim != 2 or len(stored_codes) == 0:
+        raise ValueError(
+            f"stored and predicted codes must be non-empty arrays of one (num_documents, num_levels) shape, got "
+            f"{stored_codes.shape} and {predicted_codes.shape}"
+        )
+    equal = stored_codes == predicted_codes
+    return {
+        "per_level": [float(fraction) for fraction in equal.mean(axis=0)],
+        "full_id": float(equal.all(axis=1).mean()),
+        "num_documents": len(stored_codes),
+    }
+
+
+def new_document_metrics(
+    semantic_ids: SemanticIDs, num_indexed: int, categories: Sequence[str], num_samples: int = 20, seed: int = 0
+) -> dict[str, dict]:
+    """
+    ID quality of documents added after training next to that of the indexed ones.
+
+    Args:
+        semantic_ids ([`SemanticIDs`]): The indexed documents' rows first, then the added ones (as
+            [`SemanticIDs.extend`] orders them).
+        num_indexed (`int`): Number of indexed (training) documents.
+        categories (`Sequence[str]`): Category of every row, `""` when unknown.
+        num_samples (`int`): Random samples of indexed documents of the added set's size, whose mean AMI is a third
+            row (AMI depends on the number of documents).
+        seed (`int`): Seed of those samples.
+
+    Returns:
+        `dict[str, dict]`: Rows `"indexed documents"`, `"new documents"` and `"indexed documents, samples of the new
+        set's size"`, each with `documents`, `ami_level_1`, `ami_full_id` (`None` without 2 known categories) and
+        `collision_rate` (indexed: sharing learned codes with another indexed document; new: with any document).
+    """
+    learned_codes = semantic_ids.codes[:, : semantic_ids.num_learned_levels]
+    num_new = len(semantic_ids) - num_indexed
+    if not 0 < num_indexed < len(semantic_ids):
+        raise ValueError(f"num_indexed = {num_indexed} must leave indexed and new rows among {len(semantic_ids)}")
+    categories = np.asarray(categories, dtype=object)
+    labels = _tuple_labels(learned_codes)
+    shared_with_any = np.bincount(labels)[labels] > 1
+
+    def quality(rows: np.ndarray) -> dict:
+        return {
+            "documents": len(rows),
+            "ami_level_1": adjusted_mutual_information(learned_codes[rows, 0], categories[rows]),
+            "ami_full_id": adjusted_mutual_information(learned_codes[rows], categories[rows]),
+        }
+
+    indexed_rows, new_rows = np.arange(num_indexed), np.arange(num_indexed, len(semantic_ids))
+    random = np.random.default_rng(seed)
+    sample_amis = [
+        adjusted_mutual_information(learned_codes[sample, 0], categories[sample])
+        for sample in (random.choice(indexed_rows, num_new, replace=False) for _ in range(num_samples))
+        if num_new <= num_indexed
+    ]
+    known_sample_amis = [ami for ami in sample_amis if ami is not None]
+    return {
+        "indexed documents": {
+            **quality(indexed_rows),
+            "collision_rate": prefix_collision_rate(learned_codes[indexed_rows]),
+        },
+        "new documents": {**quality(new_rows), "collision_rate": float(shared_with_any[new_rows].mean())},
+        "indexed documents, samples of the new set's size": {
+            "documents": num_new,
+            "samples": len(known_sample_amis),
+            "ami_level_1": float(np.mean(known_sample_amis)) if known_sample_amis else None,
+            "ami_full_id": None,
+            "collision_rate": None,
+        },
+    }
+
+
 def _to_builtin(value: object) -> object:
     """JSON fallback for numpy scalars and arrays that callers may leave in stage records, baselines or extras."""
     if isinstance(value, (np.generic, np.ndarray)):
@@ -241,6 +331,10 @@ def _format_losses(losses: dict[str, float]) -> str:
     return ", ".join(f"{name}={value:.4f}" for name, value in losses.items()) or _MISSING
 
 
+def _format_fractions(fractions: Sequence[float] | None) -> str:
+    return _MISSING if fractions is None else ", ".join(f"{fraction:.4f}" for fraction in fractions)
+
+
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     lines = [f"| {' | '.join(header)} |", f"|{'|'.join('---' for _ in header)}|"]
     lines.extend(f"| {' | '.join(_format_value(value) for value in row)} |" for row in rows)
@@ -270,6 +364,10 @@ class IndexingReport:
         baselines (`dict[str, dict]`): Rows to compare with, e.g. `{"kmeans on sentence embeddings": {"ami_level_1":
             ..., "ami_full_id": ..., "collision_rate_before_resolution": ...}}` (see [`semantic_id_metrics`]).
         extra (`dict`): Anything else worth recording: machine, commit, seed, ...
+        prediction_agreement (`dict`, *optional*): How often the saved model, reloaded, predicts the stored learned
+            codes of every document (see [`code_agreement`]).
+        new_documents (`dict`, *optional*): Documents added after training with
+            [`~LMIndexerForSemanticID.add_documents`]: `rows` (see [`new_document_metrics`]) and the cost.
     """
 
     dataset: str
@@ -285,6 +383,8 @@ class IndexingReport:
     total_wall_time_seconds: float
     baselines: dict[str, dict] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    prediction_agreement: dict | None = None
+    new_documents: dict | None = None
 
     @classmethod
     def build(
@@ -348,6 +448,8 @@ class IndexingReport:
         ]
         if self.baselines:
             sections.append(["## Comparison with baselines", "", *self._comparison_table()])
+        if self.new_documents:
+            sections.append(["## New documents (add_documents, no retraining)", "", *self._new_document_table()])
         return "\n\n".join("\n".join(section) for section in sections) + "\n"
 
     def _summary_table(self) -> list[str]:
@@ -360,9 +462,13 @@ class IndexingReport:
             ("collision rate after resolution", self.collision_rate_after_resolution),
             ("AMI level 1", self.ami_level_1),
             ("AMI full ID", self.ami_full_id),
+            ("stored IDs = predicted by the saved model (full learned ID)", self._agreement("full_id")),
             ("total wall time (s)", self.total_wall_time_seconds),
         ]
         return _markdown_table(["metric", "value"], rows)
+
+    def _agreement(self, key: str) -> object:
+        return None if self.prediction_agreement is None else self.prediction_agreement[key]
 
     def _levels_description(self) -> str:
         num_learned_levels = sum(row["kind"] == "learned" for row in self.per_level)
@@ -371,7 +477,16 @@ class IndexingReport:
         return f"{len(self.per_level)} ({num_learned_levels} learned + 1 collision)"
 
     def _level_table(self) -> list[str]:
-        header = ["level", "kind", "codebook size", "codes used", "usage perplexity", "perplexity / size", "collision"]
+        header = [
+            "level",
+            "kind",
+            "codebook size",
+            "codes used",
+            "usage perplexity",
+            "perplexity / size",
+            "collision",
+            "stored = predicted",
+        ]
         keys = [
             "level",
             "kind",
@@ -381,7 +496,20 @@ class IndexingReport:
             "perplexity_ratio",
             "prefix_collision_rate",
         ]
-        return _markdown_table(header, [[row[key] for key in keys] for row in self.per_level])
+        agreement = self._agreement("per_level") or []
+        rows = [
+            [*(row[key] for key in keys), agreement[position] if position < len(agreement) else None]
+            for position, row in enumerate(self.per_level)
+        ]
+        return _markdown_table(header, rows)
+
+    def _new_document_table(self) -> list[str]:
+        details = {key: value for key, value in self.new_documents.items() if key != "rows"}
+        lines = [", ".join(f"{key}: {_format_value(value)}" for key, value in details.items()), ""]
+        header = ["documents", "count", "AMI level 1", "AMI full ID", "collision rate"]
+        keys = ["documents", "ami_level_1", "ami_full_id", "collision_rate"]
+        rows = [[name, *(metrics.get(key) for key in keys)] for name, metrics in self.new_documents["rows"].items()]
+        return lines + _markdown_table(header, rows)
 
     def _stage_table(self) -> list[str]:
         header = [
@@ -393,6 +521,7 @@ class IndexingReport:
             "final losses",
             "usage perplexity",
             "collision rate",
+            "codes changed",
         ]
         rows = [
             [
@@ -404,6 +533,7 @@ class IndexingReport:
                 _format_losses(stage.losses),
                 stage.code_usage_perplexity,
                 stage.collision_rate,
+                _format_fractions(stage.changed_code_fraction),
             ]
             for stage in self.stages
         ]
@@ -437,7 +567,9 @@ __all__ = [
     "IndexingReport",
     "StageRecord",
     "adjusted_mutual_information",
+    "code_agreement",
     "machine_info",
+    "new_document_metrics",
     "peak_memory_mb",
     "prefix_collision_rate",
     "semantic_id_metrics",

@@ -150,6 +150,8 @@ class LMIndexerRetrieverTrainer(Seq2SeqTrainer):
         k_values (`Sequence[int]`, *optional*, defaults to `(1, 5, 10)`): The cut-offs K.
         num_beams (`int`, *optional*): Beam width, at least `max(k_values)`; defaults to
             `args.generation_num_beams`, else to `max(20, max(k_values))` (the paper decodes with 20 beams).
+        relevance_threshold (`int`, *optional*, defaults to 1): Smallest grade Recall and MRR count as relevant
+            (2 for TREC Deep Learning); NDCG uses every positive grade.
         kwargs: Any other [`Seq2SeqTrainer`] argument but `compute_metrics` (`callbacks`, `optimizers`, ...).
     """
 
@@ -163,6 +165,7 @@ class LMIndexerRetrieverTrainer(Seq2SeqTrainer):
         processing_class: PreTrainedTokenizerBase | None = None,
         k_values: Sequence[int] = DEFAULT_K_VALUES,
         num_beams: int | None = None,
+        relevance_threshold: int = 1,
         **kwargs,
     ):
         if "compute_metrics" in kwargs:
@@ -186,6 +189,7 @@ class LMIndexerRetrieverTrainer(Seq2SeqTrainer):
         if not k_values or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in k_values):
             raise ValueError(f"k_values must be positive ints, got {list(k_values)}.")
         self.k_values = sorted(set(k_values))
+        self.relevance_threshold = relevance_threshold
         self.num_beams = num_beams or self.args.generation_num_beams or max(DEFAULT_NUM_BEAMS, self.k_values[-1])
         if self.num_beams < self.k_values[-1]:
             raise ValueError(f"num_beams = {self.num_beams} is below the largest cut-off K = {self.k_values[-1]}.")
@@ -365,7 +369,9 @@ class LMIndexerRetrieverTrainer(Seq2SeqTrainer):
                 "query: the predictions were not gathered correctly."
             )
         references = [self._references[position] for position in query_index]
-        return compute_retrieval_metrics(self.rankings(prediction.predictions), references, self.k_values)
+        return compute_retrieval_metrics(
+            self.rankings(prediction.predictions), references, self.k_values, self.relevance_threshold
+        )
 
 
 class TimeBudgetCallback(TrainerCallback, ExportableState):

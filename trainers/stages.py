@@ -2,7 +2,8 @@
 
 A plan is data: a list of [`IndexingStage`]s, serialisable to JSON, that [`LMIndexerTrainer`] runs in order. The
 default plan follows the paper: for every level t, (a reconstructor warm-up at level 1,) continuous training,
-k-means codebook initialisation, joint training with quantisation, and ID assignment.
+k-means codebook initialisation, joint training with quantisation, and ID assignment; then a final re-assignment of
+every level with the trained model, so that the stored IDs are the ones the saved model predicts.
 """
 
 import json
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from modeling_lmindexer.modeling_lmindexer import LOSS_NAMES
 
 
-STAGE_KINDS = ("train", "kmeans", "assign")
+STAGE_KINDS = ("train", "kmeans", "assign", "reassign")
 PARAMETER_GROUPS = ("backbone", "codebook", "reconstructor")
 
 
@@ -25,7 +26,9 @@ class IndexingStage:
         name (`str`): Human-readable name, shown in logs and reports (e.g. `"level-2/joint"`).
         level (`int`): 0-based ID level the stage works on.
         kind (`str`): `"train"` (gradient steps), `"kmeans"` (initialise the level's codebook from k-means over the
-            whole corpus) or `"assign"` (freeze the level's code of every document).
+            whole corpus), `"assign"` (freeze the level's code of every document) or `"reassign"` (after every level
+            is assigned: assign levels `level`, `level + 1`, ... again, in order, with the model as it is now,
+            refitting each level's prefix-group means).
         trainable (`list[str]`): Parameter groups that train: `"backbone"`, `"codebook"` (this level's) and
             `"reconstructor"`. Only for `"train"` stages.
         losses (`list[str]`): Losses of a `"train"` stage: `"reconstruction"`, `"contrastive"`, `"code_prediction"`.
@@ -76,6 +79,7 @@ def default_stage_plan(
     joint_epochs: float = 3.0,
     learning_rate: float | None = None,
     distillation_levels: int = 1,
+    final_reassignment: bool = True,
 ) -> list[IndexingStage]:
     """
     The paper's schedule for `num_levels` levels.
@@ -91,11 +95,19 @@ def default_stage_plan(
             contrastive loss (not in the paper). Measured on 3,000 Beauty items, 256 level-1 codes: the contrastive
             loss (instance discrimination) gave level-1 codes an AMI of 0.270 with the leaf category against 0.402 for
             k-means on the sentence embeddings; distillation instead, 0.431, at code-usage perplexity 194.
+        final_reassignment (`bool`): End with a `"reassign"` stage of every level. The backbone keeps training
+            after a level's codes are frozen, so without it the saved model no longer predicts all of its stored
+            codes.
+
+    From the second level on, the continuous and joint stages also train the decoder to predict the earlier codes
+    (`"code_prediction"`, as the authors' code does), which keeps the earlier levels' frozen codes predictable while
+    the backbone moves.
     """
     plan = []
     for level in range(num_levels):
         prefix = f"level-{level + 1}"
         spreading_loss = "distillation" if level < distillation_levels else "contrastive"
+        code_prediction = ["code_prediction"] if level else []
         if level == 0 and warmup_epochs > 0:
             plan.append(
                 IndexingStage(
@@ -114,7 +126,7 @@ def default_stage_plan(
                     f"{prefix}/continuous",
                     level,
                     trainable=["backbone", "reconstructor"],
-                    losses=["reconstruction", spreading_loss],
+                    losses=["reconstruction", spreading_loss, *code_prediction],
                     num_epochs=continuous_epochs,
                     learning_rate=learning_rate,
                 )
@@ -125,20 +137,22 @@ def default_stage_plan(
                 f"{prefix}/joint",
                 level,
                 trainable=["backbone", "codebook", "reconstructor"],
-                losses=["reconstruction", spreading_loss, *(["code_prediction"] if level else [])],
+                losses=["reconstruction", spreading_loss, *code_prediction],
                 quantize=True,
                 num_epochs=joint_epochs,
                 learning_rate=learning_rate,
             )
         )
         plan.append(IndexingStage(f"{prefix}/assign", level, kind="assign"))
+    if final_reassignment:
+        plan.append(IndexingStage("final/reassign", 0, kind="reassign"))
     return plan
 
 
 def validate_stage_plan(plan: list[IndexingStage], num_levels: int) -> None:
     """
     Check that a plan learns levels in order: each level's codebook is initialised before its quantised training,
-    and each level is assigned exactly once, after the levels before it.
+    each level is assigned exactly once, after the levels before it, and re-assignments come after all of them.
     """
     if not plan:
         raise ValueError("The stage plan is empty.")
@@ -147,6 +161,13 @@ def validate_stage_plan(plan: list[IndexingStage], num_levels: int) -> None:
     for stage in plan:
         if stage.level >= num_levels:
             raise ValueError(f"Stage '{stage.name}': level {stage.level} but the model has {num_levels} levels.")
+        if stage.kind == "reassign":
+            if assigned != num_levels:
+                raise ValueError(
+                    f"Stage '{stage.name}' re-assigns codes while level {assigned + 1} is still to learn; re-assign "
+                    "after every level is assigned."
+                )
+            continue
         if stage.level != assigned:
             raise ValueError(
                 f"Stage '{stage.name}' works on level {stage.level + 1} while level {assigned + 1} is the next to "

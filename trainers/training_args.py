@@ -21,6 +21,8 @@ class LMIndexerTrainingArguments(TrainingArguments):
         distillation_levels (`int`, *optional*, defaults to 1): Levels (from the first) whose continuous and joint
             stages train with the similarity distillation loss to the backbone's sentence embeddings before training
             instead of the contrastive loss (0: the paper's contrastive loss at every level).
+        final_reassignment (`bool`, *optional*, defaults to `True`): End the default plan by assigning every level
+            again with the trained model, so that the saved model predicts the IDs it stores.
         stage_plan_file (`str`, *optional*): JSON list of stages replacing the default plan (see [`IndexingStage`]).
 
     The default epochs keep the default MovieLens-1M job under 30 minutes on 2 CPU cores; the paper trains 30 epochs
@@ -54,6 +56,10 @@ class LMIndexerTrainingArguments(TrainingArguments):
             "help": "First levels trained with similarity distillation instead of the contrastive loss (0: none)."
         },
     )
+    final_reassignment: bool = field(
+        default=True,
+        metadata={"help": "End by assigning every level again with the trained model (stored IDs = predicted IDs)."},
+    )
     stage_plan_file: str | None = field(default=None, metadata={"help": "JSON stage plan replacing the default."})
 
     def stage_plan(self, num_levels: int) -> list[IndexingStage]:
@@ -66,6 +72,7 @@ class LMIndexerTrainingArguments(TrainingArguments):
             self.continuous_epochs,
             self.joint_epochs,
             distillation_levels=self.distillation_levels,
+            final_reassignment=self.final_reassignment,
         )
 
 

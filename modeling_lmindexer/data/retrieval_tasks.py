@@ -58,6 +58,8 @@ DOCUMENT_RETRIEVAL_DATASETS = ("scifact", "msmarco5k", "cranfield", "cacm")
 PRODUCT_SEARCH_DATASETS = ("beauty", "office")
 RETRIEVAL_DATASETS = DOCUMENT_RETRIEVAL_DATASETS + PRODUCT_SEARCH_DATASETS
 DEFAULT_PSEUDO_QUERIES_PER_DOCUMENT = {"msmarco5k": 3}
+# TREC Deep Learning judges passages 0-3 and counts grade 2 and up as relevant for its binary metrics.
+TREC_DL_RELEVANCE_THRESHOLD = 2
 PSEUDO_QUERY_SPAN_WORDS = (6, 16)
 FIRST_SENTENCE_MAX_WORDS = 32
 
@@ -95,9 +97,13 @@ class EvaluationQuery:
     source: Source
     relevance: Mapping[str, int]
 
-    def relevant_doc_ids(self) -> list[str]:
-        """The relevant doc ids (grade > 0), best grade first."""
-        return [doc_id for doc_id, grade in sorted(self.relevance.items(), key=lambda item: -item[1]) if grade > 0]
+    def relevant_doc_ids(self, relevance_threshold: int = 1) -> list[str]:
+        """The relevant doc ids (grade of at least `relevance_threshold`), best grade first."""
+        return [
+            doc_id
+            for doc_id, grade in sorted(self.relevance.items(), key=lambda item: -item[1])
+            if grade >= relevance_threshold
+        ]
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ class RetrievalTask:
         labels (`list[str]`): Notes that every output made from this task must show.
         num_dropped_test_queries (`int`): Test queries removed by [`~RetrievalTask.restrict_to_documents`] because
             none of their relevant documents is indexed.
+        relevance_threshold (`int`): Smallest grade that the binary metrics (Recall, MRR) of the test queries count
+            as relevant (see [`~modeling_lmindexer.metrics.compute_retrieval_metrics`]); NDCG uses every grade.
     """
 
     name: str
@@ -126,6 +134,7 @@ class RetrievalTask:
     split_description: str
     labels: list[str] = field(default_factory=list)
     num_dropped_test_queries: int = 0
+    relevance_threshold: int = 1
 
     def training_counts(self) -> dict[str, int]:
         """The number of training pairs of every kind, e.g. `{"query": 919, "indexing": 5183}`."""
@@ -136,7 +145,8 @@ class RetrievalTask:
         The task over the documents `doc_ids` only (the documents that have a semantic ID).
 
         Training pairs are kept when their target and every item of a history source are among `doc_ids`;
-        evaluation queries when every item of a history source is and at least one relevant document is. The
+        evaluation queries when every item of a history source is and at least one relevant document (of a grade at
+        least `relevance_threshold`) is. The
         judgments of a kept query are left whole, so relevant documents outside `doc_ids` still count as missed.
 
         Args:
@@ -151,7 +161,8 @@ class RetrievalTask:
             return isinstance(source, str) or all(item in indexed for item in source)
 
         def keep_query(query: EvaluationQuery) -> bool:
-            return source_is_indexed(query.source) and any(doc in indexed for doc in query.relevant_doc_ids())
+            relevant = query.relevant_doc_ids(self.relevance_threshold)
+            return source_is_indexed(query.source) and any(doc in indexed for doc in relevant)
 
         train = [pair for pair in self.train if pair.target in indexed and source_is_indexed(pair.source)]
         validation = [query for query in self.validation if keep_query(query)]
@@ -281,6 +292,7 @@ def document_retrieval_task(
     train_qrels: Qrels | None = None,
     pseudo_queries_per_document: int = 0,
     seed: int = 0,
+    relevance_threshold: int = 1,
 ) -> RetrievalTask:
     """
     Document retrieval as a retrieval task.
@@ -295,6 +307,7 @@ def document_retrieval_task(
         train_qrels (`dict[str, dict[str, int]]`, *optional*): Their judgments.
         pseudo_queries_per_document (`int`): Pseudo-queries per document (see [`pseudo_queries`]); 0 for none.
         seed (`int`): Seed of the pseudo-query spans.
+        relevance_threshold (`int`): Smallest grade Recall and MRR count as relevant (a label says so when above 1).
 
     Returns:
         [`RetrievalTask`]: training pairs are one `"query"` pair per training query and relevant corpus document,
@@ -315,6 +328,11 @@ def document_retrieval_task(
             queries = pseudo_queries(doc_id, text, title, pseudo_queries_per_document, seed)
             train += [TrainingPair(query, doc_id, PSEUDO_QUERY) for query in queries]
         labels.append(PSEUDO_QUERY_LABEL)
+    if relevance_threshold > 1:
+        labels.append(
+            f"Recall and MRR count relevance grade >= {relevance_threshold} as relevant (trec_eval -l "
+            f"{relevance_threshold}); NDCG is graded"
+        )
     return RetrievalTask(
         name=name,
         task_type=DOCUMENT_RETRIEVAL,
@@ -323,6 +341,7 @@ def document_retrieval_task(
         test=_evaluation_queries(test_queries, test_qrels),
         split_description=split_description,
         labels=labels,
+        relevance_threshold=relevance_threshold,
     )
 
 
@@ -377,6 +396,7 @@ def load_document_retrieval_task(
     if pseudo_queries_per_document is None:
         pseudo_queries_per_document = DEFAULT_PSEUDO_QUERIES_PER_DOCUMENT.get(name, 0)
     train_queries, train_qrels = None, None
+    relevance_threshold = 1
     if name == "scifact":
         train_queries, train_qrels = load_scifact_queries(data_dir, "train")
         test_queries, test_qrels = load_scifact_queries(data_dir, "test")
@@ -387,6 +407,7 @@ def load_document_retrieval_task(
             "MS MARCO passage 5k: the judged TREC DL 2019 queries for evaluation only (graded qrels); no training "
             "queries, training on indexing pairs and pseudo-queries"
         )
+        relevance_threshold = TREC_DL_RELEVANCE_THRESHOLD
     elif name == "cranfield":
         train_queries, train_qrels = load_cranfield_queries(data_dir, "train")
         test_queries, test_qrels = load_cranfield_queries(data_dir, "test")
@@ -406,6 +427,7 @@ def load_document_retrieval_task(
         train_qrels=train_qrels,
         pseudo_queries_per_document=pseudo_queries_per_document,
         seed=seed,
+        relevance_threshold=relevance_threshold,
     )
 
 

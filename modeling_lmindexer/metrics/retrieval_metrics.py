@@ -12,6 +12,8 @@ grade (graded relevance; a grade of 0 or less means judged non-relevant). Conven
 - NDCG@K uses the relevance grade as the gain (1 for binary relevance) and the discount `1 / log2(rank + 1)`; the
   ideal DCG@K ranks all relevant documents of the query, retrieved or not, by decreasing grade.
 - MRR@K is `1 / rank` of the first relevant document within the top K, 0 when none is there.
+- `relevance_threshold` (default 1) is the smallest grade Recall and MRR count as relevant, as trec_eval's `-l`
+  option: TREC Deep Learning runs use 2. NDCG stays graded: every positive grade is a gain.
 - A query without any relevant document is an error, never skipped silently.
 """
 
@@ -37,7 +39,19 @@ def _check_k_values(k_values: Iterable[int]) -> list[int]:
     return sorted({int(k) for k in k_values})
 
 
-def _relevance_grades(reference: Collection[str] | Mapping[str, int], query_index: int) -> dict[str, int]:
+def _check_relevance_threshold(relevance_threshold: int) -> int:
+    if (
+        isinstance(relevance_threshold, bool)
+        or not isinstance(relevance_threshold, Integral)
+        or relevance_threshold < 1
+    ):
+        raise ValueError(f"`relevance_threshold` must be a positive int, got {relevance_threshold!r}.")
+    return int(relevance_threshold)
+
+
+def _relevance_grades(
+    reference: Collection[str] | Mapping[str, int], query_index: int, relevance_threshold: int
+) -> dict[str, int]:
     """
     The judged documents of one query as `{doc_id: grade}`.
 
@@ -45,6 +59,7 @@ def _relevance_grades(reference: Collection[str] | Mapping[str, int], query_inde
         reference (`Collection[str]` or `Mapping[str, int]`):
             The relevant document ids (each gets grade 1), or the relevance grade of each judged document id.
         query_index (`int`): Position of the query, for the error messages.
+        relevance_threshold (`int`): Smallest grade counted as relevant; the query needs one document of that grade.
 
     Returns:
         `dict[str, int]`: The grade of each judged document id.
@@ -62,8 +77,9 @@ def _relevance_grades(reference: Collection[str] | Mapping[str, int], query_inde
             raise ValueError(
                 f"Relevance grades must be ints, got {grade!r} for document {doc_id!r} of query {query_index}."
             )
-    if not any(grade > 0 for grade in grades.values()):
-        raise ValueError(f"Query {query_index} has no relevant document: its metrics are undefined.")
+    if not any(grade >= relevance_threshold for grade in grades.values()):
+        grade_note = f" of grade >= {relevance_threshold}" if relevance_threshold > 1 else ""
+        raise ValueError(f"Query {query_index} has no relevant document{grade_note}: its metrics are undefined.")
     return grades
 
 
@@ -85,6 +101,7 @@ def _gain_matrices(
     predictions: Sequence[Sequence[str]],
     references: Sequence[Collection[str] | Mapping[str, int]],
     depth: int,
+    relevance_threshold: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     Gains of the retrieved and of the ideal rankings down to `depth`.
@@ -95,18 +112,19 @@ def _gain_matrices(
           non-relevant or missing document).
         - **ideal_gains** (`np.ndarray` of shape `(num_queries, depth)`): the grades of the query's relevant documents
           in decreasing order, padded with 0.
-        - **num_relevant** (`np.ndarray` of shape `(num_queries,)`): number of relevant documents of each query.
+        - **num_relevant** (`np.ndarray` of shape `(num_queries,)`): number of documents of each query with a grade
+          of at least `relevance_threshold`.
     """
     gains = np.zeros((len(predictions), depth))
     ideal_gains = np.zeros((len(predictions), depth))
     num_relevant = np.zeros(len(predictions))
     for query_index, (ranked_doc_ids, reference) in enumerate(zip(predictions, references)):
-        grades = _relevance_grades(reference, query_index)
+        grades = _relevance_grades(reference, query_index, relevance_threshold)
         top_doc_ids = _unique_in_order(ranked_doc_ids, query_index)[:depth]
         gains[query_index, : len(top_doc_ids)] = [max(grades.get(doc_id, 0), 0) for doc_id in top_doc_ids]
         relevant_grades = sorted((grade for grade in grades.values() if grade > 0), reverse=True)
         ideal_gains[query_index, : min(len(relevant_grades), depth)] = relevant_grades[:depth]
-        num_relevant[query_index] = len(relevant_grades)
+        num_relevant[query_index] = sum(grade >= relevance_threshold for grade in relevant_grades)
     return gains, ideal_gains, num_relevant
 
 
@@ -114,6 +132,7 @@ def compute_per_query_retrieval_metrics(
     predictions: Sequence[Sequence[str]],
     references: Sequence[Collection[str] | Mapping[str, int]],
     k_values: Iterable[int] = DEFAULT_K_VALUES,
+    relevance_threshold: int = 1,
 ) -> dict[str, np.ndarray]:
     """
     Recall@K, NDCG@K and MRR@K of each query, e.g. for paired significance tests between two systems.
@@ -128,16 +147,22 @@ def compute_per_query_retrieval_metrics(
             one relevant document.
         k_values (`Iterable[int]`, *optional*, defaults to `(1, 5, 10)`):
             The cut-offs K, positive ints.
+        relevance_threshold (`int`, *optional*, defaults to 1):
+            Smallest grade that Recall@K and MRR@K count as relevant (trec_eval's `-l`; 2 for TREC Deep Learning).
+            NDCG@K uses every positive grade as its gain whatever the threshold. Each query needs a document of at
+            least this grade.
 
     Returns:
         `dict[str, np.ndarray]`: For each metric and cut-off (`"recall@10"`, `"ndcg@10"`, `"mrr@10"`, ...), the values
         of the queries, a float array of shape `(num_queries,)`.
 
     Raises:
-        `ValueError`: If the inputs differ in length or are empty, a cut-off is not a positive int, a document id is
-        not a string, a grade is not an int, or a query has no relevant document (the error names its index).
+        `ValueError`: If the inputs differ in length or are empty, a cut-off or the threshold is not a positive
+        int, a document id is not a string, a grade is not an int, or a query has no relevant document (the error
+        names its index).
     """
     k_values = _check_k_values(k_values)
+    relevance_threshold = _check_relevance_threshold(relevance_threshold)
     if len(predictions) != len(references):
         raise ValueError(
             f"Got {len(predictions)} predictions but {len(references)} references: one of each per query."
@@ -146,12 +171,13 @@ def compute_per_query_retrieval_metrics(
         raise ValueError("Got no queries: retrieval metrics need at least one.")
 
     depth = k_values[-1]
-    gains, ideal_gains, num_relevant = _gain_matrices(predictions, references, depth)
+    gains, ideal_gains, num_relevant = _gain_matrices(predictions, references, depth, relevance_threshold)
     discounts = 1.0 / np.log2(np.arange(2, depth + 2))
     dcg = np.cumsum(gains * discounts, axis=1)
     ideal_dcg = np.cumsum(ideal_gains * discounts, axis=1)
-    hits = np.cumsum(gains > 0, axis=1)
-    first_hit_rank = np.where(hits[:, -1] > 0, np.argmax(gains > 0, axis=1) + 1, np.inf)
+    relevant = gains >= relevance_threshold
+    hits = np.cumsum(relevant, axis=1)
+    first_hit_rank = np.where(hits[:, -1] > 0, np.argmax(relevant, axis=1) + 1, np.inf)
 
     metrics = {}
     for k in k_values:
@@ -167,6 +193,7 @@ def compute_retrieval_metrics(
     predictions: Sequence[Sequence[str]],
     references: Sequence[Collection[str] | Mapping[str, int]],
     k_values: Iterable[int] = DEFAULT_K_VALUES,
+    relevance_threshold: int = 1,
 ) -> dict[str, float]:
     """
     Recall@K, NDCG@K and MRR@K averaged over the queries.
@@ -177,5 +204,5 @@ def compute_retrieval_metrics(
         `dict[str, float]`: The mean over queries of each metric and cut-off, e.g. `{"recall@1": ..., "recall@10": ...,
         "ndcg@1": ..., "ndcg@10": ..., "mrr@1": ..., "mrr@10": ...}`.
     """
-    per_query = compute_per_query_retrieval_metrics(predictions, references, k_values)
+    per_query = compute_per_query_retrieval_metrics(predictions, references, k_values, relevance_threshold)
     return {name: float(values.mean()) for name, values in per_query.items()}
