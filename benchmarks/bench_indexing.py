@@ -98,10 +98,13 @@ def new_document_retrieval(output_dir: Path, dataset: str, data_dir: str, new_do
             if any(grade >= threshold for grade in relevant.values()):
                 references.append(relevant)
                 predictions.append(ranking)
+        metrics = (
+            compute_retrieval_metrics(predictions, references, RETRIEVAL_K_VALUES, threshold) if references else {}
+        )
         rows[name] = {
             "queries": len(references),
             "relevant documents": sum(len(relevant) for relevant in references),
-            **compute_retrieval_metrics(predictions, references, RETRIEVAL_K_VALUES, threshold),
+            **metrics,
         }
     return {
         "retriever": "LMIndexerRetriever.from_indexer, no fine-tuning",
@@ -114,7 +117,7 @@ def new_document_retrieval(output_dir: Path, dataset: str, data_dir: str, new_do
 
 
 def new_document_markdown(retrieval: dict) -> list[str]:
-    metric_names = [name for name in retrieval["rows"]["all"] if "@" in name]
+    metric_names = [f"{metric}@{k}" for metric in ("recall", "ndcg", "mrr") for k in RETRIEVAL_K_VALUES]
     lines = [
         "## Retrieval over new and indexed documents (from-indexer retriever, no fine-tuning)",
         "",
@@ -126,7 +129,7 @@ def new_document_markdown(retrieval: dict) -> list[str]:
         f"|---|---|---|{'---|' * len(metric_names)}",
     ]
     for name, row in retrieval["rows"].items():
-        values = " | ".join(f"{row[metric]:.4f}" for metric in metric_names)
+        values = " | ".join(f"{row[metric]:.4f}" if metric in row else "n/a" for metric in metric_names)
         lines.append(f"| {name} | {row['queries']} | {row['relevant documents']} | {values} |")
     return lines
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import transformers
 from datasets import Dataset, concatenate_datasets
-from transformers import AutoTokenizer, HfArgumentParser
+from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
 from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerConfig, LMIndexerForSemanticID, SemanticIDs, load_backbone
 from modeling_lmindexer.backbones import parse_config_overrides
@@ -219,6 +219,9 @@ def main() -> None:
     corpus, new_corpus = load_checked_corpus(args, training_args.seed)
     logger.info(f"Indexing {len(corpus)} documents of '{args.dataset}' with codebook sizes {args.codebook_sizes}.")
 
+    # Before any weight is drawn: the codebooks and the reconstructor start random, so the same command and seed
+    # give the same IDs.
+    set_seed(training_args.seed)
     backbone, tokenizer = load_backbone(args.backbone)
     config_kwargs = {
         "num_levels": len(args.codebook_sizes),

@@ -50,13 +50,21 @@ def test_bad_input_stops_with_one_error_line(tmp_path, arguments, message):
 
 
 def test_tiny_movielens_run_writes_model_ids_and_report(tmp_path):
-    """Reads the real MovieLens-1M catalogue (first 48 movies) and trains the offline backbone briefly."""
-    completed = run_job(
+    """
+    Reads the real MovieLens-1M catalogue (first 48 movies) and trains the offline backbone briefly, twice: the same
+    command and seed give the same IDs.
+    """
+    arguments = (
         "--max_documents", "48", "--codebook_sizes", "4", "4", "--warmup_epochs", "0", "--continuous_epochs", "0",
-        "--joint_epochs", "0.5", "--per_device_train_batch_size", "16", "--output_dir", str(tmp_path / "out"),
-        cwd=tmp_path,
+        "--joint_epochs", "0.5", "--per_device_train_batch_size", "16", "--kmeans_baseline", "{baseline}",
+        "--output_dir", "{output}",
     )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    for output, baseline in (("out", "True"), ("again", "False")):
+        completed = run_job(*(a.format(output=tmp_path / output, baseline=baseline) for a in arguments), cwd=tmp_path)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+    assert (tmp_path / "out" / "semantic_ids.json").read_text() == (
+        tmp_path / "again" / "semantic_ids.json"
+    ).read_text()
     output = tmp_path / "out"
     assert {"model.safetensors", "config.json", "semantic_ids.json", "tokenizer.json"} <= {
         p.name for p in output.iterdir()
@@ -67,3 +75,5 @@ def test_tiny_movielens_run_writes_model_ids_and_report(tmp_path):
     assert report["num_documents"] == 48 and report["collision_rate_after_resolution"] == 0.0
     assert "hierarchical k-means on MiniLM sentence embeddings" in report["baselines"]
     assert "## Levels" in (output / "indexing_report.md").read_text()
+    # The saved model, reloaded, predicts every stored code.
+    assert report["prediction_agreement"] == {"per_level": [1.0, 1.0], "full_id": 1.0, "num_documents": 48}
