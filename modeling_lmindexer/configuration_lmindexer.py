@@ -51,12 +51,12 @@ class LMIndexerConfig(PreTrainedConfig):
             (the corpus documents sharing its earlier codes) before k-means and code scoring. Without it, the
             earlier codes dominate deeper representations and documents of one prefix group mostly collide on one
             code.
-        reconstructor_adds_prefix_means (`bool`, *optional*, defaults to `False`):
+        reconstructor_adds_prefix_means (`bool`, *optional*, defaults to `True`):
             From ID level 2 on (with `center_by_prefix`), the reconstructor reads each code vector plus the mean of
             its prefix group, so that it reads vectors of one space in both stages of a level: the uncentred level
             representation in the continuous stage, and the codebook row (learned on centred residuals) moved back
             by the mean in the joint stage. The mean is a function of the ID's earlier codes: no information passes
-            the ID bottleneck.
+            the ID bottleneck. `False` feeds the bare codebook rows.
         reconstructor_num_layers (`int`, *optional*, defaults to 1):
             Number of layers of the shallow reconstructor.
         reconstructor_num_heads (`int`, *optional*, defaults to 4):
@@ -127,7 +127,7 @@ class LMIndexerConfig(PreTrainedConfig):
     kmeans_num_restarts: int = 3
     kmeans_spherical: bool = True
     center_by_prefix: bool = True
-    reconstructor_adds_prefix_means: bool = False
+    reconstructor_adds_prefix_means: bool = True
     reconstructor_num_layers: int = 1
     reconstructor_num_heads: int = 4
     reconstructor_intermediate_size: int | None = None

@@ -40,6 +40,38 @@ def test_forward_returns_each_loss_and_codes_in_range(tiny_config, batch, level)
     torch.testing.assert_close(output.loss, sum(parts))
 
 
+@pytest.mark.parametrize("adds_means", [True, False])
+def test_reconstructor_reads_code_vectors_plus_their_prefix_group_mean(batch, adds_means):
+    config = tiny_indexer_config(num_levels=3, codebook_sizes=[4, 4, 4], reconstructor_adds_prefix_means=adds_means)
+    model = make_model(config).eval()
+    prefix_codes = torch.tensor([[0, 1], [0, 1], [1, 2], [1, 2], [2, 0], [2, 0], [3, 3], [3, 3]])
+    generator = torch.Generator().manual_seed(1)
+    for level in (1, 2):
+        model.prefix_group_means.fit(level, torch.randn(8, 32, generator=generator), prefix_codes[:, :level])
+    captured = {}
+    reconstruct = model.reconstructor.forward
+
+    def capturing_forward(id_vectors, *args, **kwargs):
+        captured["id_vectors"] = id_vectors
+        return reconstruct(id_vectors, *args, **kwargs)
+
+    model.reconstructor.forward = capturing_forward
+    output = model(**batch, level=2, prefix_codes=prefix_codes, losses=["reconstruction"])
+
+    level_one_mean = model.prefix_group_means(1, prefix_codes[:, :1], torch.zeros(8, 32))
+    level_two_mean = model.prefix_group_means(2, prefix_codes, torch.zeros(8, 32))
+    assert level_one_mean.abs().sum() > 0 and level_two_mean.abs().sum() > 0
+    expected = torch.stack(
+        [
+            model.codebooks[0].weight[prefix_codes[:, 0]],  # level 1 is never centred
+            model.codebooks[1].weight[prefix_codes[:, 1]] + (level_one_mean if adds_means else 0),
+            model.codebooks[2].weight[output.codes] + (level_two_mean if adds_means else 0),
+        ],
+        dim=1,
+    )
+    torch.testing.assert_close(captured["id_vectors"], expected)
+
+
 def test_continuous_stage_has_no_codes(tiny_config, batch):
     output = make_model(tiny_config)(**batch, quantize=False)
     assert output.codes is None and output.code_scores is None
