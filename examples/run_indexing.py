@@ -37,7 +37,13 @@ from modeling_lmindexer.data import load_corpus
 from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
 from trainers.indexer_trainer import PROGRESS_FILE
 from trainers.lora import apply_lora, merge_lora
-from trainers.report import code_agreement, machine_info, new_document_metrics, semantic_id_metrics
+from trainers.report import (
+    code_agreement,
+    directory_size_mb,
+    machine_info,
+    new_document_metrics,
+    semantic_id_metrics,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -278,6 +284,13 @@ def main() -> None:
     texts = list(corpus["text"])
     semantic_ids.to_jsonl(output_dir / "semantic_ids.jsonl", texts=texts)
     report.prediction_agreement = saved_model_agreement(output_dir, texts, batch_size)
+    if not training_args.keep_stage_checkpoints:
+        trainer.remove_resume_state()
+    report.disk_use_mb = {
+        "peak": max(record.output_dir_mb or 0.0 for record in trainer.stage_records),
+        "final": directory_size_mb(output_dir),
+        "model": directory_size_mb(output_dir / "model.safetensors"),
+    }
     report.write(output_dir)
     logger.info(f"Wrote the indexer, semantic_ids.jsonl and indexing_report.{{json,md}} to {output_dir}.")
     if training_args.push_to_hub:

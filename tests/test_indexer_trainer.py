@@ -47,7 +47,14 @@ def make_corpus(documents: list[str]) -> Dataset:
 
 
 def make_trainer(
-    tmp_path, tokenizer, documents, stage_plan=None, callbacks=None, sampling_strategy="random", **config_overrides
+    tmp_path,
+    tokenizer,
+    documents,
+    stage_plan=None,
+    callbacks=None,
+    sampling_strategy="random",
+    keep_stage_checkpoints=False,
+    **config_overrides,
 ):
     torch.manual_seed(0)
     config = tiny_indexer_config(codebook_sizes=[4, 4], **config_overrides)
@@ -67,7 +74,15 @@ def make_trainer(
         train_sampling_strategy=sampling_strategy,
     )
     plan = stage_plan or default_stage_plan(2, warmup_epochs=1, continuous_epochs=1, joint_epochs=1)
-    return LMIndexerTrainer(model, args, make_corpus(documents), tokenizer, stage_plan=plan, callbacks=callbacks)
+    return LMIndexerTrainer(
+        model,
+        args,
+        make_corpus(documents),
+        tokenizer,
+        stage_plan=plan,
+        callbacks=callbacks,
+        keep_stage_checkpoints=keep_stage_checkpoints,
+    )
 
 
 def resume_killed_run(output_dir, tokenizer, documents) -> tuple[LMIndexerTrainer, RecordSteps]:
@@ -333,7 +348,7 @@ def test_resume_after_kill_between_stages(tmp_path, t5_tokenizer, documents, mon
 def test_checkpoints_record_stage_and_codes(tmp_path, t5_tokenizer, documents):
     # Without the final re-assignment, the level-1 codes of the level-2 checkpoints are the final ones.
     plan = default_stage_plan(2, warmup_epochs=1, continuous_epochs=1, joint_epochs=1, final_reassignment=False)
-    trainer = make_trainer(tmp_path, t5_tokenizer, documents, stage_plan=plan)
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents, stage_plan=plan, keep_stage_checkpoints=True)
     trainer.train()
     joint_dir = next(tmp_path.glob("stage-*-level-2-joint"))
     checkpoint = sorted(joint_dir.glob("checkpoint-*"))[0]
@@ -342,6 +357,23 @@ def test_checkpoints_record_stage_and_codes(tmp_path, t5_tokenizer, documents):
     codes = np.load(checkpoint / "indexer_codes.npy")
     np.testing.assert_array_equal(codes, trainer.model.semantic_ids.codes[:, :1])
     assert (checkpoint / "rng_state.pth").exists()
+
+
+def test_finished_stages_leave_no_checkpoints_and_the_resume_state_goes_on_request(tmp_path, t5_tokenizer, documents):
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents)
+    trainer.train()
+    # Training wrote checkpoints (save_steps 3), and each stage's folder went once the stage was saved.
+    assert all(record.output_dir_mb > 0 for record in trainer.stage_records)
+    assert not list(tmp_path.glob("stage-*")) and not list(tmp_path.rglob("checkpoint-*"))
+    assert (tmp_path / "indexer_last_stage").is_dir() and (tmp_path / "indexer_progress.json").is_file()
+    trainer.remove_resume_state()
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+    kept = make_trainer(tmp_path / "kept", t5_tokenizer, documents, keep_stage_checkpoints=True)
+    kept.train()
+    num_train_stages = sum(stage.kind == "train" for stage in kept.stage_plan)
+    assert len(list((tmp_path / "kept").glob("stage-*"))) == num_train_stages
+    assert list((tmp_path / "kept").rglob("checkpoint-*"))
 
 
 def test_fewer_documents_than_codes_is_refused_before_training(tmp_path, t5_tokenizer, documents):

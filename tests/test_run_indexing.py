@@ -56,7 +56,8 @@ def test_tiny_movielens_run_writes_model_ids_and_report(tmp_path):
     """
     arguments = (
         "--max_documents", "48", "--codebook_sizes", "4", "4", "--warmup_epochs", "0", "--continuous_epochs", "0",
-        "--joint_epochs", "0.5", "--per_device_train_batch_size", "16", "--kmeans_baseline", "{baseline}",
+        "--joint_epochs", "0.5", "--per_device_train_batch_size", "16", "--save_steps", "2",
+        "--kmeans_baseline", "{baseline}",
         "--output_dir", "{output}",
     )  # fmt: skip
     for output, baseline in (("out", "True"), ("again", "False")):
@@ -77,3 +78,9 @@ def test_tiny_movielens_run_writes_model_ids_and_report(tmp_path):
     assert "## Levels" in (output / "indexing_report.md").read_text()
     # The saved model, reloaded, predicts every stored code.
     assert report["prediction_agreement"] == {"per_level": [1.0, 1.0], "full_id": 1.0, "num_documents": 48}
+    # A finished run keeps the model, tokenizer, IDs and reports, and no resume state.
+    leftovers = [p.name for p in output.iterdir() if p.name.startswith(("stage-", "indexer_", "distillation"))]
+    assert leftovers == [] and not list(output.rglob("checkpoint-*"))
+    disk = report["disk_use_mb"]
+    # The joint stages saved checkpoints (weights and optimizer states) on the way.
+    assert disk["peak"] > 2 * disk["model"] and disk["model"] < disk["final"] <= 3 * disk["model"]

@@ -27,7 +27,7 @@ from modeling_lmindexer.hub_utils import PREFIX_GROUP_MEANS_NAME
 from modeling_lmindexer.semantic_ids import code_usage_perplexity
 
 from .lora import is_lora_parameter
-from .report import StageRecord, peak_memory_mb, prefix_collision_rate
+from .report import StageRecord, directory_size_mb, peak_memory_mb, prefix_collision_rate
 from .stages import IndexingStage, default_stage_plan, validate_stage_plan
 from .training_args import LMIndexerTrainingArguments
 
@@ -111,6 +111,10 @@ class LMIndexerTrainer(Trainer):
         corpus (`datasets.Dataset`): Documents with columns `doc_id` and `text`.
         processing_class ([`PreTrainedTokenizerBase`]): The backbone's tokenizer.
         stage_plan (`list[IndexingStage]`, *optional*): Defaults to [`default_stage_plan`] for the model's levels.
+        keep_stage_checkpoints (`bool`, *optional*): Keep every stage's `checkpoint-*` folders. By default (the
+            training arguments' `keep_stage_checkpoints`, else `False`) a stage's folder is removed once the stage is
+            finished and saved, since a resumed run starts from that save; [`remove_resume_state`] removes the rest
+            after the final model is saved.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class LMIndexerTrainer(Trainer):
         corpus: Dataset,
         processing_class: PreTrainedTokenizerBase,
         stage_plan: list[IndexingStage] | None = None,
+        keep_stage_checkpoints: bool | None = None,
         **kwargs,
     ):
         check_corpus(corpus, model.config.codebook_sizes)
@@ -157,6 +162,11 @@ class LMIndexerTrainer(Trainer):
         )
         self.add_callback(CollatorEpochCallback(collator))
         self.root_output_dir = args.output_dir
+        self.keep_stage_checkpoints = (
+            getattr(args, "keep_stage_checkpoints", False)
+            if keep_stage_checkpoints is None
+            else keep_stage_checkpoints
+        )
         self.base_learning_rate = args.learning_rate
         self.codes = np.zeros((len(texts), 0), dtype=np.int64)
         self.distillation_targets: np.ndarray | None = None
@@ -476,6 +486,8 @@ class LMIndexerTrainer(Trainer):
         save_file(self.model.prefix_group_means.to_tensors(), os.path.join(staging_dir, PREFIX_GROUP_MEANS_NAME))
         shutil.rmtree(model_dir, ignore_errors=True)
         os.replace(staging_dir, model_dir)
+        finished_stage_dir = self._stage_output_dir(completed_stages - 1, self.stage_plan[completed_stages - 1])
+        self.stage_records[-1].output_dir_mb = directory_size_mb(self.root_output_dir)
         progress = {
             "completed_stages": completed_stages,
             "num_documents": len(self.doc_ids),
@@ -486,6 +498,25 @@ class LMIndexerTrainer(Trainer):
         with open(progress_path + ".tmp", "w", encoding="utf-8") as progress_file:
             json.dump(progress, progress_file, indent=2)
         os.replace(progress_path + ".tmp", progress_path)
+        if not self.keep_stage_checkpoints:
+            # A resumed run starts after this save: the finished stage's checkpoints are never read again.
+            shutil.rmtree(finished_stage_dir, ignore_errors=True)
+
+    def remove_resume_state(self) -> None:
+        """
+        Remove what only a resumed run reads (stage folders and their checkpoints, the last stage's weights, the
+        progress file, the distillation targets) from `output_dir`, keeping everything else, e.g. the final model
+        saved there. Call it after saving the final model; a later run of the same command then starts over.
+        """
+        if not self.is_world_process_zero():
+            return
+        for index, stage in enumerate(self.stage_plan):
+            shutil.rmtree(self._stage_output_dir(index, stage), ignore_errors=True)
+        shutil.rmtree(os.path.join(self.root_output_dir, STAGE_MODEL_DIR), ignore_errors=True)
+        for name in (PROGRESS_FILE, DISTILLATION_TARGETS_FILE):
+            path = os.path.join(self.root_output_dir, name)
+            if os.path.isfile(path):
+                os.remove(path)
 
     def _restore_progress(self, root: str) -> tuple[int, str | None]:
         """Load the state of a stopped run from `root`; returns the stage to start at and its last checkpoint."""

@@ -51,6 +51,8 @@ class StageRecord:
             (for a re-assignment, their learned codes).
         changed_code_fraction (`list[float]`, *optional*): For a re-assignment, the fraction of documents whose code
             changed at each re-assigned level.
+        output_dir_mb (`float`, *optional*): Size of the run's output folder when the stage was saved, its
+            checkpoints included (before they are removed).
     """
 
     name: str
@@ -63,6 +65,7 @@ class StageRecord:
     codes_used: int | None = None
     collision_rate: float | None = None
     changed_code_fraction: list[float] | None = None
+    output_dir_mb: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in STAGE_KINDS:
@@ -91,6 +94,14 @@ def peak_memory_mb() -> float:
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # ru_maxrss is in bytes on macOS and in kilobytes on Linux.
     return max_rss / 2**20 if sys.platform == "darwin" else max_rss / 2**10
+
+
+def directory_size_mb(path: str | os.PathLike) -> float:
+    """Size in MB of the file `path`, or of all files under the folder `path` (0 when it does not exist)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size / 2**20
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file()) / 2**20
 
 
 def _tuple_labels(codes: np.ndarray) -> np.ndarray:
@@ -368,6 +379,8 @@ class IndexingReport:
             codes of every document (see [`code_agreement`]).
         new_documents (`dict`, *optional*): Documents added after training with
             [`~LMIndexerForSemanticID.add_documents`]: `rows` (see [`new_document_metrics`]) and the cost.
+        disk_use_mb (`dict`, *optional*): Size of the output folder: `peak` (the largest at a stage's save, stage
+            checkpoints included), `final` (after the run) and `model` (the saved weights).
     """
 
     dataset: str
@@ -385,6 +398,7 @@ class IndexingReport:
     extra: dict = field(default_factory=dict)
     prediction_agreement: dict | None = None
     new_documents: dict | None = None
+    disk_use_mb: dict | None = None
 
     @classmethod
     def build(
@@ -464,6 +478,7 @@ class IndexingReport:
             ("AMI full ID", self.ami_full_id),
             ("stored IDs = predicted by the saved model (full learned ID)", self._agreement("full_id")),
             ("total wall time (s)", self.total_wall_time_seconds),
+            *((f"output folder, {name} (MB)", value) for name, value in (self.disk_use_mb or {}).items()),
         ]
         return _markdown_table(["metric", "value"], rows)
 
@@ -568,6 +583,7 @@ __all__ = [
     "StageRecord",
     "adjusted_mutual_information",
     "code_agreement",
+    "directory_size_mb",
     "machine_info",
     "new_document_metrics",
     "peak_memory_mb",

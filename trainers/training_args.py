@@ -24,6 +24,9 @@ class LMIndexerTrainingArguments(TrainingArguments):
         final_reassignment (`bool`, *optional*, defaults to `True`): End the default plan by assigning every level
             again with the trained model, so that the saved model predicts the IDs it stores.
         stage_plan_file (`str`, *optional*): JSON list of stages replacing the default plan (see [`IndexingStage`]).
+        keep_stage_checkpoints (`bool`, *optional*, defaults to `False`): Keep every stage's `checkpoint-*` folders
+            and the resume state after the run (by default a stage's checkpoints go once it is saved, the rest after
+            the final model is saved).
 
     The default epochs keep the default MovieLens-1M job under 30 minutes on 2 CPU cores; the paper trains 30 epochs
     per stage on GPUs.
@@ -61,6 +64,10 @@ class LMIndexerTrainingArguments(TrainingArguments):
         metadata={"help": "End by assigning every level again with the trained model (stored IDs = predicted IDs)."},
     )
     stage_plan_file: str | None = field(default=None, metadata={"help": "JSON stage plan replacing the default."})
+    keep_stage_checkpoints: bool = field(
+        default=False,
+        metadata={"help": "Keep every stage's checkpoint-* folders and the resume state after the run."},
+    )
 
     def stage_plan(self, num_levels: int) -> list[IndexingStage]:
         """The plan from `stage_plan_file`, or the default plan with these epochs."""
