@@ -26,6 +26,10 @@ over the whole vocabulary): our `TrieConstrainedLogitsProcessor` against transfo
 `PrefixConstrainedLogitsProcessor` calling `DictTrie.prefix_allowed_tokens_fn` (what `prefix_allowed_tokens_fn=`
 runs).
 
+Under load: for the largest cell with 20 beams, the masking alone (the trie processor with one torch thread, its
+default, and with all `--threads`; the dict trie) and the default decoding (d) with all `--threads` and with one are
+timed on the quiet machine and again beside a CPU-bound process (a Python busy loop holding one core), side by side.
+
 Writes `decoding.json` + `decoding.md` (`decoding_quick.*` with `--quick`, which runs the 10^4 cell only) to
 `--results_dir`, with the machine, commit, seed and the acceptance ratios at 10^6 IDs / 20 beams (PASS/FAIL; a
 `--quick` run shows them at 10^4 IDs, marked as indicative). Run it alone on the machine; the full grid takes a few
@@ -37,11 +41,12 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +58,13 @@ from transformers.generation.logits_process import PrefixConstrainedLogitsProces
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from modeling_lmindexer import DictTrie, IDTrie, LMIndexerRetriever, SemanticIDs  # noqa: E402
+from modeling_lmindexer import (  # noqa: E402
+    DictTrie,
+    IDTrie,
+    LMIndexerRetriever,
+    SemanticIDs,
+    TrieConstrainedLogitsProcessor,
+)
 from trainers.report import machine_info  # noqa: E402
 
 
@@ -190,12 +201,17 @@ def decode(
         )
 
 
-def masking_costs(
-    model: LMIndexerRetriever, semantic_ids: SemanticIDs, dict_trie: DictTrie, num_beams: int, repeats: int, seed: int
-) -> dict:
+def masking_milliseconds(
+    model: LMIndexerRetriever,
+    semantic_ids: SemanticIDs,
+    processors: dict[str, Callable],
+    num_beams: int,
+    repeats: int,
+    seed: int,
+) -> dict[str, dict[str, float]]:
     """
-    Milliseconds per batch that each constraint alone spends on the `num_levels + 1` steps of one beam search
-    (median of `repeats` round-robin runs): every step gets `BATCH_SIZE * num_beams` rows of the decoder start token
+    Milliseconds per batch that each processor alone spends on the `num_levels + 1` steps of one beam search
+    (summary of `repeats` round-robin runs): every step gets `BATCH_SIZE * num_beams` rows of the decoder start token
     and the prefixes of random indexed IDs, and random scores over the whole vocabulary.
     """
     generator = torch.Generator().manual_seed(seed)
@@ -212,25 +228,93 @@ def masking_costs(
         )
         for length in range(model.config.num_levels + 1)
     ]
-    processors = {
-        "trie": model.trie_logits_processor(),
-        "prefix_fn": PrefixConstrainedLogitsProcessor(dict_trie.prefix_allowed_tokens_fn, num_beams),
-    }
     for processor in processors.values():  # warm-up
         for input_ids, scores in steps:
             processor(input_ids, scores)
     seconds = {name: [] for name in processors}
+    names = list(processors)
     for repeat in range(repeats):
-        for name in list(processors)[repeat % 2 :] + list(processors)[: repeat % 2]:
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             start_time = time.perf_counter()
             for input_ids, scores in steps:
                 processors[name](input_ids, scores)
             seconds[name].append(time.perf_counter() - start_time)
-    ms_per_batch = {name: millisecond_summary(durations) for name, durations in seconds.items()}
+    return {name: millisecond_summary(durations) for name, durations in seconds.items()}
+
+
+def masking_costs(
+    model: LMIndexerRetriever, semantic_ids: SemanticIDs, dict_trie: DictTrie, num_beams: int, repeats: int, seed: int
+) -> dict:
+    """The trie processor against `prefix_allowed_tokens_fn`, masking alone (see [`masking_milliseconds`])."""
+    processors = {
+        "trie": model.trie_logits_processor(),
+        "prefix_fn": PrefixConstrainedLogitsProcessor(dict_trie.prefix_allowed_tokens_fn, num_beams),
+    }
+    ms_per_batch = masking_milliseconds(model, semantic_ids, processors, num_beams, repeats, seed)
     return {
         "ms_per_batch": ms_per_batch,
         "prefix_fn_over_trie": round(ms_per_batch["prefix_fn"]["median"] / ms_per_batch["trie"]["median"], 3),
     }
+
+
+# One core held by a CPU-bound process that allocates nothing, as other work on a shared machine would.
+BUSY_LOOP = "while True:\n    pass\n"
+LOAD_BEAMS = 20
+
+
+@contextmanager
+def cpu_bound_process() -> Iterator[None]:
+    """Run the block beside a Python busy loop in another process (started 0.5 s before, killed after)."""
+    process = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        process.kill()
+        process.wait()
+
+
+def load_comparison(
+    model: LMIndexerRetriever,
+    queries: dict[str, torch.Tensor],
+    dict_trie: DictTrie,
+    threads: int,
+    repeats: int,
+    seed: int,
+) -> dict:
+    """
+    The thread policy on a quiet machine and beside a CPU-bound process: milliseconds per batch of the masking alone
+    (trie processor with 1 thread and with `threads`, dict trie) and milliseconds per query of the default decoding
+    (d) with `threads` torch threads and with 1, at `LOAD_BEAMS` beams.
+    """
+    trie = model.trie
+    layout = {
+        "text_vocab_size": model.config.text_vocab_size,
+        "eos_token_id": model.config.eos_token_id,
+        "pad_token_id": model.config.pad_token_id,
+    }
+    processors = {
+        "trie, 1 thread": TrieConstrainedLogitsProcessor(trie, **layout, num_threads=1),
+        f"trie, {threads} threads": TrieConstrainedLogitsProcessor(trie, **layout, num_threads=threads),
+        "prefix_fn": PrefixConstrainedLogitsProcessor(dict_trie.prefix_allowed_tokens_fn, LOAD_BEAMS),
+    }
+    decoding_threads = {f"(d), {threads} threads": threads, "(d), 1 thread": 1}
+    conditions = {}
+    for condition in ("quiet", "beside a CPU-bound process"):
+        with cpu_bound_process() if condition != "quiet" else nullcontext():
+            masking = masking_milliseconds(model, model.semantic_ids, processors, LOAD_BEAMS, repeats, seed)
+            seconds = {name: [] for name in decoding_threads}
+            names = list(decoding_threads)
+            for repeat in range(repeats):
+                for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+                    torch.set_num_threads(decoding_threads[name])
+                    start = time.perf_counter()
+                    decode(model, "id_only_trie", queries, LOAD_BEAMS, dict_trie)
+                    seconds[name].append(time.perf_counter() - start)
+            torch.set_num_threads(threads)
+        decoding = {name: millisecond_summary(durations, BATCH_SIZE) for name, durations in seconds.items()}
+        conditions[condition] = {"masking_ms_per_batch": masking, "decoding_ms_per_query": decoding}
+    return {"num_ids": len(model.semantic_ids), "num_beams": LOAD_BEAMS, "threads": threads, "conditions": conditions}
 
 
 def valid_id_fraction(model: LMIndexerRetriever, sequences: torch.LongTensor) -> float:
@@ -429,6 +513,25 @@ def markdown_report(result: dict) -> str:
             f"| {cell['num_ids']:,} | {cell['num_beams']} | {format_range(masking['ms_per_batch']['trie'])} | "
             f"{format_range(masking['ms_per_batch']['prefix_fn'])} | {masking['prefix_fn_over_trie']:.2f} |"
         )
+    load = result["under_load"]
+    quiet, loaded = (load["conditions"][name] for name in ("quiet", "beside a CPU-bound process"))
+    lines += [
+        "",
+        f"## Under load: {load['num_ids']:,} IDs, {load['num_beams']} beams, quiet and beside a CPU-bound process",
+        "",
+        "Median (min-max) of the same number of round-robin runs; masking in milliseconds per batch, decoding in "
+        "milliseconds per query; the CPU-bound process is a Python busy loop holding one core.",
+        "",
+        "| what | quiet | beside a CPU-bound process | loaded / quiet |",
+        "|---|---|---|---|",
+    ]
+    for kind, key in (("masking", "masking_ms_per_batch"), ("decoding", "decoding_ms_per_query")):
+        for name in quiet[key]:
+            ratio = loaded[key][name]["median"] / quiet[key][name]["median"]
+            lines.append(
+                f"| {kind}: {name} | {format_range(quiet[key][name])} | {format_range(loaded[key][name])} | "
+                f"{ratio:.2f} |"
+            )
     lines += [
         "",
         "## Tries",
@@ -484,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             for num_beams in BEAM_WIDTHS:
                 logger.info(f"Timing {num_ids:,} IDs, {num_beams} beams.")
                 cells.append(time_cell(model, queries, num_beams, dict_trie, args.repeats, args.seed))
+    with torch.inference_mode():
+        under_load = load_comparison(model, queries, dict_trie, args.threads, args.repeats, args.seed)
     result = {
         "benchmark": "decoding",
         "command": " ".join(["python", "benchmarks/bench_decoding.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -498,6 +603,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "cells": cells,
         "tries": tries,
         "acceptance": acceptance(cells, tries),
+        "under_load": under_load,
     }
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)

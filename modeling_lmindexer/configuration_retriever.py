@@ -64,6 +64,9 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
         constrain_to_trie (`bool`, *optional*, defaults to `True`):
             Let `generate()` produce only IDs of indexed documents (prefix-tree constrained decoding) unless told
             otherwise per call.
+        constraint_num_threads (`int`, *optional*, defaults to 1):
+            Torch threads for the prefix-tree masking of every decoding step ([`TrieConstrainedLogitsProcessor`]'s
+            `num_threads`); `None` keeps torch's setting.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of ID-token embeddings that are not copied from codebooks.
         decoder_start_token_id (`int`, *optional*):
@@ -100,6 +103,7 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
     score_decoder_states: bool = False
     center_by_prefix: bool = False
     constrain_to_trie: bool = True
+    constraint_num_threads: int | None = 1
     initializer_range: float = 0.02
     decoder_start_token_id: int | None = None
     pad_token_id: int | None = None
@@ -134,6 +138,11 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
             )
         if self.max_query_length < 1:
             raise ValueError(f"max_query_length = {self.max_query_length}: queries need at least one token.")
+        if self.constraint_num_threads is not None and self.constraint_num_threads < 1:
+            raise ValueError(
+                f"constraint_num_threads = {self.constraint_num_threads}: give at least 1 thread, or None for "
+                "torch's setting."
+            )
         for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
             self._inherit_token_id(name, decoder_config)
 

@@ -1,10 +1,19 @@
 """Hub helpers shared by the indexer and the retriever: optional files saved next to the weights, one-commit push."""
 
+import json
 import os
 import tempfile
+from pathlib import Path
 
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from transformers.utils import cached_file
+from transformers.tokenization_utils_base import (
+    ADDED_TOKENS_FILE,
+    FULL_TOKENIZER_FILE,
+    SPECIAL_TOKENS_MAP_FILE,
+    TOKENIZER_CONFIG_FILE,
+)
+from transformers.utils import CONFIG_NAME, GENERATION_CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, cached_file
 from transformers.utils.hub import hf_api
 
 from .codebook import PrefixGroupMeans
@@ -13,6 +22,17 @@ from .codebook import PrefixGroupMeans
 SEMANTIC_IDS_NAME = "semantic_ids.json"
 PREFIX_GROUP_MEANS_NAME = "prefix_group_means.safetensors"
 MODEL_CARD_NAME = "README.md"
+# The JSON files that loading a model folder and its tokenizer reads (reports saved beside them are not needed).
+MODEL_FOLDER_JSON_FILES = (
+    CONFIG_NAME,
+    GENERATION_CONFIG_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SEMANTIC_IDS_NAME,
+    FULL_TOKENIZER_FILE,
+    TOKENIZER_CONFIG_FILE,
+    SPECIAL_TOKENS_MAP_FILE,
+    ADDED_TOKENS_FILE,
+)
 HUB_KWARG_NAMES = ("cache_dir", "force_download", "token", "revision", "local_files_only", "subfolder")
 
 
@@ -32,6 +52,31 @@ def cached_optional_file(
         _raise_exceptions_for_connection_errors=False,
         **hub_kwargs,
     )
+
+
+def check_model_folder(pretrained_model_name_or_path: str | os.PathLike, from_pretrained_kwargs: dict) -> None:
+    """
+    Raise one `OSError` naming the first unreadable file of a local model folder (its `subfolder` when given): a JSON
+    file of the model or its tokenizer ([`MODEL_FOLDER_JSON_FILES`]) that does not parse, or a `.safetensors` file
+    whose header is broken or whose data is cut short.
+    Without it, a truncated file surfaces as an error from inside safetensors or the JSON decoder that names no file.
+    A Hub id is left to the Hub download, which checks what it serves.
+    """
+    folder = Path(pretrained_model_name_or_path, from_pretrained_kwargs.get("subfolder") or "")
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if path.name in MODEL_FOLDER_JSON_FILES:
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as error:
+                raise OSError(f"{path}: not valid JSON, the file is corrupt or truncated ({error}).") from None
+        elif path.suffix == ".safetensors":
+            try:
+                with safe_open(path, framework="pt"):
+                    pass
+            except SafetensorError as error:
+                raise OSError(f"{path}: not a readable safetensors file, corrupt or truncated ({error}).") from None
 
 
 def save_corpus_files_and_model_card(
@@ -113,6 +158,7 @@ __all__ = [
     "SEMANTIC_IDS_NAME",
     "SavedFolderPushMixin",
     "cached_optional_file",
+    "check_model_folder",
     "load_prefix_group_means",
     "save_corpus_files_and_model_card",
 ]

@@ -8,7 +8,8 @@ tokens (level 0 first), `eos_token_id`, then padding for finished rows.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -34,6 +35,20 @@ def _check_special_tokens(
             )
     if decoder_start_length < 0:
         raise ValueError(f"decoder_start_length must be non-negative, got {decoder_start_length}")
+
+
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block with `num_threads` torch intra-op threads, restoring the setting after; `None` keeps it."""
+    previous = torch.get_num_threads()
+    if num_threads is None or num_threads == previous:
+        yield
+        return
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class TrieConstrainedLogitsProcessor(LogitsProcessor):
@@ -63,6 +78,10 @@ class TrieConstrainedLogitsProcessor(LogitsProcessor):
         decoder_start_length (`int`, *optional*, defaults to 1):
             Number of tokens in every row before the first ID token (the decoder start token of encoder-decoder
             models, or the prompt length of decoder-only models).
+        num_threads (`int`, *optional*, defaults to 1):
+            Torch intra-op threads for the masking (the previous setting is restored after every call); `None` keeps
+            torch's setting. The masking is a few memory-bound operations: split over threads, each waits for the
+            slowest, which stalls whenever another process holds a core (see `benchmarks/bench_decoding.py`).
 
     Examples:
 
@@ -86,8 +105,11 @@ class TrieConstrainedLogitsProcessor(LogitsProcessor):
         eos_token_id: int,
         pad_token_id: int | None = None,
         decoder_start_length: int = 1,
+        num_threads: int | None = 1,
     ):
         _check_special_tokens(text_vocab_size, eos_token_id, pad_token_id, decoder_start_length)
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads = {num_threads}: give at least 1 thread, or None for torch's setting.")
         self.trie = trie
         self.text_vocab_size = text_vocab_size
         self.eos_token_id = eos_token_id
@@ -95,6 +117,7 @@ class TrieConstrainedLogitsProcessor(LogitsProcessor):
         self.decoder_start_length = decoder_start_length
         self.id_vocab_end = text_vocab_size + sum(trie.codebook_sizes)
         self.finish_token_id = eos_token_id if pad_token_id is None else pad_token_id
+        self.num_threads = num_threads
 
     def _prefix_codes(self, generated: torch.LongTensor) -> torch.LongTensor:
         """The codes `(batch_size, num_generated)` of generated ID tokens `(batch_size, num_generated)`."""
@@ -120,6 +143,10 @@ class TrieConstrainedLogitsProcessor(LogitsProcessor):
 
     @add_start_docstrings(LOGITS_PROCESSOR_INPUTS_DOCSTRING)
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        with torch_threads(self.num_threads):
+            return self._mask(input_ids, scores)
+
+    def _mask(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         num_generated = input_ids.shape[1] - self.decoder_start_length
         if num_generated < 0:
             raise ValueError(

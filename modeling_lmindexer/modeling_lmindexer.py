@@ -23,6 +23,7 @@ from .hub_utils import (
     SEMANTIC_IDS_NAME,
     SavedFolderPushMixin,
     cached_optional_file,
+    check_model_folder,
     load_prefix_group_means,
     save_corpus_files_and_model_card,
 )
@@ -771,7 +772,12 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         """
         Load the model as [`PreTrainedModel.from_pretrained`] does, plus its learned [`SemanticIDs`] and
         prefix-group means if saved.
+
+        Raises:
+            `OSError`: Naming the file, when a JSON or safetensors file of a local folder is corrupt or truncated.
+            `ValueError`: Naming the file, when the saved IDs are invalid or do not fit the config.
         """
+        check_model_folder(pretrained_model_name_or_path, kwargs)
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         ids_file = cached_optional_file(pretrained_model_name_or_path, SEMANTIC_IDS_NAME, kwargs)

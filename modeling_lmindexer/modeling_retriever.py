@@ -28,6 +28,7 @@ from .hub_utils import (
     SEMANTIC_IDS_NAME,
     SavedFolderPushMixin,
     cached_optional_file,
+    check_model_folder,
     load_prefix_group_means,
     save_corpus_files_and_model_card,
 )
@@ -593,6 +594,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             eos_token_id=self.config.eos_token_id,
             pad_token_id=self.config.pad_token_id,
             decoder_start_length=1,
+            num_threads=self.config.constraint_num_threads,
         )
 
     def generate(
@@ -802,8 +804,10 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         prefix-group means if saved.
 
         Raises:
+            `OSError`: Naming the file, when a JSON or safetensors file of a local folder is corrupt or truncated.
             `ValueError`: When the saved IDs do not fit the config's codebook sizes (naming the level).
         """
+        check_model_folder(pretrained_model_name_or_path, kwargs)
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         ids_file = cached_optional_file(pretrained_model_name_or_path, SEMANTIC_IDS_NAME, kwargs)

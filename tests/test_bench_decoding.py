@@ -52,6 +52,14 @@ def test_quick_tiny_run_writes_the_grid_checks_and_ratios(tmp_path):
         "trie_bytes_per_id": trie["trie_bytes_per_id"],
     }
 
+    load = result["under_load"]
+    assert (load["num_ids"], load["num_beams"], load["threads"]) == (10**4, 20, 1)
+    for condition in ("quiet", "beside a CPU-bound process"):
+        timings = load["conditions"][condition]
+        assert set(timings["masking_ms_per_batch"]) == {"trie, 1 thread", "trie, 1 threads", "prefix_fn"}
+        assert all(summary["median"] > 0 for summary in timings["decoding_ms_per_query"].values())
+    assert "## Under load" in markdown and "decoding: (d), 1 thread" in markdown
+
     for description in bench.METHODS.values():
         assert description in markdown
     assert "indicative only" in markdown and ("PASS" in markdown or "FAIL" in markdown)

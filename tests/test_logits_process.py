@@ -316,3 +316,29 @@ def test_bad_arguments_are_refused():
         processor(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 110))
     with pytest.raises(ValueError, match="fewer than decoder_start_length = 2"):
         processor(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, VOCAB_SIZE))
+
+
+def test_masking_runs_on_its_own_thread_count_and_restores_torch_s(monkeypatch):
+    codes = random_unique_codes(20, seed=0)
+    input_ids = torch.cat([torch.zeros(4, 1, dtype=torch.long), id_tokens(codes[:4, :1])], dim=1)
+    scores = torch.randn(4, VOCAB_SIZE)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = make_processor(codes, num_threads=None)(input_ids, scores)
+        seen_threads = []
+        original_mask = TrieConstrainedLogitsProcessor._mask
+
+        def recording_mask(self, *args):
+            seen_threads.append(torch.get_num_threads())
+            return original_mask(self, *args)
+
+        monkeypatch.setattr(TrieConstrainedLogitsProcessor, "_mask", recording_mask)
+        single = make_processor(codes)(input_ids, scores)
+        kept = make_processor(codes, num_threads=None)(input_ids, scores)
+        assert seen_threads == [1, 2] and torch.get_num_threads() == 2
+        assert torch.equal(single, expected) and torch.equal(kept, expected)
+    finally:
+        torch.set_num_threads(previous)
+    with pytest.raises(ValueError, match="num_threads = 0"):
+        make_processor(codes, num_threads=0)

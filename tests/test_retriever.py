@@ -589,6 +589,7 @@ def test_model_card_loads_the_tokenizer_saved_with_the_model(trained_retriever, 
     [
         ({"codebook_sizes": [4, 1]}, r"codebook_sizes\[1\] = 1"),
         ({"max_query_length": 0}, "max_query_length = 0"),
+        ({"constraint_num_threads": 0}, "constraint_num_threads = 0"),
         ({"eos_token_id": TEXT_VOCAB_SIZE + 3}, "eos_token_id = 32103 must be a single text token id"),
         ({"text_vocab_size": 100}, "neither text_vocab_size = 100"),
         ({"is_encoder_decoder": False}, "is_encoder_decoder = False"),

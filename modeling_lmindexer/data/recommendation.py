@@ -18,6 +18,7 @@ from .corpora import (
     DataDir,
     _movielens_item_file,
     _read_atomic_file,
+    _reading,
     _require_file,
 )
 
@@ -67,9 +68,9 @@ class LeaveOneOutSplit:
 
 def _read_amazon_interactions(dataset_name: str, data_dir: DataDir | None, relative_path: str) -> dict[str, list[str]]:
     path = _require_file(dataset_name, data_dir, relative_path)
-    with open(path, encoding="utf-8") as interactions_file:
+    with _reading(dataset_name, path), open(path, encoding="utf-8") as interactions_file:
         sequences = json.load(interactions_file)
-    return {str(user): [str(item) for item in items] for user, items in sequences.items()}
+        return {str(user): [str(item) for item in items] for user, items in sequences.items()}
 
 
 def load_beauty_sequences(data_dir: DataDir | None) -> dict[str, list[str]]:
@@ -92,11 +93,12 @@ def load_movielens_sequences(data_dir: DataDir | None = None) -> dict[str, list[
         raise FileNotFoundError(
             f"Dataset 'movielens' expects {path} (from {MOVIELENS_PACKAGE}), which does not exist."
         )
-    rows = _read_atomic_file(path)
-    order = sorted(range(len(rows)), key=lambda position: float(rows[position]["timestamp"]))
-    sequences: dict[str, list[str]] = {}
-    for position in order:
-        sequences.setdefault(rows[position]["user_id"], []).append(rows[position]["item_id"])
+    with _reading("movielens", path):
+        rows = _read_atomic_file(path)
+        order = sorted(range(len(rows)), key=lambda position: float(rows[position]["timestamp"]))
+        sequences: dict[str, list[str]] = {}
+        for position in order:
+            sequences.setdefault(rows[position]["user_id"], []).append(rows[position]["item_id"])
     return sequences
 
 
