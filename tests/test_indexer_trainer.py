@@ -322,6 +322,29 @@ def test_resume_after_kill_gives_identical_ids(tmp_path, t5_tokenizer, documents
     assert not set(executed_stages) & {stage.name for stage in killed.stage_plan[: killed.current_stage_index]}
 
 
+def test_a_checkpoint_cut_short_during_its_save_is_skipped_on_resume(tmp_path, t5_tokenizer, documents):
+    uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
+    uninterrupted.train()
+    trainer_ref = []
+    killed = make_trainer(
+        tmp_path / "killed", t5_tokenizer, documents, callbacks=[KillAtStep(trainer_ref, "level-1/continuous", 4)]
+    )
+    trainer_ref.append(killed)
+    with pytest.raises(SimulatedKill):
+        killed.train()
+    # What a kill in the middle of saving checkpoint-4 leaves: truncated weights and no stage file.
+    stage_dir = Path(killed._stage_output_dir(killed.current_stage_index, killed.current_stage))
+    complete = stage_dir / "checkpoint-3"
+    cut_short = stage_dir / "checkpoint-4"
+    cut_short.mkdir()
+    weights = (complete / "model.safetensors").read_bytes()
+    (cut_short / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+
+    resumed, recorder = resume_killed_run(tmp_path / "killed", t5_tokenizer, documents)
+    assert recorder.steps[0] == ("level-1/continuous", 4)  # from checkpoint-3, the last complete one
+    assert resumed.model.semantic_ids == uninterrupted.model.semantic_ids
+
+
 def test_resume_after_kill_between_stages(tmp_path, t5_tokenizer, documents, monkeypatch):
     uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
     uninterrupted.train()

@@ -17,7 +17,7 @@ from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import TrainOutput, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_last_checkpoint
 from transformers.utils import logging
 
 from modeling_lmindexer import LMIndexerForSemanticID, PrefixGroupMeans, SemanticIDs, validate_corpus
@@ -459,15 +459,17 @@ class LMIndexerTrainer(Trainer):
         if not self.is_world_process_zero():
             return
         checkpoint_dir = get_last_checkpoint(self.args.output_dir)
-        stage = self.current_stage
-        with open(os.path.join(checkpoint_dir, CHECKPOINT_STAGE_FILE), "w", encoding="utf-8") as stage_file:
+        np.save(os.path.join(checkpoint_dir, CODES_FILE), self.codes)
+        # Written last and atomically: a checkpoint without it was cut short (see `_last_complete_checkpoint`).
+        stage_path = os.path.join(checkpoint_dir, CHECKPOINT_STAGE_FILE)
+        with open(stage_path + ".tmp", "w", encoding="utf-8") as stage_file:
             stage_state = {
                 "stage_index": self.current_stage_index,
-                "stage": stage.to_dict(),
+                "stage": self.current_stage.to_dict(),
                 "stage_wall_time_seconds": self._stage_seconds(),
             }
             json.dump(stage_state, stage_file, indent=2)
-        np.save(os.path.join(checkpoint_dir, CODES_FILE), self.codes)
+        os.replace(stage_path + ".tmp", stage_path)
 
     def _save_progress(self, completed_stages: int) -> None:
         """
@@ -522,8 +524,7 @@ class LMIndexerTrainer(Trainer):
         """Load the state of a stopped run from `root`; returns the stage to start at and its last checkpoint."""
         progress_path = os.path.join(root, PROGRESS_FILE)
         if not os.path.isfile(progress_path):
-            stage_dir = self._stage_output_dir(0, self.stage_plan[0])
-            checkpoint = get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None
+            checkpoint = _last_complete_checkpoint(self._stage_output_dir(0, self.stage_plan[0]))
             logger.info(f"No finished stage in {root}; starting at the first stage (checkpoint: {checkpoint}).")
             return 0, checkpoint
         with open(progress_path, encoding="utf-8") as progress_file:
@@ -546,10 +547,30 @@ class LMIndexerTrainer(Trainer):
         first_stage = progress["completed_stages"]
         checkpoint = None
         if first_stage < len(self.stage_plan):
-            stage_dir = self._stage_output_dir(first_stage, self.stage_plan[first_stage])
-            checkpoint = get_last_checkpoint(stage_dir) if os.path.isdir(stage_dir) else None
+            checkpoint = _last_complete_checkpoint(self._stage_output_dir(first_stage, self.stage_plan[first_stage]))
         logger.info(f"Resuming {root} at stage {first_stage + 1}/{len(self.stage_plan)} (checkpoint: {checkpoint}).")
         return first_stage, checkpoint
+
+
+def _last_complete_checkpoint(stage_dir: str) -> str | None:
+    """
+    The latest `checkpoint-<step>` of `stage_dir` whose save finished (it holds the stage file, written last), or
+    `None`. A later checkpoint that a stop cut short during its save is skipped: training redoes its steps and saves
+    it again.
+    """
+    if not os.path.isdir(stage_dir):
+        return None
+    steps = sorted(
+        int(name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-"))
+        for name in os.listdir(stage_dir)
+        if name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit()
+    )
+    for step in reversed(steps):
+        checkpoint = os.path.join(stage_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
+        if os.path.isfile(os.path.join(checkpoint, CHECKPOINT_STAGE_FILE)):
+            return checkpoint
+        logger.warning(f"{checkpoint} was cut short during its save; resuming from the checkpoint before it.")
+    return None
 
 
 __all__ = ["LMIndexerTrainer", "check_corpus"]
