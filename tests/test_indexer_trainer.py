@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from modeling_lmindexer import LMIndexerConfig, LMIndexerForSemanticID, kmeans_centroids
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
-from trainers import IndexingStage, LMIndexerTrainer, default_stage_plan, validate_stage_plan
+from trainers import IndexingStage, LMIndexerTrainer, default_stage_plan, indexer_trainer, validate_stage_plan
 
 
 class SimulatedKill(RuntimeError):
@@ -345,6 +346,31 @@ def test_a_checkpoint_cut_short_during_its_save_is_skipped_on_resume(tmp_path, t
     assert resumed.model.semantic_ids == uninterrupted.model.semantic_ids
 
 
+def test_resume_after_kill_between_saving_a_stage_and_recording_it(tmp_path, t5_tokenizer, documents, monkeypatch):
+    uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
+    uninterrupted.train()
+
+    killed = make_trainer(tmp_path / "killed", t5_tokenizer, documents)
+    original_replace = os.replace
+
+    def replace_or_die(source, destination):
+        # The state after the level-1 continuous stage is saved, the progress file does not name it yet.
+        last_stage = killed.stage_records[-1].name if killed.stage_records else None
+        if str(destination).endswith("indexer_progress.json") and last_stage == "level-1/continuous":
+            raise SimulatedKill("killed before the progress file was written")
+        return original_replace(source, destination)
+
+    monkeypatch.setattr(indexer_trainer.os, "replace", replace_or_die)
+    with pytest.raises(SimulatedKill):
+        killed.train()
+    monkeypatch.setattr(indexer_trainer.os, "replace", original_replace)
+
+    assert json.loads((tmp_path / "killed" / "indexer_progress.json").read_text())["completed_stages"] == 1
+    resumed, recorder = resume_killed_run(tmp_path / "killed", t5_tokenizer, documents)
+    assert not {name for name, _ in recorder.steps} & {"level-1/reconstructor-warmup"}
+    assert resumed.model.semantic_ids == uninterrupted.model.semantic_ids
+
+
 def test_resume_after_kill_between_stages(tmp_path, t5_tokenizer, documents, monkeypatch):
     uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
     uninterrupted.train()
@@ -388,7 +414,10 @@ def test_finished_stages_leave_no_checkpoints_and_the_resume_state_goes_on_reque
     # Training wrote checkpoints (save_steps 3), and each stage's folder went once the stage was saved.
     assert all(record.output_dir_mb > 0 for record in trainer.stage_records)
     assert not list(tmp_path.glob("stage-*")) and not list(tmp_path.rglob("checkpoint-*"))
-    assert (tmp_path / "indexer_last_stage").is_dir() and (tmp_path / "indexer_progress.json").is_file()
+    # The state after the last stage only, which the progress file names.
+    state_dirs = [path.name for path in tmp_path.glob("indexer_after_stage-*")]
+    assert state_dirs == [f"indexer_after_stage-{len(trainer.stage_plan):02d}"]
+    assert (tmp_path / "indexer_progress.json").is_file()
     trainer.remove_resume_state()
     assert sorted(path.name for path in tmp_path.iterdir()) == []
 

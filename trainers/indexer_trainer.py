@@ -36,7 +36,9 @@ logger = logging.get_logger(__name__)
 
 PROGRESS_FILE = "indexer_progress.json"
 CODES_FILE = "indexer_codes.npy"
-STAGE_MODEL_DIR = "indexer_last_stage"
+# The weights, codes and prefix-group means after stage k are saved in `indexer_after_stage-<k>`, a new folder per
+# stage, so that the progress file always names a complete folder, whenever a run is killed.
+STAGE_STATE_PREFIX = "indexer_after_stage-"
 DISTILLATION_TARGETS_FILE = "distillation_targets.npy"
 STAGE_WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_STAGE_FILE = "indexer_stage.json"
@@ -233,7 +235,9 @@ class LMIndexerTrainer(Trainer):
         ).numpy()
         if self.is_world_process_zero():
             os.makedirs(self.root_output_dir, exist_ok=True)
-            np.save(targets_path, self.distillation_targets)
+            with open(targets_path + ".tmp", "wb") as targets_file:
+                np.save(targets_file, self.distillation_targets)
+            os.replace(targets_path + ".tmp", targets_path)
 
     def _stage_output_dir(self, index: int, stage: IndexingStage) -> str:
         return os.path.join(self.root_output_dir, f"stage-{index:02d}-{stage.name.replace('/', '-')}")
@@ -480,14 +484,16 @@ class LMIndexerTrainer(Trainer):
         if not self.is_world_process_zero():
             return
         os.makedirs(self.root_output_dir, exist_ok=True)
-        model_dir = os.path.join(self.root_output_dir, STAGE_MODEL_DIR)
-        staging_dir = model_dir + ".tmp"
-        os.makedirs(staging_dir, exist_ok=True)
+        # Until the progress file names it, the new folder is never read: a kill anywhere leaves a resumable run.
+        state_dir = _stage_state_dir(self.root_output_dir, completed_stages)
+        staging_dir = state_dir + ".tmp"
+        for folder in (staging_dir, state_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(staging_dir)
         save_model(self.model, os.path.join(staging_dir, STAGE_WEIGHTS_FILE))
         np.save(os.path.join(staging_dir, CODES_FILE), self.codes)
         save_file(self.model.prefix_group_means.to_tensors(), os.path.join(staging_dir, PREFIX_GROUP_MEANS_NAME))
-        shutil.rmtree(model_dir, ignore_errors=True)
-        os.replace(staging_dir, model_dir)
+        os.replace(staging_dir, state_dir)
         finished_stage_dir = self._stage_output_dir(completed_stages - 1, self.stage_plan[completed_stages - 1])
         self.stage_records[-1].output_dir_mb = directory_size_mb(self.root_output_dir)
         progress = {
@@ -500,6 +506,9 @@ class LMIndexerTrainer(Trainer):
         with open(progress_path + ".tmp", "w", encoding="utf-8") as progress_file:
             json.dump(progress, progress_file, indent=2)
         os.replace(progress_path + ".tmp", progress_path)
+        for folder in _stage_state_dirs(self.root_output_dir):
+            if folder != state_dir:
+                shutil.rmtree(folder, ignore_errors=True)
         if not self.keep_stage_checkpoints:
             # A resumed run starts after this save: the finished stage's checkpoints are never read again.
             shutil.rmtree(finished_stage_dir, ignore_errors=True)
@@ -514,7 +523,8 @@ class LMIndexerTrainer(Trainer):
             return
         for index, stage in enumerate(self.stage_plan):
             shutil.rmtree(self._stage_output_dir(index, stage), ignore_errors=True)
-        shutil.rmtree(os.path.join(self.root_output_dir, STAGE_MODEL_DIR), ignore_errors=True)
+        for folder in _stage_state_dirs(self.root_output_dir):
+            shutil.rmtree(folder, ignore_errors=True)
         for name in (PROGRESS_FILE, DISTILLATION_TARGETS_FILE):
             path = os.path.join(self.root_output_dir, name)
             if os.path.isfile(path):
@@ -536,20 +546,32 @@ class LMIndexerTrainer(Trainer):
                 f"{progress_path}: the run indexed {progress['num_documents']} documents, this corpus has "
                 f"{len(self.doc_ids)}."
             )
-        model_dir = os.path.join(root, STAGE_MODEL_DIR)
-        load_model(self.model, os.path.join(model_dir, STAGE_WEIGHTS_FILE))
-        self.codes = np.load(os.path.join(model_dir, CODES_FILE))
-        means_path = os.path.join(model_dir, PREFIX_GROUP_MEANS_NAME)
+        first_stage = progress["completed_stages"]
+        state_dir = _stage_state_dir(root, first_stage)
+        load_model(self.model, os.path.join(state_dir, STAGE_WEIGHTS_FILE))
+        self.codes = np.load(os.path.join(state_dir, CODES_FILE))
+        means_path = os.path.join(state_dir, PREFIX_GROUP_MEANS_NAME)
         self.model.prefix_group_means = PrefixGroupMeans.from_tensors(
             self.model.config.codebook_sizes, load_file(means_path), source=means_path
         )
         self.stage_records = [StageRecord.from_dict(record) for record in progress["stage_records"]]
-        first_stage = progress["completed_stages"]
         checkpoint = None
         if first_stage < len(self.stage_plan):
             checkpoint = _last_complete_checkpoint(self._stage_output_dir(first_stage, self.stage_plan[first_stage]))
         logger.info(f"Resuming {root} at stage {first_stage + 1}/{len(self.stage_plan)} (checkpoint: {checkpoint}).")
         return first_stage, checkpoint
+
+
+def _stage_state_dir(root: str, completed_stages: int) -> str:
+    """The folder of the weights, codes and prefix-group means saved after `completed_stages` stages."""
+    return os.path.join(root, f"{STAGE_STATE_PREFIX}{completed_stages:02d}")
+
+
+def _stage_state_dirs(root: str) -> list[str]:
+    """Every stage-state folder under `root`, complete or being written."""
+    if not os.path.isdir(root):
+        return []
+    return [os.path.join(root, name) for name in os.listdir(root) if name.startswith(STAGE_STATE_PREFIX)]
 
 
 def _last_complete_checkpoint(stage_dir: str) -> str | None:
