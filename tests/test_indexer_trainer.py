@@ -408,10 +408,23 @@ def test_checkpoints_record_stage_and_codes(tmp_path, t5_tokenizer, documents):
     assert (checkpoint / "rng_state.pth").exists()
 
 
+class CountCheckpoints(TrainerCallback):
+    """Records, at every save, how many checkpoints the stage folder holds."""
+
+    def __init__(self):
+        self.counts = []
+
+    def on_save(self, args, state, control, **kwargs):
+        self.counts.append(len(list(Path(args.output_dir).glob("checkpoint-*"))))
+
+
 def test_finished_stages_leave_no_checkpoints_and_the_resume_state_goes_on_request(tmp_path, t5_tokenizer, documents):
-    trainer = make_trainer(tmp_path, t5_tokenizer, documents)
+    counter = CountCheckpoints()
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents, callbacks=[counter])
     trainer.train()
-    # Training wrote checkpoints (save_steps 3), and each stage's folder went once the stage was saved.
+    # Training saved checkpoints (save_steps 3) but kept one per stage; each stage's folder went once it was saved.
+    num_train_stages = sum(stage.kind == "train" for stage in trainer.stage_plan)
+    assert len(counter.counts) > num_train_stages and set(counter.counts) == {1}
     assert all(record.output_dir_mb > 0 for record in trainer.stage_records)
     assert not list(tmp_path.glob("stage-*")) and not list(tmp_path.rglob("checkpoint-*"))
     # The state after the last stage only, which the progress file names.
@@ -421,9 +434,12 @@ def test_finished_stages_leave_no_checkpoints_and_the_resume_state_goes_on_reque
     trainer.remove_resume_state()
     assert sorted(path.name for path in tmp_path.iterdir()) == []
 
-    kept = make_trainer(tmp_path / "kept", t5_tokenizer, documents, keep_stage_checkpoints=True)
+    kept_counter = CountCheckpoints()
+    kept = make_trainer(
+        tmp_path / "kept", t5_tokenizer, documents, callbacks=[kept_counter], keep_stage_checkpoints=True
+    )
     kept.train()
-    num_train_stages = sum(stage.kind == "train" for stage in kept.stage_plan)
+    assert max(kept_counter.counts) > 1
     assert len(list((tmp_path / "kept").glob("stage-*"))) == num_train_stages
     assert list((tmp_path / "kept").rglob("checkpoint-*"))
 

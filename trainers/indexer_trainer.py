@@ -114,9 +114,10 @@ class LMIndexerTrainer(Trainer):
         processing_class ([`PreTrainedTokenizerBase`]): The backbone's tokenizer.
         stage_plan (`list[IndexingStage]`, *optional*): Defaults to [`default_stage_plan`] for the model's levels.
         keep_stage_checkpoints (`bool`, *optional*): Keep every stage's `checkpoint-*` folders. By default (the
-            training arguments' `keep_stage_checkpoints`, else `False`) a stage's folder is removed once the stage is
-            finished and saved, since a resumed run starts from that save; [`remove_resume_state`] removes the rest
-            after the final model is saved.
+            training arguments' `keep_stage_checkpoints`, else `False`) a stage keeps only its last checkpoint
+            (`save_total_limit = 1` unless set) and its folder is removed once the stage is finished and saved, since
+            a resumed run starts from that save; [`remove_resume_state`] removes the rest after the final model is
+            saved.
     """
 
     def __init__(
@@ -169,6 +170,9 @@ class LMIndexerTrainer(Trainer):
             if keep_stage_checkpoints is None
             else keep_stage_checkpoints
         )
+        if not self.keep_stage_checkpoints and args.save_total_limit is None:
+            # Resume reads only a stage's last checkpoint (weights and optimizer states, about 3x the model).
+            args.save_total_limit = 1
         self.base_learning_rate = args.learning_rate
         self.codes = np.zeros((len(texts), 0), dtype=np.int64)
         self.distillation_targets: np.ndarray | None = None
