@@ -35,7 +35,7 @@ from modeling_lmindexer.backbones import parse_config_overrides
 from modeling_lmindexer.baselines import hierarchical_kmeans_codes, sentence_embeddings
 from modeling_lmindexer.data import load_corpus
 from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
-from trainers.indexer_trainer import PROGRESS_FILE
+from trainers.indexer_trainer import PROGRESS_FILE, ResumeError
 from trainers.lora import apply_lora, merge_lora
 from trainers.report import (
     code_agreement,
@@ -241,7 +241,10 @@ def main() -> None:
     if args.lora_r is not None:
         apply_lora(model, r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout)
     trainer = LMIndexerTrainer(model, training_args, corpus, tokenizer)
-    result = trainer.train(resume_from_checkpoint=resume_source(args, training_args))
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_source(args, training_args))
+    except ResumeError as error:
+        sys.exit(f"error: {error}")
     merge_lora(model)
     if not trainer.is_world_process_zero():
         return

@@ -182,11 +182,15 @@ def baseline_semantic_ids(
     doc_ids = list(corpus["doc_id"])
     with training_args.main_process_first(desc=f"{scheme} semantic IDs"):
         if path.is_file():
-            semantic_ids = SemanticIDs.load(path)
-            learned_sizes = list(semantic_ids.codebook_sizes[: semantic_ids.num_learned_levels])
-            if semantic_ids.doc_ids == doc_ids and learned_sizes == list(codebook_sizes):
-                logger.info(f"Reusing the {scheme} IDs of {path}.")
-                return semantic_ids
+            try:
+                semantic_ids = SemanticIDs.load(path)
+            except ValueError as error:
+                logger.warning(f"Computing the {scheme} IDs again: the saved ones are unreadable ({error}).")
+            else:
+                learned_sizes = list(semantic_ids.codebook_sizes[: semantic_ids.num_learned_levels])
+                if semantic_ids.doc_ids == doc_ids and learned_sizes == list(codebook_sizes):
+                    logger.info(f"Reusing the {scheme} IDs of {path}.")
+                    return semantic_ids
         if scheme == "random":
             codes = random_codes(len(doc_ids), codebook_sizes, seed=training_args.seed)
         else:

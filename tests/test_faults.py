@@ -135,3 +135,13 @@ def test_example_scripts_turn_corrupt_files_into_one_error_line(tmp_path, saved_
         "--output_dir", str(tmp_path / "out2"), cwd=tmp_path,
     )  # fmt: skip
     assert_one_error_line(completed, "cranqrel")
+
+
+def test_a_corrupt_resume_state_stops_run_indexing_with_one_error_line(tmp_path):
+    """A garbled progress file in the output folder of a stopped run (MovieLens-1M catalogue, first 48 movies)."""
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "indexer_progress.json").write_bytes(b'{"completed_stages": 2, "stage_pl\xff')
+    completed = run_example("run_indexing.py", *TINY_JOB_ARGUMENTS, "--output_dir", str(output), cwd=tmp_path)
+    assert_one_error_line(completed, "indexer_progress.json")
+    assert "cannot continue the stopped run" in completed.stderr

@@ -1,6 +1,6 @@
 """Trainers of the lmindexer models: the progressive semantic-ID trainer and its stage plan, the retriever trainer."""
 
-from .indexer_trainer import LMIndexerTrainer, check_corpus
+from .indexer_trainer import LMIndexerTrainer, ResumeError, check_corpus
 from .report import IndexingReport, StageRecord
 from .retriever_trainer import (
     LMIndexerRetrieverTrainer,
@@ -19,6 +19,7 @@ __all__ = [
     "LMIndexerRetrieverTrainer",
     "LMIndexerTrainer",
     "LMIndexerTrainingArguments",
+    "ResumeError",
     "RetrievalReport",
     "StageRecord",
     "TimeBudgetCallback",

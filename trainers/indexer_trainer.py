@@ -6,12 +6,14 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate.utils import gather_object
 from datasets import Dataset
 from peft import PeftModel
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
@@ -42,6 +44,10 @@ STAGE_STATE_PREFIX = "indexer_after_stage-"
 DISTILLATION_TARGETS_FILE = "distillation_targets.npy"
 STAGE_WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_STAGE_FILE = "indexer_stage.json"
+
+
+class ResumeError(ValueError):
+    """A stopped run cannot be continued: its saved state does not fit this run, or a file of it is unreadable."""
 
 
 def check_corpus(corpus: Dataset, codebook_sizes: list[int]) -> None:
@@ -221,9 +227,9 @@ class LMIndexerTrainer(Trainer):
         """
         targets_path = os.path.join(self.root_output_dir, DISTILLATION_TARGETS_FILE)
         if os.path.isfile(targets_path):
-            self.distillation_targets = np.load(targets_path)
+            self.distillation_targets = _read_state_file(targets_path, np.load)
             if len(self.distillation_targets) != len(self.doc_ids):
-                raise ValueError(
+                raise ResumeError(
                     f"{targets_path} holds {len(self.distillation_targets)} documents, this corpus has "
                     f"{len(self.doc_ids)}; resume with the same corpus or remove the file."
                 )
@@ -535,28 +541,32 @@ class LMIndexerTrainer(Trainer):
                 os.remove(path)
 
     def _restore_progress(self, root: str) -> tuple[int, str | None]:
-        """Load the state of a stopped run from `root`; returns the stage to start at and its last checkpoint."""
+        """
+        Load the state of a stopped run from `root`; returns the stage to start at and its last checkpoint.
+
+        Raises:
+            [`ResumeError`]: Naming the file, when the saved state is unreadable or does not fit this run.
+        """
         progress_path = os.path.join(root, PROGRESS_FILE)
         if not os.path.isfile(progress_path):
             checkpoint = _last_complete_checkpoint(self._stage_output_dir(0, self.stage_plan[0]))
             logger.info(f"No finished stage in {root}; starting at the first stage (checkpoint: {checkpoint}).")
             return 0, checkpoint
-        with open(progress_path, encoding="utf-8") as progress_file:
-            progress = json.load(progress_file)
+        progress = _read_state_file(progress_path, lambda path: json.loads(Path(path).read_text(encoding="utf-8")))
         if progress["stage_plan"] != [stage.to_dict() for stage in self.stage_plan]:
-            raise ValueError(f"{progress_path}: the stage plan differs from this run's; resume with the same plan.")
+            raise ResumeError(f"{progress_path}: the stage plan differs from this run's; resume with the same plan.")
         if progress["num_documents"] != len(self.doc_ids):
-            raise ValueError(
+            raise ResumeError(
                 f"{progress_path}: the run indexed {progress['num_documents']} documents, this corpus has "
                 f"{len(self.doc_ids)}."
             )
         first_stage = progress["completed_stages"]
         state_dir = _stage_state_dir(root, first_stage)
-        load_model(self.model, os.path.join(state_dir, STAGE_WEIGHTS_FILE))
-        self.codes = np.load(os.path.join(state_dir, CODES_FILE))
-        means_path = os.path.join(state_dir, PREFIX_GROUP_MEANS_NAME)
-        self.model.prefix_group_means = PrefixGroupMeans.from_tensors(
-            self.model.config.codebook_sizes, load_file(means_path), source=means_path
+        _read_state_file(os.path.join(state_dir, STAGE_WEIGHTS_FILE), lambda path: load_model(self.model, path))
+        self.codes = _read_state_file(os.path.join(state_dir, CODES_FILE), np.load)
+        self.model.prefix_group_means = _read_state_file(
+            os.path.join(state_dir, PREFIX_GROUP_MEANS_NAME),
+            lambda path: PrefixGroupMeans.from_tensors(self.model.config.codebook_sizes, load_file(path), source=path),
         )
         self.stage_records = [StageRecord.from_dict(record) for record in progress["stage_records"]]
         checkpoint = None
@@ -564,6 +574,17 @@ class LMIndexerTrainer(Trainer):
             checkpoint = _last_complete_checkpoint(self._stage_output_dir(first_stage, self.stage_plan[first_stage]))
         logger.info(f"Resuming {root} at stage {first_stage + 1}/{len(self.stage_plan)} (checkpoint: {checkpoint}).")
         return first_stage, checkpoint
+
+
+def _read_state_file(path: str, read: Callable[[str], object]):
+    """`read(path)` for a file of a stopped run's state, any failure to read it being one [`ResumeError`]."""
+    try:
+        return read(path)
+    except (OSError, ValueError, KeyError, SafetensorError) as error:
+        raise ResumeError(
+            f"cannot continue the stopped run: {path} is missing, corrupt or truncated ({error}); remove its output "
+            "folder, or start over with --auto_resume False."
+        ) from None
 
 
 def _stage_state_dir(root: str, completed_stages: int) -> str:
@@ -599,4 +620,4 @@ def _last_complete_checkpoint(stage_dir: str) -> str | None:
     return None
 
 
-__all__ = ["LMIndexerTrainer", "check_corpus"]
+__all__ = ["LMIndexerTrainer", "ResumeError", "check_corpus"]
