@@ -2,6 +2,8 @@
 
 import json
 import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -209,3 +211,20 @@ def test_markdown_has_no_comparison_without_baselines(stages):
     markdown = report.to_markdown()
     assert "## Comparison" not in markdown and "| AMI level 1 | n/a |" in markdown
     assert "| levels | 1 learned |" in markdown
+
+
+def test_trainers_import_without_scikit_learn_and_ami_names_the_extra():
+    script = (
+        "import sys; sys.modules['sklearn'] = None\n"
+        "import trainers\n"
+        "from trainers.report import adjusted_mutual_information\n"
+        "try:\n"
+        "    adjusted_mutual_information([[0], [1]], ['a', 'b'])\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "needs scikit-learn: pip install 'lmindexer[examples]'" in completed.stdout

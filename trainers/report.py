@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import adjusted_mutual_info_score
 from transformers.utils import logging
 
 from modeling_lmindexer.semantic_ids import SemanticIDs
@@ -141,6 +140,7 @@ def adjusted_mutual_information(codes: np.ndarray, categories: Sequence[str]) ->
 
     Raises:
         `ValueError`: When `codes` and `categories` have different lengths.
+        `ImportError`: Without scikit-learn (the `examples` extra).
     """
     labels = _tuple_labels(codes)
     categories = np.asarray(categories, dtype=object)
@@ -149,6 +149,12 @@ def adjusted_mutual_information(codes: np.ndarray, categories: Sequence[str]) ->
     known = categories != ""
     if len(set(categories[known])) < 2:
         return None
+    try:
+        from sklearn.metrics import adjusted_mutual_info_score
+    except ImportError:
+        raise ImportError(
+            "The AMI of IDs with categories needs scikit-learn: pip install 'lmindexer[examples]'."
+        ) from None
     return float(adjusted_mutual_info_score(categories[known], labels[known]))
 
 
