@@ -3,7 +3,7 @@
 
 One randomly initialised retriever (a T5-small-shaped backbone over the 32,100-token T5 vocabulary, wrapped by
 `LMIndexerRetriever.from_backbone`; random weights do not change the cost of decoding) decodes a batch of 16 random
-32-token queries with beam search, `num_return_sequences = num_beams` and `max_new_tokens = num_levels + 1`, four ways:
+32-token queries with beam search, `num_return_sequences = num_beams` and `max_new_tokens = num_levels + 1`, five ways:
 
 - (a) `trie`: full vocabulary head + our `TrieConstrainedLogitsProcessor`;
 - (b) `prefix_fn`: full vocabulary head + `prefix_allowed_tokens_fn=DictTrie(...).prefix_allowed_tokens_fn` (the

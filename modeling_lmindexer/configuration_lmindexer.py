@@ -68,8 +68,6 @@ class LMIndexerConfig(PreTrainedConfig):
         mask_ratios (`list[float]`, *optional*):
             Share of the other document tokens hidden from the reconstructor when it predicts a token, per level.
             Defaults to 0.5 at level 1 and 0.7 after.
-        warmup_mask_ratio (`float`, *optional*, defaults to 0.0):
-            Mask ratio of the reconstructor warm-up stage.
         max_document_length (`int`, *optional*, defaults to 128):
             Token length documents are truncated to, in training and in ID assignment alike.
         contrastive_similarity (`str`, *optional*, defaults to `"cosine"`):
@@ -133,7 +131,6 @@ class LMIndexerConfig(PreTrainedConfig):
     reconstructor_intermediate_size: int | None = None
     reconstructor_dropout: float = 0.1
     mask_ratios: list[float] | None = None
-    warmup_mask_ratio: float = 0.0
     max_document_length: int = 128
     contrastive_similarity: str = "cosine"
     contrastive_temperature: float = 0.05
@@ -182,10 +179,9 @@ class LMIndexerConfig(PreTrainedConfig):
                 f"mask_ratios has {len(self.mask_ratios)} entries but num_levels = {self.num_levels}; "
                 "give one mask ratio per level."
             )
-        for level, ratio in enumerate([self.warmup_mask_ratio, *self.mask_ratios]):
+        for level, ratio in enumerate(self.mask_ratios):
             if not 0.0 <= ratio < 1.0:
-                name = "warmup_mask_ratio" if level == 0 else f"mask_ratios[{level - 1}]"
-                raise ValueError(f"{name} = {ratio}: a mask ratio must be in [0, 1).")
+                raise ValueError(f"mask_ratios[{level}] = {ratio}: a mask ratio must be in [0, 1).")
         if self.contrastive_similarity not in ("cosine", "dot"):
             raise ValueError(f"contrastive_similarity = {self.contrastive_similarity!r}: use 'cosine' or 'dot'.")
         if self.distillation_temperature <= 0:

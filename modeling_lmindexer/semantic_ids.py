@@ -3,8 +3,8 @@ Semantic IDs: an immutable table between document ids and their code tuples, wit
 
 A semantic ID is a tuple of T learned codes, one per level (level `t` has codebook size `K_t`), written as ID tokens
 such as `<a_12><b_201><c_7>`. Documents whose learned codes coincide get one extra final code numbering them within
-their group, so that every ID is unique. This file is standalone (standard library, numpy and torch only) because it
-is copied next to saved models for `trust_remote_code` loading.
+their group, so that every ID is unique. This file is standalone (standard library, numpy, torch and transformers'
+logging only) because it is copied next to saved models for `trust_remote_code` loading.
 """
 
 import json

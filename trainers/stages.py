@@ -117,7 +117,7 @@ def default_stage_plan(
                     losses=["reconstruction"],
                     num_epochs=warmup_epochs,
                     learning_rate=learning_rate,
-                    mask_ratio=0.0,
+                    mask_ratio=0.0,  # the paper's warm-up hides no token from the reconstructor
                 )
             )
         if continuous_epochs > 0:
