@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from modeling_lmindexer import SemanticIDs  # noqa: E402
 from modeling_lmindexer.data import load_corpus  # noqa: E402
+from modeling_lmindexer.data.recommendation import PUBLISHED_RECOMMENDATION_RESULTS  # noqa: E402
 from modeling_lmindexer.data.retrieval_tasks import (  # noqa: E402
     RetrievalTask,
     load_recommendation_task,
@@ -79,17 +80,7 @@ METRIC_COLUMNS = {
     "retrieval": ("recall@1", "recall@10", "mrr@10", "ndcg@10"),
     "product_search": ("recall@1", "recall@10", "mrr@10", "ndcg@10"),
 }
-# TIGER (Rajput et al., NeurIPS 2023), Table 1, Amazon Beauty.
-PUBLISHED = {
-    ("rec", "beauty"): {
-        "TIGER (Rajput et al., 2023), published": {
-            "recall@5": 0.0454,
-            "ndcg@5": 0.0321,
-            "recall@10": 0.0648,
-            "ndcg@10": 0.0384,
-        }
-    }
-}
+PUBLISHED = {("rec", name): results for name, results in PUBLISHED_RECOMMENDATION_RESULTS.items()}
 PRODUCT_SEARCH_LABEL = (
     "SUBSTITUTE for product search: Amazon ESCI is not available; queries are an item's leaf category and brand."
 )

@@ -28,24 +28,12 @@ from transformers import Seq2SeqTrainingArguments
 
 from modeling_lmindexer import LMIndexerRetriever
 from modeling_lmindexer.data import load_corpus
-from modeling_lmindexer.data.recommendation import SEQUENCE_LOADERS
+from modeling_lmindexer.data.recommendation import PUBLISHED_RECOMMENDATION_RESULTS, SEQUENCE_LOADERS
 from modeling_lmindexer.data.retrieval_tasks import EvaluationQuery, load_recommendation_task
 from trainers import retrieval_evaluation_dataset, retrieval_training_dataset
 
 
 logger = logging.getLogger(__name__)
-
-# TIGER (Rajput et al., NeurIPS 2023), Table 1, Amazon Beauty: RQ-VAE semantic IDs, generative retrieval.
-PUBLISHED_RESULTS = {
-    "beauty": {
-        "TIGER (Rajput et al., 2023), published": {
-            "recall@5": 0.0454,
-            "ndcg@5": 0.0321,
-            "recall@10": 0.0648,
-            "ndcg@10": 0.0384,
-        }
-    }
-}
 
 
 @dataclass
@@ -124,7 +112,7 @@ def main() -> None:
         retriever_args,
         training_args,
         id_scheme,
-        published=PUBLISHED_RESULTS.get(args.dataset),
+        published=PUBLISHED_RECOMMENDATION_RESULTS.get(args.dataset),
     )
 
 

@@ -242,7 +242,8 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
                 per-document noise so that results do not depend on batch composition or process count.
             distillation_targets (`torch.FloatTensor` of shape `(batch_size, target_size)`, *optional*): Fixed
                 embeddings of the documents (the backbone's sentence embeddings before training, see
-                [`~LMIndexerForSemanticID.sentence_embeddings`]) whose similarities the distillation loss imitates.
+                [`~LMIndexerForSemanticID.mean_pooled_encoder_states`]) whose similarities the distillation loss
+                imitates.
         """
         batch_size = input_ids.shape[0]
         self._check_prefix_codes(level, prefix_codes, batch_size)
@@ -428,7 +429,7 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         return (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(dim=-1).mean()
 
     @torch.no_grad()
-    def sentence_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def mean_pooled_encoder_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """
         The backbone's sentence embeddings `(batch_size, encoder_hidden_size)`: its encoder states mean-pooled over
         the real tokens (for the default MiniLM backbone, exactly the all-MiniLM-L6-v2 sentence embedding before

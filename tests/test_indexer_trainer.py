@@ -221,7 +221,7 @@ def test_distillation_targets_are_the_untrained_sentence_embeddings(tmp_path, t5
     encoded = t5_tokenizer(documents, max_length=trainer.model.config.max_document_length, truncation=True)
     expected = torch.stack(
         [
-            initial_model.sentence_embeddings(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
+            initial_model.mean_pooled_encoder_states(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
             for ids in encoded["input_ids"]
         ]
     ).numpy()

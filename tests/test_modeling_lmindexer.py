@@ -159,9 +159,9 @@ def test_distillation_needs_targets_for_every_document(tiny_config, batch):
         model(**batch, losses=["distillation"], distillation_targets=torch.zeros(1, 7))
 
 
-def test_sentence_embeddings_mean_pool_the_encoder_over_real_tokens(tiny_config, batch):
+def test_mean_pooled_encoder_states_average_the_encoder_over_real_tokens(tiny_config, batch):
     model = make_model(tiny_config).eval()
-    embeddings = model.sentence_embeddings(batch["input_ids"], batch["attention_mask"])
+    embeddings = model.mean_pooled_encoder_states(batch["input_ids"], batch["attention_mask"])
     first_length = int(batch["attention_mask"][0].sum())
     states = model.backbone.get_encoder()(
         input_ids=batch["input_ids"][:1, :first_length], attention_mask=batch["attention_mask"][:1, :first_length]

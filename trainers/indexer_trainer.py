@@ -240,7 +240,7 @@ class LMIndexerTrainer(Trainer):
                 "trained backbone."
             )
         self.distillation_targets = self._encode_documents(
-            lambda input_ids, attention_mask, rows: self.model.sentence_embeddings(input_ids, attention_mask),
+            lambda input_ids, attention_mask, rows: self.model.mean_pooled_encoder_states(input_ids, attention_mask),
             description="Distillation targets",
         ).numpy()
         if self.is_world_process_zero():

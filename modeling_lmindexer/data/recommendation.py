@@ -146,8 +146,22 @@ def leave_one_out_split(sequences: dict[str, list[str]], max_history_length: int
     return LeaveOneOutSplit(train=train, validation=validation, test=test)
 
 
+# TIGER (Rajput et al., NeurIPS 2023), Table 1, Amazon Beauty: RQ-VAE semantic IDs, generative retrieval.
+PUBLISHED_RECOMMENDATION_RESULTS = {
+    "beauty": {
+        "TIGER (Rajput et al., 2023), published": {
+            "recall@5": 0.0454,
+            "ndcg@5": 0.0321,
+            "recall@10": 0.0648,
+            "ndcg@10": 0.0384,
+        }
+    }
+}
+
+
 __all__ = [
     "LeaveOneOutSplit",
+    "PUBLISHED_RECOMMENDATION_RESULTS",
     "RecommendationExample",
     "SEQUENCE_LOADERS",
     "TIME_ORDER_NOTE",
