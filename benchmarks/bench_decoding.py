@@ -65,7 +65,7 @@ from modeling_lmindexer import (  # noqa: E402
     SemanticIDs,
     TrieConstrainedLogitsProcessor,
 )
-from trainers.report import machine_info  # noqa: E402
+from trainers.report import machine_info, repository_relative  # noqa: E402
 
 
 logger = logging.getLogger(__name__)
@@ -592,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result = {
         "benchmark": "decoding",
         "command": " ".join(["python", "benchmarks/bench_decoding.py", *(argv if argv is not None else sys.argv[1:])]),
-        "arguments": vars(args),
+        "arguments": {**vars(args), "results_dir": repository_relative(args.results_dir)},
         "seed": args.seed,
         "threads": torch.get_num_threads(),
         "machine": machine_info(),

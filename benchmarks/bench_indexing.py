@@ -16,7 +16,6 @@ test queries, and the metrics are computed separately over their new and their i
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever  # noq
 from modeling_lmindexer.data import load_corpus  # noqa: E402
 from modeling_lmindexer.data.retrieval_tasks import DOCUMENT_RETRIEVAL_DATASETS, load_retrieval_task  # noqa: E402
 from modeling_lmindexer.metrics import compute_retrieval_metrics  # noqa: E402
-from trainers.report import machine_info  # noqa: E402
+from trainers.report import machine_info, repository_relative  # noqa: E402
 
 
 TARGET_MINUTES = {"movielens": 30, "beauty": 180}
@@ -61,14 +60,6 @@ def parse_arguments() -> tuple[argparse.Namespace, list[str]]:
         help="Continue a stopped run in output_dir; the wall time is then the sum of the report's stage wall times.",
     )
     return parser.parse_known_args()
-
-
-def repository_relative(argument: str) -> str:
-    """A command argument with this checkout's location removed (results name no machine paths)."""
-    if not Path(argument).is_absolute():
-        return argument
-    relative = Path(os.path.relpath(argument, REPO_ROOT))
-    return str(relative) if not str(relative).startswith("../..") else argument
 
 
 def new_document_retrieval(output_dir: Path, dataset: str, data_dir: str, new_doc_ids: set[str]) -> dict:

@@ -173,6 +173,14 @@ def _read_git_commit() -> str | None:
 PROCESS_GIT_COMMIT = _read_git_commit()
 
 
+def repository_relative(argument: str) -> str:
+    """A command argument with this checkout's location removed, so that results name no machine paths."""
+    if not Path(argument).is_absolute():
+        return argument
+    relative = Path(os.path.relpath(argument, REPO_ROOT))
+    return str(relative) if not str(relative).startswith("../..") else argument
+
+
 def machine_info() -> dict:
     """
     Where the run happened.
@@ -594,5 +602,6 @@ __all__ = [
     "new_document_metrics",
     "peak_memory_mb",
     "prefix_collision_rate",
+    "repository_relative",
     "semantic_id_metrics",
 ]
