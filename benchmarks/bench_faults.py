@@ -113,10 +113,14 @@ class Phase:
 
 @dataclass
 class JobRun:
-    """One invocation of the job: its exit code, phases, the stage it resumed at (1-based) and its output tail."""
+    """
+    One invocation of the job: its exit code, phases, when it ended (seconds after its first phase), the stage it
+    resumed at (1-based) and its output tail.
+    """
 
     returncode: int
     phases: list[Phase]
+    end_seconds: float
     resumed_at_stage: int | None
     killed_in: str | None
     output_tail: str
@@ -158,8 +162,9 @@ def run_job(output_dir: Path, job_arguments: tuple[str, ...], kill_at: tuple[int
                 process.send_signal(signal.SIGKILL)
         time.sleep(0.01)
     reader.join()
+    end_seconds = time.monotonic() - first_phase_time[0] if first_phase_time else 0.0
     resumed = next((int(m.group(1)) for line in lines if (m := RESUME_MARKER.search(line))), None)
-    return JobRun(process.returncode, phases, resumed, killed_in, "".join(lines[-20:]))
+    return JobRun(process.returncode, phases, end_seconds, resumed, killed_in, "".join(lines[-20:]))
 
 
 def id_metrics(output_dir: Path) -> dict:
@@ -183,10 +188,10 @@ def kill_trials(
     reference_seconds = time.perf_counter() - start
     reference_ids = (reference_dir / "semantic_ids.json").read_text(encoding="utf-8")
     reference_metrics = id_metrics(reference_dir)
+    phase_ends = [phase.start_seconds for phase in reference.phases[1:]] + [reference.end_seconds]
     durations = [
-        (phase.kind, index, later.start_seconds - phase.start_seconds)
-        for index, (phase, later) in enumerate(zip(reference.phases, [*reference.phases[1:], None]))
-        if later is not None
+        (phase.kind, index, end - phase.start_seconds)
+        for index, (phase, end) in enumerate(zip(reference.phases, phase_ends, strict=True))
     ]
     run_kinds = sorted({kind for kind, _, _ in durations})
     kinds = phase_kinds or run_kinds
