@@ -256,7 +256,7 @@ def corruption_outcome(load: Callable[[], object], path: Path) -> dict:
         outcome = "clear error" if named and "\n" not in message.strip() else "unclear error"
         return {"outcome": outcome, "error": f"{type(error).__name__}: {message.strip().splitlines()[0][:300]}"}
     except Exception as error:  # noqa: BLE001 - any other exception is exactly what this check reports
-        return {"outcome": "unclear error", "error": f"{type(error).__name__}: {str(error).splitlines()[:1]}"}
+        return {"outcome": "unclear error", "error": f"{type(error).__name__}: {str(error).strip()[:300]}"}
     return {"outcome": "loaded", "error": None}
 
 

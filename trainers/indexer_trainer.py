@@ -576,7 +576,7 @@ class LMIndexerTrainer(Trainer):
         return first_stage, checkpoint
 
 
-def _read_state_file(path: str, read: Callable[[str], object]):
+def _read_state_file(path: str, read: Callable[[str], object]) -> object:
     """`read(path)` for a file of a stopped run's state, any failure to read it being one [`ResumeError`]."""
     try:
         return read(path)
