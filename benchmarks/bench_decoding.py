@@ -59,12 +59,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from modeling_lmindexer import (  # noqa: E402
-    DictTrie,
     IDTrie,
     LMIndexerRetriever,
     SemanticIDs,
     TrieConstrainedLogitsProcessor,
 )
+from modeling_lmindexer.dict_trie import DictTrie  # noqa: E402
 from trainers.report import machine_info, repository_relative  # noqa: E402
 
 
@@ -217,8 +217,8 @@ def masking_milliseconds(
     generator = torch.Generator().manual_seed(seed)
     num_rows = BATCH_SIZE * num_beams
     rows = torch.randint(len(semantic_ids), (num_rows,), generator=generator)
-    id_tokens = torch.as_tensor(semantic_ids.codes[rows.numpy()], dtype=torch.long) + torch.tensor(
-        model.config.level_start_token_ids
+    id_tokens = model.config.id_token_layout.codes_to_tokens(
+        torch.as_tensor(semantic_ids.codes[rows.numpy()], dtype=torch.long)
     )
     start = torch.full((num_rows, 1), model.config.decoder_start_token_id)
     steps = [

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 from datasets import Dataset, concatenate_datasets
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
@@ -35,6 +34,7 @@ from modeling_lmindexer.backbones import parse_config_overrides
 from modeling_lmindexer.baselines import hierarchical_kmeans_codes, sentence_embeddings
 from modeling_lmindexer.data import load_corpus
 from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
+from trainers.command_line import HubPush, configure_logging, parse_command_line
 from trainers.indexer_trainer import PROGRESS_FILE, ResumeError
 from trainers.lora import apply_lora, merge_lora
 from trainers.report import (
@@ -92,20 +92,6 @@ class IndexingArguments:
     auto_resume: bool = field(
         default=True, metadata={"help": "Continue a stopped run found in output_dir (False starts over)."}
     )
-
-
-def configure_logging(training_args: LMIndexerTrainingArguments) -> None:
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-        level=logging.INFO if training_args.should_log else logging.WARNING,
-    )
-    transformers.utils.logging.set_verbosity(logging.INFO if training_args.should_log else logging.WARNING)
-    transformers.utils.logging.enable_default_handler()
-    transformers.utils.logging.enable_explicit_format()
-    for noisy_logger in ("faiss", "transformers.configuration_utils", "transformers.modeling_utils"):
-        logging.getLogger(noisy_logger).setLevel(logging.WARNING)
 
 
 def load_checked_corpus(args: IndexingArguments, seed: int) -> tuple[Dataset, Dataset | None]:
@@ -184,25 +170,6 @@ def indexer_config_overrides(overrides: str | None) -> dict:
     return parsed
 
 
-def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dataset: str) -> tuple:
-    """
-    The parser's dataclasses from `sys.argv`, `--output_dir` defaulting to `outputs/<output_prefix>-<dataset>`; an
-    unknown flag or a value the arguments refuse (e.g. a training argument `TrainingArguments` rejects) ends the run
-    with one error line instead of a traceback.
-    """
-    if "--output_dir" not in sys.argv:
-        dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else default_dataset
-        sys.argv += ["--output_dir", f"outputs/{output_prefix}-{dataset}"]
-    try:
-        parsed = parser.parse_args_into_dataclasses(return_remaining_strings=True)
-    except ValueError as error:
-        sys.exit(f"error: {str(error).strip()}")
-    *dataclasses, unknown = parsed
-    if unknown:
-        sys.exit(f"error: unrecognized arguments: {' '.join(unknown)} (see --help)")
-    return tuple(dataclasses)
-
-
 def resume_source(args: IndexingArguments, training_args: LMIndexerTrainingArguments) -> str | bool | None:
     if training_args.resume_from_checkpoint:
         return training_args.resume_from_checkpoint
@@ -217,6 +184,7 @@ def resume_source(args: IndexingArguments, training_args: LMIndexerTrainingArgum
 def main() -> None:
     parser = HfArgumentParser((IndexingArguments, LMIndexerTrainingArguments))
     args, training_args = parse_command_line(parser, "lmindexer", "movielens")
+    training_args, hub_push = HubPush.take_from(training_args)
     configure_logging(training_args)
     if not torch.cuda.is_available():
         # `accelerate launch` sets OMP_NUM_THREADS=1; on CPU, give each process its share of the cores instead.
@@ -296,10 +264,8 @@ def main() -> None:
     }
     report.write(output_dir)
     logger.info(f"Wrote the indexer, semantic_ids.jsonl and indexing_report.{{json,md}} to {output_dir}.")
-    if training_args.push_to_hub:
-        repo_id = training_args.hub_model_id or output_dir.name
-        model.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
-        tokenizer.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+    if hub_push is not None:
+        hub_push.push(model, tokenizer)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from datasets import Dataset
-from run_indexing import configure_logging, parse_command_line
 from transformers import (
     AutoTokenizer,
     HfArgumentParser,
@@ -63,6 +62,7 @@ from trainers import (
     retrieval_evaluation_dataset,
     retrieval_training_dataset,
 )
+from trainers.command_line import HubPush, configure_logging, parse_command_line
 from trainers.report import machine_info
 
 
@@ -299,6 +299,7 @@ def train_evaluate_and_report(
     """
     for label in task.labels:
         logger.warning(f"{task.name}: {label}")
+    training_args, hub_push = HubPush.take_from(training_args)
     budget = TimeBudgetCallback(args.max_train_minutes) if args.max_train_minutes is not None else None
     trainer = LMIndexerRetrieverTrainer(
         retriever,
@@ -368,10 +369,8 @@ def train_evaluate_and_report(
             machine=machine_info(),
         )
         report.write(training_args.output_dir)
-        if training_args.push_to_hub:
-            repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
-            retriever.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
-            tokenizer.push_to_hub(repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+        if hub_push is not None:
+            hub_push.push(retriever, tokenizer)
     # The main process writes the report alone; the others wait, so that no process tears the group down early.
     trainer.accelerator.wait_for_everyone()
     trainer.end()

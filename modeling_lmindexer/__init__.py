@@ -12,7 +12,8 @@ from .backbones import DEFAULT_BACKBONE, backbone_from_config, load_backbone, lo
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
 from .configuration_retriever import LMIndexerRetrieverConfig
-from .logits_process import DictTrie, TrieConstrainedLogitsProcessor
+from .id_tokens import IDTokenLayout
+from .logits_process import TrieConstrainedLogitsProcessor
 from .modeling_lmindexer import LMIndexerForSemanticID, LMIndexerOutput, LMIndexerPreTrainedModel
 from .modeling_retriever import LMIndexerRetriever
 from .reconstructor import LMIndexerReconstructor
@@ -33,7 +34,7 @@ LMIndexerRetriever.register_for_auto_class("AutoModelForSeq2SeqLM")
 
 __all__ = [
     "DEFAULT_BACKBONE",
-    "DictTrie",
+    "IDTokenLayout",
     "IDTrie",
     "LMIndexerCodebook",
     "LMIndexerConfig",

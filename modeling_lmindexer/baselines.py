@@ -19,6 +19,7 @@ from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging
 
 from .backbones import mean_pool, offline_backbone_path, offline_model_label
+from .codebook import train_faiss_kmeans
 from .semantic_ids import validate_codebook_sizes
 
 
@@ -40,27 +41,16 @@ def _check_embeddings(embeddings: np.ndarray, num_codes: int, codebook_name: str
     return vectors
 
 
-def _kmeans(vectors: np.ndarray, num_clusters: int, seed: int, num_iterations: int) -> tuple[np.ndarray, np.ndarray]:
+def _kmeans_codes(
+    vectors: np.ndarray, num_clusters: int, seed: int, num_iterations: int
+) -> tuple[np.ndarray, np.ndarray]:
     """
     Euclidean faiss k-means on `vectors` of shape `(n, dim)`.
 
     Returns:
         `tuple` of the code of every vector, `np.int64` of shape `(n,)`, and the centres `(num_clusters, dim)`.
     """
-    try:
-        import faiss
-    except ImportError as error:
-        raise ImportError("The k-means baselines need faiss: `pip install faiss-cpu`.") from error
-
-    kmeans = faiss.Kmeans(
-        vectors.shape[1],
-        num_clusters,
-        niter=num_iterations,
-        seed=seed,
-        min_points_per_centroid=1,
-        verbose=False,
-    )
-    kmeans.train(vectors)
+    kmeans = train_faiss_kmeans(vectors, num_clusters, num_iterations, seed)
     _, labels = kmeans.index.search(vectors, 1)
     return labels[:, 0].astype(np.int64), kmeans.centroids
 
@@ -94,7 +84,7 @@ def _codes_within_groups(
     codes[order] = np.arange(len(order)) - starts[group_ids[order]]
     for group in np.flatnonzero(sizes >= codebook_size):
         members = order[starts[group] : starts[group] + sizes[group]]
-        codes[members] = _kmeans(vectors[members], codebook_size, seed, num_iterations)[0]
+        codes[members] = _kmeans_codes(vectors[members], codebook_size, seed, num_iterations)[0]
     return codes
 
 
@@ -155,7 +145,7 @@ def residual_kmeans_codes(
     residuals = vectors.copy()
     levels = []
     for codebook_size in codebook_sizes:
-        codes, centroids = _kmeans(residuals, codebook_size, seed, num_iterations)
+        codes, centroids = _kmeans_codes(residuals, codebook_size, seed, num_iterations)
         residuals -= centroids[codes]
         levels.append(codes)
     return np.stack(levels, axis=1)

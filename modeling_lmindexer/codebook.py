@@ -4,10 +4,15 @@ prefix-group means that centre level representations before they are scored.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
+
+
+if TYPE_CHECKING:
+    import faiss
 
 
 @dataclass
@@ -179,6 +184,54 @@ class PrefixGroupMeans:
         return group_means
 
 
+def train_faiss_kmeans(
+    vectors: np.ndarray,
+    num_clusters: int,
+    num_iterations: int,
+    seed: int,
+    num_restarts: int = 1,
+    spherical: bool = False,
+    max_points_per_centroid: int = 256,
+) -> "faiss.Kmeans":
+    """
+    Train faiss k-means: the one k-means of the package, behind the codebook initialisation ([`kmeans_centroids`]) and
+    the k-means ID baselines.
+
+    Args:
+        vectors (`np.ndarray` of shape `(num_vectors, dim)`): Contiguous `float32` vectors, at least `num_clusters`.
+        num_clusters (`int`): Number of centres.
+        num_iterations (`int`): Iterations per restart.
+        seed (`int`): Random seed of faiss.
+        num_restarts (`int`): Independent restarts; faiss keeps the best.
+        spherical (`bool`): L2-normalise the centres after every iteration (cosine k-means for unit-norm vectors).
+        max_points_per_centroid (`int`): With more than `num_clusters * max_points_per_centroid` vectors, faiss trains
+            on a random sample of that many (faiss' default 256).
+
+    Returns:
+        The trained `faiss.Kmeans`: `centroids` of shape `(num_clusters, dim)`, and the `index` of the centres that
+        assigns vectors to them.
+    """
+    try:
+        import faiss
+    except ImportError as error:
+        raise ImportError("k-means needs faiss: `pip install faiss-cpu`.") from error
+
+    kmeans = faiss.Kmeans(
+        vectors.shape[1],
+        num_clusters,
+        niter=num_iterations,
+        nredo=num_restarts,
+        spherical=spherical,
+        seed=seed,
+        max_points_per_centroid=max_points_per_centroid,
+        # Small corpora are expected (a codebook needs only as many documents as codes): no faiss warning about them.
+        min_points_per_centroid=1,
+        verbose=False,
+    )
+    kmeans.train(vectors)
+    return kmeans
+
+
 def kmeans_centroids(
     representations: torch.Tensor | np.ndarray,
     num_clusters: int,
@@ -207,11 +260,6 @@ def kmeans_centroids(
     Returns:
         `torch.FloatTensor` of shape `(num_clusters, hidden_size)`: the centres.
     """
-    try:
-        import faiss
-    except ImportError as error:
-        raise ImportError("k-means codebook initialisation needs faiss: `pip install faiss-cpu`.") from error
-
     if isinstance(representations, torch.Tensor):
         representations = representations.detach().float().cpu().numpy()
     vectors = np.ascontiguousarray(representations, dtype=np.float32)
@@ -227,21 +275,20 @@ def kmeans_centroids(
     mean_norm = float(np.linalg.norm(vectors, axis=1).mean())
     if spherical:
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    kmeans = faiss.Kmeans(
-        vectors.shape[1],
+    kmeans = train_faiss_kmeans(
+        vectors,
         num_clusters,
-        niter=num_iterations,
-        nredo=num_restarts,
+        num_iterations,
+        seed,
+        num_restarts=num_restarts,
         spherical=spherical,
-        seed=seed,
+        # Every representation trains the codebook, however large the corpus: no subsample.
         max_points_per_centroid=max(256, len(vectors) // num_clusters + 1),
-        verbose=False,
     )
-    kmeans.train(vectors)
     centroids = torch.from_numpy(kmeans.centroids.copy())
     if spherical:
         centroids = centroids * mean_norm
     return centroids
 
 
-__all__ = ["CodebookOutput", "LMIndexerCodebook", "PrefixGroupMeans", "kmeans_centroids"]
+__all__ = ["CodebookOutput", "LMIndexerCodebook", "PrefixGroupMeans", "kmeans_centroids", "train_faiss_kmeans"]

@@ -5,6 +5,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .configuration_lmindexer import DEFAULT_CODEBOOK_SIZE
+from .id_tokens import IDTokenLayout
 from .semantic_ids import validate_codebook_sizes
 
 
@@ -25,8 +26,9 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
     semantic IDs of documents, decoded with beam search constrained to the IDs that exist.
 
     The retriever's vocabulary is the backbone's text vocabulary (`text_vocab_size` tokens) followed by one token per
-    code per level: code `c` of level `t` is token `text_vocab_size + sum(codebook_sizes[:t]) + c`. A decoded ID is
-    the decoder start token, one ID token per level, then `eos_token_id`.
+    code per level (its [`IDTokenLayout`], `config.id_token_layout`): code `c` of level `t` is token
+    `text_vocab_size + sum(codebook_sizes[:t]) + c`. A decoded ID is the decoder start token, one ID token per level,
+    then `eos_token_id`.
 
     Args:
         seq2seq_config (`PreTrainedConfig` or `dict`, *optional*):
@@ -179,13 +181,14 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
         return self.text_vocab_size + sum(self.codebook_sizes)
 
     @property
-    def level_start_token_ids(self) -> list[int]:
+    def id_token_layout(self) -> IDTokenLayout:
+        """Where the ID tokens sit in the vocabulary and which tokens each decoding step produces."""
+        return IDTokenLayout(self.text_vocab_size, tuple(self.codebook_sizes), self.eos_token_id, self.pad_token_id)
+
+    @property
+    def level_start_token_ids(self) -> tuple[int, ...]:
         """`level_start_token_ids[t]`: the token id of code 0 of level `t`."""
-        starts, start = [], self.text_vocab_size
-        for size in self.codebook_sizes:
-            starts.append(start)
-            start += size
-        return starts
+        return self.id_token_layout.level_start_token_ids
 
 
 __all__ = ["LMIndexerRetrieverConfig"]

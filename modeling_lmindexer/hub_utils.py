@@ -1,10 +1,14 @@
-"""Hub helpers shared by the indexer and the retriever: optional files saved next to the weights, one-commit push."""
+"""
+Saving, loading and sharing shared by every model that carries semantic IDs (the indexer, the retriever): the IDs and
+prefix-group means saved next to the weights, the model card scaffold, the folder check, one-commit push.
+"""
 
 import json
 import os
 import tempfile
 from pathlib import Path
 
+from huggingface_hub import ModelCard, ModelCardData
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers.tokenization_utils_base import (
@@ -17,6 +21,7 @@ from transformers.utils import CONFIG_NAME, GENERATION_CONFIG_NAME, SAFE_WEIGHTS
 from transformers.utils.hub import hf_api
 
 from .codebook import PrefixGroupMeans
+from .semantic_ids import SemanticIDs
 
 
 SEMANTIC_IDS_NAME = "semantic_ids.json"
@@ -79,20 +84,6 @@ def check_model_folder(pretrained_model_name_or_path: str | os.PathLike, from_pr
                 raise OSError(f"{path}: not a readable safetensors file, corrupt or truncated ({error}).") from None
 
 
-def save_corpus_files_and_model_card(
-    save_directory: str | os.PathLike, semantic_ids, prefix_group_means: PrefixGroupMeans, model_card: str
-) -> None:
-    """Write the [`SemanticIDs`] and the [`PrefixGroupMeans`] (when there are any) and the model card next to the
-    weights."""
-    if semantic_ids is not None:
-        semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
-    group_means = prefix_group_means.to_tensors()
-    if group_means:
-        save_file(group_means, os.path.join(save_directory, PREFIX_GROUP_MEANS_NAME))
-    with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
-        card_file.write(model_card)
-
-
 def load_prefix_group_means(
     pretrained_model_name_or_path: str | os.PathLike, codebook_sizes: list[int], from_pretrained_kwargs: dict
 ) -> PrefixGroupMeans | None:
@@ -104,11 +95,80 @@ def load_prefix_group_means(
     return PrefixGroupMeans.from_tensors(codebook_sizes, load_file(means_file), source=means_file)
 
 
-class SavedFolderPushMixin:
+def render_model_card(
+    title: str,
+    summary: str,
+    facts: list[str],
+    metrics: dict | None,
+    usage: list[str],
+    dataset_name: str | None,
+    task_tag: str,
+) -> str:
     """
-    `push_to_hub` for models whose `save_pretrained` writes extra files (semantic IDs, model card): the folder that
-    `save_pretrained` writes is uploaded as it is, in one commit.
+    A model card in the layout every lmindexer model shares: YAML metadata (library, the `lmindexer`, `semantic-ids`
+    and `task_tag` tags, the dataset), title, a one-paragraph summary, a list of facts (backbone, levels, dataset,
+    ...), a metrics table when there are metrics, and a Python usage block.
     """
+    card_data = ModelCardData(
+        library_name="transformers",
+        tags=["lmindexer", "semantic-ids", task_tag],
+        datasets=[dataset_name] if dataset_name else None,
+    )
+    lines = ["---", card_data.to_yaml(), "---", "", f"# {title}", "", summary, "", *(f"- {fact}" for fact in facts)]
+    if metrics:
+        lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in metrics.items()]
+    lines += ["", "## Usage", "", "```python", *usage, "```", ""]
+    return "\n".join(lines)
+
+
+class SemanticIDsHubMixin:
+    """
+    `save_pretrained`, `from_pretrained` and `push_to_hub` for a `PreTrainedModel` that carries semantic IDs: the
+    [`SemanticIDs`] (`semantic_ids.json`), the [`PrefixGroupMeans`] (`prefix_group_means.safetensors`, when fitted)
+    and the model card are saved next to the weights and read back by `from_pretrained`, so a loaded model indexes
+    and retrieves with nothing else; `push_to_hub` uploads the folder `save_pretrained` writes, in one commit. Put it
+    before `PreTrainedModel` in the bases.
+
+    A model using it provides `semantic_ids` (`SemanticIDs | None`), `prefix_group_means`, `model_card() -> str`
+    and `set_semantic_ids(semantic_ids, source)`, which checks that the IDs fit the model (naming `source`).
+    """
+
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
+        """Save weights (safetensors), config, the [`SemanticIDs`], the prefix-group means (when there are any) and
+        a model card."""
+        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if not is_main_process:
+            return
+        if self.semantic_ids is not None:
+            self.semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
+        group_means = self.prefix_group_means.to_tensors()
+        if group_means:
+            save_file(group_means, os.path.join(save_directory, PREFIX_GROUP_MEANS_NAME))
+        with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
+            card_file.write(self.model_card())
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """
+        Load the model as [`PreTrainedModel.from_pretrained`] does, plus its [`SemanticIDs`] and prefix-group means
+        if saved.
+
+        Raises:
+            `OSError`: Naming the file, when a JSON or safetensors file of a local folder is corrupt or truncated.
+            `ValueError`: Naming the file, when the saved IDs or prefix-group means are invalid or do not fit the
+            config.
+        """
+        check_model_folder(pretrained_model_name_or_path, kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        ids_file = cached_optional_file(pretrained_model_name_or_path, SEMANTIC_IDS_NAME, kwargs)
+        if ids_file is not None:
+            model.set_semantic_ids(SemanticIDs.load(ids_file), source=ids_file)
+        group_means = load_prefix_group_means(pretrained_model_name_or_path, model.config.codebook_sizes, kwargs)
+        if group_means is not None:
+            model.prefix_group_means = group_means
+        return loaded
 
     def push_to_hub(
         self,
@@ -145,8 +205,6 @@ class SavedFolderPushMixin:
 
     @staticmethod
     def _add_model_card_tags(card_path: str, tags: list[str]) -> None:
-        from huggingface_hub import ModelCard
-
         card = ModelCard.load(card_path)
         card.data.tags = sorted(set(card.data.tags or []) | set(tags))
         card.save(card_path)
@@ -156,9 +214,9 @@ __all__ = [
     "MODEL_CARD_NAME",
     "PREFIX_GROUP_MEANS_NAME",
     "SEMANTIC_IDS_NAME",
-    "SavedFolderPushMixin",
+    "SemanticIDsHubMixin",
     "cached_optional_file",
     "check_model_folder",
     "load_prefix_group_means",
-    "save_corpus_files_and_model_card",
+    "render_model_card",
 ]

@@ -1,22 +1,26 @@
 """
-Beam search over semantic IDs: the decoding loop [`LMIndexerRetriever.generate`] runs for beam search and greedy
-search with the ID-only head.
+Beam search over semantic IDs: the decoding loop that [`LMIndexerRetriever.generate`] and
+[`LMIndexerRecommender.generate`] run for beam search and greedy search with an ID-only head.
 
 `GenerationMixin`'s generic beam search does work that fixed-length IDs do not need. It copies every query's encoder
-states to its `num_beams` beams before the first step, so each cross-attention key and value is computed `num_beams`
-times; it runs the first step on `num_beams` identical rows; it masks a `(rows, vocab_size)` score matrix at every
-step; and it runs one more decoder step to score the end token, whose ID-only score is always 0. [`id_beam_search`]:
+states (or a user's history) to its `num_beams` beams before the first step, so each cross-attention key and value
+(or each history position) is computed `num_beams` times; it runs the first step on `num_beams` identical rows; it
+masks a `(rows, vocab_size)` score matrix at every step; and it runs one more step to score the end token, whose
+ID-only score is always 0. [`search_id_codes`]:
 
-1. runs the first decoder step once per query, then repeats its cache for the beams: cross-attention keys and values
-   are computed once per query, and never reordered (a beam never leaves its query);
+1. runs the first step (the decoder start token over the encoder states, or the whole history) once per query, then
+   repeats its cache for the beams; a beam never leaves its query, so rows shared by a query's beams (cross-attention
+   keys and values) are never reordered;
 2. at step `t`, scores only the `codebook_sizes[t]` codes of level `t` (log-softmax, as generic beam search does),
    masks them with [`IDTrie.allowed_next`], and keeps the `num_beams` best extensions of each query;
-3. stops after the last level and appends `eos_token_id`.
+3. stops after the last level.
 
-It returns the sequences that generic beam search returns with the ID-only head and a
-[`TrieConstrainedLogitsProcessor`], in the same order: every ID has the same length, so no length penalty changes a
-ranking. Requests it does not cover (sampling, other logits processors or stopping criteria, scores or other outputs
-in a `ModelOutput`, a longer decoder prompt, too few new tokens for a whole ID) go to the generic loop.
+The model side of a step is an [`IDDecodingSteps`]: [`EncoderDecoderSteps`] for the retriever, [`DecoderOnlySteps`]
+for the recommender. [`id_beam_search`] wraps the search as a `generate(custom_generate=...)` loop: it returns the
+sequences that generic beam search returns with the ID-only head and a [`TrieConstrainedLogitsProcessor`], in the
+same order (every ID has the same length, so no length penalty changes a ranking), and hands requests it does not
+cover (sampling, other logits processors or stopping criteria, scores or other outputs in a `ModelOutput`, too few
+new tokens for a whole ID, a model-specific reason) to the generic loop.
 """
 
 import math
@@ -45,81 +49,116 @@ OUTPUT_FLAGS = (
 )
 
 
-def _trie_of(model, logits_processor: LogitsProcessorList) -> tuple[IDTrie | None, str | None]:
+class IDDecodingSteps:
     """
-    The trie the request is constrained to (`None` when unconstrained), or the reason why the processors are not
-    ones this loop applies.
+    The model's side of [`search_id_codes`]: the states its ID-only head scores at every step, with the cache that
+    carries the earlier steps. The first step has one row per query; after [`~IDDecodingSteps.repeat_for_beams`],
+    one row per beam.
     """
-    if len(logits_processor) == 0:
-        return None, None
-    processor = logits_processor[0]
-    if len(logits_processor) > 1 or not isinstance(processor, TrieConstrainedLogitsProcessor):
-        return None, f"logits processors {[type(processor).__name__ for processor in logits_processor]}"
-    config = model.config
-    layout = (processor.text_vocab_size, processor.eos_token_id, processor.decoder_start_length)
-    if layout != (config.text_vocab_size, config.eos_token_id, 1) or processor.trie.codebook_sizes != tuple(
-        config.codebook_sizes
-    ):
-        return None, "a trie processor with another token layout than the model's"
-    return processor.trie, None
+
+    def first(self) -> torch.Tensor:
+        """The head states `(batch_size, hidden_size)` that score the level-0 codes."""
+        raise NotImplementedError
+
+    def repeat_for_beams(self, num_beams: int) -> None:
+        """Repeat every query's rows (cache, masks) `num_beams` times, each query's beams next to each other."""
+        raise NotImplementedError
+
+    def next(self, newest_tokens: torch.LongTensor) -> torch.Tensor:
+        """The head states `(rows, hidden_size)` after feeding every row's newest ID token `(rows, 1)`."""
+        raise NotImplementedError
+
+    def reorder(self, parent_rows: torch.LongTensor) -> None:
+        """Make row `i` continue the row `parent_rows[i]` `(rows,)` (rows of the same query only)."""
+        raise NotImplementedError
 
 
-def _unsupported_reason(
-    model,
-    input_ids: torch.LongTensor,
-    logits_processor: LogitsProcessorList,
-    stopping_criteria: StoppingCriteriaList,
-    generation_config: GenerationConfig,
-) -> str | None:
-    """Why this request needs the generic loop, or `None` when [`id_beam_search`] decodes it."""
-    if not model.config.id_only_head:
-        return "the full-vocabulary output head (config.id_only_head = False)"
-    if generation_config.do_sample:
-        return "sampling"
-    requested_outputs = [flag for flag in OUTPUT_FLAGS if getattr(generation_config, flag, False)]
-    if requested_outputs:
-        return f"requested outputs {requested_outputs}"
-    if input_ids.shape[1] != 1:
-        return f"a decoder prompt of {input_ids.shape[1]} tokens"
-    if generation_config.max_length < 2 + model.config.num_levels:
-        return f"max_length = {generation_config.max_length}, too short for a whole ID and its end token"
-    other_criteria = [
-        type(criterion).__name__
-        for criterion in stopping_criteria
-        if not isinstance(criterion, (MaxLengthCriteria, EosTokenCriteria))
-    ]
-    if other_criteria:
-        return f"stopping criteria {other_criteria}"
-    return _trie_of(model, logits_processor)[1]
-
-
-def _head_states(
-    model,
-    decoder_input_ids: torch.LongTensor,
-    encoder_states: torch.Tensor,
-    encoder_attention_mask: torch.Tensor | None,
-    cache: EncoderDecoderCache,
-) -> torch.Tensor:
+class EncoderDecoderSteps(IDDecodingSteps):
     """
-    One decoder step (the cache is updated in place).
+    Decoder steps of an encoder-decoder model ([`LMIndexerRetriever`]) over fixed encoder states.
 
     Args:
-        decoder_input_ids (`torch.LongTensor` of shape `(rows, 1)`): The newest token of every row.
-        encoder_states (`torch.FloatTensor` of shape `(rows, source_length, hidden_size)`)
-        encoder_attention_mask (`torch.LongTensor` of shape `(rows, source_length)`, *optional*)
-        cache (`EncoderDecoderCache`): The rows' earlier decoder positions and cross-attention keys and values.
-
-    Returns:
-        `torch.FloatTensor` of shape `(rows, hidden_size)`: what the ID-only head scores at this step.
+        model: The model; `model.id_head_states(...)` runs its decoder.
+        start_tokens (`torch.LongTensor` of shape `(batch_size, 1)`): The decoder start tokens.
+        encoder_states (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`)
+        encoder_attention_mask (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*)
     """
-    _, head_states = model.id_head_states(
-        encoder_outputs=BaseModelOutput(last_hidden_state=encoder_states),
-        attention_mask=encoder_attention_mask,
-        decoder_input_ids=decoder_input_ids,
-        cache=cache,
-        use_cache=True,
-    )
-    return head_states[:, -1]
+
+    def __init__(self, model, start_tokens, encoder_states, encoder_attention_mask=None):
+        self.model = model
+        self.start_tokens = start_tokens
+        self.encoder_states = encoder_states
+        self.encoder_attention_mask = encoder_attention_mask
+        self.cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+
+    def _head_states(self, decoder_input_ids: torch.LongTensor) -> torch.Tensor:
+        _, head_states = self.model.id_head_states(
+            encoder_outputs=BaseModelOutput(last_hidden_state=self.encoder_states),
+            attention_mask=self.encoder_attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            cache=self.cache,
+            use_cache=True,
+        )
+        return head_states[:, -1]
+
+    def first(self) -> torch.Tensor:
+        return self._head_states(self.start_tokens)
+
+    def repeat_for_beams(self, num_beams: int) -> None:
+        self.cache.batch_repeat_interleave(num_beams)
+        self.encoder_states = self.encoder_states.repeat_interleave(num_beams, dim=0)
+        if self.encoder_attention_mask is not None:
+            self.encoder_attention_mask = self.encoder_attention_mask.repeat_interleave(num_beams, dim=0)
+
+    def next(self, newest_tokens: torch.LongTensor) -> torch.Tensor:
+        return self._head_states(newest_tokens)
+
+    def reorder(self, parent_rows: torch.LongTensor) -> None:
+        # Only the self-attention cache: the cross-attention rows of a query's beams are all the same.
+        self.cache.self_attention_cache.reorder_cache(parent_rows)
+
+
+class DecoderOnlySteps(IDDecodingSteps):
+    """
+    Steps of a decoder-only model ([`LMIndexerRecommender`]) that continues left-padded prompts.
+
+    Args:
+        model: The model; `model.id_head_states(input_ids, attention_mask, position_ids, cache)` runs it.
+        prompt_ids (`torch.LongTensor` of shape `(batch_size, prompt_length)`): The prompts, left-padded.
+        attention_mask (`torch.LongTensor` of shape `(batch_size, prompt_length)`, *optional*): 0 on padding.
+    """
+
+    def __init__(self, model, prompt_ids, attention_mask=None):
+        self.model = model
+        self.prompt_ids = prompt_ids
+        self.attention_mask = torch.ones_like(prompt_ids) if attention_mask is None else attention_mask
+        self.positions = (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        self.cache = DynamicCache()
+
+    def _head_states(self, input_ids: torch.LongTensor, position_ids: torch.LongTensor) -> torch.Tensor:
+        head_states = self.model.id_head_states(
+            input_ids=input_ids,
+            attention_mask=self.attention_mask,
+            position_ids=position_ids,
+            cache=self.cache,
+        )
+        return head_states[:, -1]
+
+    def first(self) -> torch.Tensor:
+        return self._head_states(self.prompt_ids, self.positions)
+
+    def repeat_for_beams(self, num_beams: int) -> None:
+        self.cache.batch_repeat_interleave(num_beams)
+        self.attention_mask = self.attention_mask.repeat_interleave(num_beams, dim=0)
+        self.positions = self.positions.repeat_interleave(num_beams, dim=0)
+
+    def next(self, newest_tokens: torch.LongTensor) -> torch.Tensor:
+        self.attention_mask = torch.cat([self.attention_mask, torch.ones_like(newest_tokens)], dim=1)
+        self.positions = self.positions[:, -1:] + 1
+        return self._head_states(newest_tokens, self.positions)
+
+    def reorder(self, parent_rows: torch.LongTensor) -> None:
+        self.cache.reorder_cache(parent_rows)
 
 
 def _code_log_probs(model, head_states: torch.Tensor, level: int, trie: IDTrie | None, prefix_codes) -> torch.Tensor:
@@ -159,6 +198,90 @@ def _best_extensions(
     return scores, flat_indices // codebook_size, flat_indices % codebook_size
 
 
+def search_id_codes(
+    model, steps: IDDecodingSteps, batch_size: int, num_beams: int, trie: IDTrie | None
+) -> tuple[torch.LongTensor, torch.Tensor]:
+    """
+    Beam search (greedy search for one beam) over the codes of whole IDs.
+
+    Args:
+        model: The model; `model.step_scores(head_states, level, prefix_codes)` scores one level's codes and
+            `model.config.id_token_layout` maps codes to tokens.
+        steps ([`IDDecodingSteps`]): The model's decoding steps for the batch.
+        batch_size (`int`): Number of queries.
+        num_beams (`int`): Beams kept per query.
+        trie ([`IDTrie`], *optional*): The valid IDs; `None` for unconstrained search.
+
+    Returns:
+        The codes `(batch_size, num_beams, num_levels)` and summed log-probabilities `(batch_size, num_beams)` of
+        every query's beams, best first (`-inf` for beams past the number of valid IDs).
+    """
+    layout = model.config.id_token_layout
+    num_levels = layout.num_levels
+    head_states = steps.first()
+    no_prefix = torch.zeros((batch_size, 0), dtype=torch.long, device=head_states.device)
+    log_probs = _code_log_probs(model, head_states, 0, trie, no_prefix)
+    beam_scores, _, codes = _best_extensions(log_probs.new_zeros((batch_size, 1)), log_probs, num_beams)
+    prefix_codes = codes.reshape(-1, 1)
+    if num_levels > 1:
+        steps.repeat_for_beams(num_beams)
+    first_beam_rows = torch.arange(batch_size, device=prefix_codes.device)[:, None] * num_beams
+    for level in range(1, num_levels):
+        newest_tokens = layout.codes_to_tokens(prefix_codes[:, -1:], first_level=level - 1)
+        log_probs = _code_log_probs(model, steps.next(newest_tokens), level, trie, prefix_codes)
+        beam_scores, parent_beams, codes = _best_extensions(beam_scores, log_probs, num_beams)
+        parent_rows = (first_beam_rows + parent_beams).reshape(-1)
+        prefix_codes = torch.cat([prefix_codes[parent_rows], codes.reshape(-1, 1)], dim=1)
+        if level + 1 < num_levels:
+            steps.reorder(parent_rows)
+    return prefix_codes.reshape(batch_size, num_beams, num_levels), beam_scores
+
+
+def _trie_of(
+    model, input_ids: torch.LongTensor, logits_processor: LogitsProcessorList
+) -> tuple[IDTrie | None, str | None]:
+    """
+    The trie the request is constrained to (`None` when unconstrained), or the reason why the processors are not
+    ones this loop applies.
+    """
+    if len(logits_processor) == 0:
+        return None, None
+    processor = logits_processor[0]
+    if len(logits_processor) > 1 or not isinstance(processor, TrieConstrainedLogitsProcessor):
+        return None, f"logits processors {[type(processor).__name__ for processor in logits_processor]}"
+    if processor.layout != model.config.id_token_layout or processor.decoder_start_length != input_ids.shape[1]:
+        return None, "a trie processor with another token layout than the model's"
+    return processor.trie, None
+
+
+def _unsupported_reason(
+    model,
+    input_ids: torch.LongTensor,
+    logits_processor: LogitsProcessorList,
+    stopping_criteria: StoppingCriteriaList,
+    generation_config: GenerationConfig,
+) -> str | None:
+    """Why this request needs the generic loop, or `None` when [`id_beam_search`] decodes it."""
+    model_reason = model.id_beam_search_unsupported_reason(input_ids)
+    if model_reason is not None:
+        return model_reason
+    if generation_config.do_sample:
+        return "sampling"
+    requested_outputs = [flag for flag in OUTPUT_FLAGS if getattr(generation_config, flag, False)]
+    if requested_outputs:
+        return f"requested outputs {requested_outputs}"
+    if generation_config.max_length < input_ids.shape[1] + 1 + model.config.num_levels:
+        return f"max_length = {generation_config.max_length}, too short for a whole ID and its end token"
+    other_criteria = [
+        type(criterion).__name__
+        for criterion in stopping_criteria
+        if not isinstance(criterion, (MaxLengthCriteria, EosTokenCriteria))
+    ]
+    if other_criteria:
+        return f"stopping criteria {other_criteria}"
+    return _trie_of(model, input_ids, logits_processor)[1]
+
+
 def id_beam_search(
     model,
     input_ids: torch.LongTensor,
@@ -168,24 +291,26 @@ def id_beam_search(
     **model_kwargs,
 ) -> torch.LongTensor:
     r"""
-    Beam search (greedy search for one beam) over the IDs of an [`LMIndexerRetriever`] with the ID-only head, as a
-    `GenerationMixin.generate(custom_generate=...)` decoding function: `generate()` has already run the encoder and
-    repeated its outputs for the beams. Requests this loop does not cover run the generic loop instead (see the module
-    docstring).
+    Beam search (greedy search for one beam) over the IDs of an [`LMIndexerRetriever`] or [`LMIndexerRecommender`]
+    with its ID-only head, as a `GenerationMixin.generate(custom_generate=...)` decoding function: `generate()` has
+    already repeated the inputs (and the retriever's encoder outputs) for the beams. Requests this loop does not
+    cover run the generic loop instead (see the module docstring).
 
     Args:
-        model ([`LMIndexerRetriever`]): The retriever.
-        input_ids (`torch.LongTensor` of shape `(batch_size * num_beams, 1)`): The decoder start tokens.
+        model: The model; `model.id_decoding_steps(input_ids, model_kwargs)` gives its [`IDDecodingSteps`] for one
+            row per query, and `model.id_beam_search_unsupported_reason(input_ids)` says what it cannot decode.
+        input_ids (`torch.LongTensor` of shape `(batch_size * num_beams, prompt_length)`): The decoder start tokens
+            (encoder-decoder) or the prompts (decoder-only).
         logits_processor (`LogitsProcessorList`): Empty (unconstrained) or the model's
             [`TrieConstrainedLogitsProcessor`].
         stopping_criteria (`StoppingCriteriaList`): `generate()`'s length and end-token criteria.
         generation_config (`GenerationConfig`): `num_beams` and `num_return_sequences` are read.
-        model_kwargs: `encoder_outputs` (`(batch_size * num_beams, source_length, hidden_size)`) and
-            `attention_mask`, repeated for the beams.
+        model_kwargs: The model inputs `generate()` prepared, repeated for the beams: `attention_mask` and, for an
+            encoder-decoder model, `encoder_outputs` are read.
 
     Returns:
-        `torch.LongTensor` of shape `(batch_size * num_return_sequences, 2 + num_levels)`: decoder start token, one
-        ID token per level and `eos_token_id`, every query's best sequences first.
+        `torch.LongTensor` of shape `(batch_size * num_return_sequences, prompt_length + num_levels + 1)`: the
+        prompt, one ID token per level and `eos_token_id`, every query's best sequences first.
     """
     reason = _unsupported_reason(model, input_ids, logits_processor, stopping_criteria, generation_config)
     if reason is not None:
@@ -199,47 +324,24 @@ def id_beam_search(
             generation_config=generation_config,
             **model_kwargs,
         )
-    trie = _trie_of(model, logits_processor)[0]
+    trie = _trie_of(model, input_ids, logits_processor)[0]
     num_beams = generation_config.num_beams
     num_return_sequences = generation_config.num_return_sequences
     batch_size = input_ids.shape[0] // num_beams
-    # generate() repeated the encoder outputs for the beams: the first step needs one row per query.
-    encoder_states = model_kwargs["encoder_outputs"].last_hidden_state[::num_beams]
-    encoder_attention_mask = model_kwargs.get("attention_mask")
-    if encoder_attention_mask is not None:
-        encoder_attention_mask = encoder_attention_mask[::num_beams]
-    start_tokens = input_ids[::num_beams]
-    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-    no_prefix = start_tokens.new_zeros((batch_size, 0))
-
-    head_states = _head_states(model, start_tokens, encoder_states, encoder_attention_mask, cache)
-    log_probs = _code_log_probs(model, head_states, 0, trie, no_prefix)
-    beam_scores, _, codes = _best_extensions(log_probs.new_zeros((batch_size, 1)), log_probs, num_beams)
-    prefix_codes = codes.reshape(-1, 1)
-    if model.config.num_levels > 1:
-        cache.batch_repeat_interleave(num_beams)
-        encoder_states = encoder_states.repeat_interleave(num_beams, dim=0)
-        if encoder_attention_mask is not None:
-            encoder_attention_mask = encoder_attention_mask.repeat_interleave(num_beams, dim=0)
-    level_start_token_ids = torch.tensor(model.config.level_start_token_ids, device=prefix_codes.device)
-    first_beam_rows = torch.arange(batch_size, device=prefix_codes.device)[:, None] * num_beams
-    for level in range(1, model.config.num_levels):
-        newest_tokens = prefix_codes[:, -1:] + level_start_token_ids[level - 1]
-        head_states = _head_states(model, newest_tokens, encoder_states, encoder_attention_mask, cache)
-        log_probs = _code_log_probs(model, head_states, level, trie, prefix_codes)
-        beam_scores, parent_beams, codes = _best_extensions(beam_scores, log_probs, num_beams)
-        parent_rows = (first_beam_rows + parent_beams).reshape(-1)
-        prefix_codes = torch.cat([prefix_codes[parent_rows], codes.reshape(-1, 1)], dim=1)
-        if level + 1 < model.config.num_levels:
-            # Only the self-attention cache: the cross-attention rows of a query's beams are all the same.
-            cache.self_attention_cache.reorder_cache(parent_rows)
-
-    best_codes = prefix_codes.reshape(batch_size, num_beams, -1)[:, :num_return_sequences].reshape(
-        batch_size * num_return_sequences, -1
-    )
-    end_tokens = torch.full_like(best_codes[:, :1], model.config.eos_token_id)
-    start_tokens = start_tokens.repeat_interleave(num_return_sequences, dim=0)
-    return torch.cat([start_tokens, best_codes + level_start_token_ids, end_tokens], dim=1)
+    # generate() repeated the inputs for the beams: the first step needs one row per query.
+    query_kwargs = {}
+    if model_kwargs.get("attention_mask") is not None:
+        query_kwargs["attention_mask"] = model_kwargs["attention_mask"][::num_beams]
+    if model_kwargs.get("encoder_outputs") is not None:
+        states = model_kwargs["encoder_outputs"].last_hidden_state[::num_beams]
+        query_kwargs["encoder_outputs"] = BaseModelOutput(last_hidden_state=states)
+    prompts = input_ids[::num_beams]
+    codes, _ = search_id_codes(model, model.id_decoding_steps(prompts, query_kwargs), batch_size, num_beams, trie)
+    best_codes = codes[:, :num_return_sequences].reshape(batch_size * num_return_sequences, -1)
+    layout = model.config.id_token_layout
+    end_tokens = torch.full_like(best_codes[:, :1], layout.eos_token_id)
+    prompts = prompts.repeat_interleave(num_return_sequences, dim=0)
+    return torch.cat([prompts, layout.codes_to_tokens(best_codes), end_tokens], dim=1)
 
 
-__all__ = ["id_beam_search"]
+__all__ = ["DecoderOnlySteps", "EncoderDecoderSteps", "IDDecodingSteps", "id_beam_search", "search_id_codes"]

@@ -1,38 +1,25 @@
 """
-Logits processors that restrict `generate()` to valid semantic IDs.
+The logits processor that restricts `generate()` to valid semantic IDs.
 
-Token layout: a retriever's vocabulary is the text vocabulary (`text_vocab_size` tokens) followed by one token per code
-per level, so code `c` of level `t` is token `text_vocab_size + level_offsets[t] + c` with
-`level_offsets[t] = sum(codebook_sizes[:t])`. A decoded ID is the decoder start token(s), exactly `num_levels` ID
-tokens (level 0 first), `eos_token_id`, then padding for finished rows.
+Token layout ([`IDTokenLayout`]): a model's vocabulary is `text_vocab_size` text tokens followed by one token per code
+per level. A decoded ID is the decoder start token(s) (or the prompt), exactly `num_levels` ID tokens (level 0 first),
+`eos_token_id`, then padding for finished rows.
 """
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 from transformers import LogitsProcessor
 from transformers.generation.logits_process import LOGITS_PROCESSOR_INPUTS_DOCSTRING
 from transformers.utils import add_start_docstrings
 
-from .semantic_ids import _as_code_array
-from .trie import IDTrie, _check_trie_codes
+from .id_tokens import IDTokenLayout
+from .trie import IDTrie
 
 
-def _check_special_tokens(
-    text_vocab_size: int, eos_token_id: int, pad_token_id: int | None, decoder_start_length: int
-) -> None:
-    """Check that the special tokens are text tokens and that the decoder start length is non-negative."""
-    if text_vocab_size < 0:
-        raise ValueError(f"text_vocab_size must be non-negative, got {text_vocab_size}")
-    for name, token_id in (("eos_token_id", eos_token_id), ("pad_token_id", pad_token_id)):
-        if token_id is not None and not 0 <= token_id < text_vocab_size:
-            raise ValueError(
-                f"{name} = {token_id} must be a text token, i.e. in the range 0 to {text_vocab_size - 1} before the "
-                "ID tokens"
-            )
+def check_decoder_start_length(decoder_start_length: int) -> None:
     if decoder_start_length < 0:
         raise ValueError(f"decoder_start_length must be non-negative, got {decoder_start_length}")
 
@@ -64,7 +51,8 @@ class TrieConstrainedLogitsProcessor(LogitsProcessor):
 
     Works with greedy search, sampling and beam search (sampled or not), passed as
     `generate(..., logits_processor=LogitsProcessorList([processor]))`. It is the fast counterpart of
-    `generate(prefix_allowed_tokens_fn=DictTrie(...).prefix_allowed_tokens_fn)` and masks the same tokens.
+    `generate(prefix_allowed_tokens_fn=...)` with a dict-of-dicts trie (`modeling_lmindexer.dict_trie.DictTrie`, the
+    reference it is tested and benchmarked against) and masks the same tokens.
 
     Args:
         trie ([`IDTrie`]):
@@ -107,24 +95,13 @@ class TrieConstrainedLogitsProcessor(LogitsProcessor):
         decoder_start_length: int = 1,
         num_threads: int | None = 1,
     ):
-        _check_special_tokens(text_vocab_size, eos_token_id, pad_token_id, decoder_start_length)
+        check_decoder_start_length(decoder_start_length)
         if num_threads is not None and num_threads < 1:
             raise ValueError(f"num_threads = {num_threads}: give at least 1 thread, or None for torch's setting.")
         self.trie = trie
-        self.text_vocab_size = text_vocab_size
-        self.eos_token_id = eos_token_id
-        self.pad_token_id = pad_token_id
+        self.layout = IDTokenLayout(text_vocab_size, trie.codebook_sizes, eos_token_id, pad_token_id)
         self.decoder_start_length = decoder_start_length
-        self.id_vocab_end = text_vocab_size + sum(trie.codebook_sizes)
-        self.finish_token_id = eos_token_id if pad_token_id is None else pad_token_id
         self.num_threads = num_threads
-
-    def _prefix_codes(self, generated: torch.LongTensor) -> torch.LongTensor:
-        """The codes `(batch_size, num_generated)` of generated ID tokens `(batch_size, num_generated)`."""
-        level_starts = torch.tensor(
-            self.trie.level_offsets[: generated.shape[1]], dtype=torch.long, device=generated.device
-        )
-        return generated - self.text_vocab_size - level_starts
 
     def _allowed_id_tokens(self, generated: torch.LongTensor) -> tuple[torch.LongTensor, torch.BoolTensor]:
         """
@@ -135,11 +112,9 @@ class TrieConstrainedLogitsProcessor(LogitsProcessor):
         if num_generated >= self.trie.num_levels:
             no_tokens = torch.zeros(0, dtype=torch.long, device=generated.device)
             return no_tokens, torch.zeros(len(generated), 0, dtype=torch.bool, device=generated.device)
-        level_start = self.text_vocab_size + self.trie.level_offsets[num_generated]
-        level_tokens = torch.arange(
-            level_start, level_start + self.trie.codebook_sizes[num_generated], device=generated.device
-        )
-        return level_tokens, self.trie.allowed_next(self._prefix_codes(generated))
+        level_tokens = self.layout.level_token_ids(num_generated)
+        level_tokens = torch.arange(level_tokens.start, level_tokens.stop, device=generated.device)
+        return level_tokens, self.trie.allowed_next(self.layout.tokens_to_codes(generated))
 
     @add_start_docstrings(LOGITS_PROCESSOR_INPUTS_DOCSTRING)
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -153,25 +128,26 @@ class TrieConstrainedLogitsProcessor(LogitsProcessor):
                 f"input_ids has {input_ids.shape[1]} tokens, fewer than decoder_start_length = "
                 f"{self.decoder_start_length}"
             )
-        if scores.shape[-1] < self.id_vocab_end:
+        layout = self.layout
+        if scores.shape[-1] < layout.vocab_size:
             raise ValueError(
-                f"scores cover {scores.shape[-1]} tokens but the ID tokens end at {self.id_vocab_end} "
-                f"(text_vocab_size = {self.text_vocab_size} + codebook sizes {self.trie.codebook_sizes})"
+                f"scores cover {scores.shape[-1]} tokens but the ID tokens end at {layout.vocab_size} "
+                f"(text_vocab_size = {layout.text_vocab_size} + codebook sizes {layout.codebook_sizes})"
             )
         generated = input_ids[:, self.decoder_start_length :]
-        is_finished = (generated == self.eos_token_id).any(dim=-1, keepdim=True)
-        if self.pad_token_id is not None:
-            is_finished |= (generated == self.pad_token_id).any(dim=-1, keepdim=True)
+        is_finished = (generated == layout.eos_token_id).any(dim=-1, keepdim=True)
+        if layout.pad_token_id is not None:
+            is_finished |= (generated == layout.pad_token_id).any(dim=-1, keepdim=True)
 
         # Only a few columns can be allowed: the next level's ID tokens, EOS and the finish token.
         id_tokens, allowed_id_tokens = self._allowed_id_tokens(generated)
         allowed_id_tokens &= ~is_finished
         # Full IDs, and prefixes outside the trie, may only end.
         must_end = ~allowed_id_tokens.any(dim=-1, keepdim=True) & ~is_finished
-        if self.finish_token_id == self.eos_token_id:
-            end_tokens, allowed_end_tokens = [self.eos_token_id], must_end | is_finished
+        if layout.finish_token_id == layout.eos_token_id:
+            end_tokens, allowed_end_tokens = [layout.eos_token_id], must_end | is_finished
         else:
-            end_tokens = [self.eos_token_id, self.finish_token_id]
+            end_tokens = [layout.eos_token_id, layout.finish_token_id]
             allowed_end_tokens = torch.cat([must_end, is_finished], dim=-1)
         candidate_tokens = torch.cat([id_tokens, torch.tensor(end_tokens, device=scores.device)])
         allowed_candidates = torch.cat([allowed_id_tokens, allowed_end_tokens], dim=-1)
@@ -184,68 +160,3 @@ class TrieConstrainedLogitsProcessor(LogitsProcessor):
         scores_processed = torch.full_like(scores, -math.inf)
         scores_processed[:, candidate_tokens] = candidate_scores
         return scores_processed
-
-
-class DictTrie:
-    """
-    The slow reference baseline: the valid IDs as nested Python dicts of token ids (the GENRE way), walked once per
-    row and step by `generate(prefix_allowed_tokens_fn=...)`. Use [`TrieConstrainedLogitsProcessor`] for real work;
-    this class exists to check it and to benchmark against it. Both follow the token layout of this module and allow
-    the same tokens at every step.
-
-    Args:
-        codes (`np.ndarray`, `torch.LongTensor` or nested sequence of shape `(num_ids, num_levels)`):
-            The valid IDs.
-        codebook_sizes (`Sequence[int]`):
-            Codebook size of every level.
-        text_vocab_size (`int`):
-            Number of text tokens before the first ID token.
-        eos_token_id (`int`):
-            The token that ends an ID.
-        pad_token_id (`int`, *optional*):
-            The token that follows `eos_token_id` in finished rows.
-        decoder_start_length (`int`, *optional*, defaults to 1):
-            Number of tokens in every row before the first ID token.
-    """
-
-    def __init__(
-        self,
-        codes: np.ndarray | torch.Tensor | Sequence[Sequence[int]],
-        codebook_sizes: Sequence[int],
-        text_vocab_size: int,
-        eos_token_id: int,
-        pad_token_id: int | None = None,
-        decoder_start_length: int = 1,
-    ):
-        codes = _as_code_array(codes)
-        _check_trie_codes(codes, codebook_sizes)
-        _check_special_tokens(text_vocab_size, eos_token_id, pad_token_id, decoder_start_length)
-        self.eos_token_id = eos_token_id
-        self.pad_token_id = pad_token_id
-        self.decoder_start_length = decoder_start_length
-        level_starts = text_vocab_size + np.cumsum((0, *codebook_sizes[:-1]))
-        self.root: dict[int, dict] = {}
-        for id_tokens in (codes + level_starts).tolist():
-            node = self.root
-            for token in id_tokens:
-                node = node.setdefault(token, {})
-
-    def prefix_allowed_tokens_fn(self, batch_id: int, sent: torch.LongTensor) -> list[int]:
-        """
-        The tokens allowed after one row, for `generate(prefix_allowed_tokens_fn=...)`.
-
-        Args:
-            batch_id (`int`): Index of the input in the batch (unused: every input shares the trie).
-            sent (`torch.LongTensor` of shape `(sequence_length,)`): The row so far, decoder start tokens included.
-
-        Returns:
-            `list[int]`: The ID tokens that continue the prefix inside the trie; `[eos_token_id]` after a full ID or a
-            prefix outside the trie; `[pad_token_id]` (or `[eos_token_id]` without a pad token) for a finished row.
-        """
-        generated = sent[self.decoder_start_length :].tolist()
-        if self.eos_token_id in generated or (self.pad_token_id is not None and self.pad_token_id in generated):
-            return [self.eos_token_id if self.pad_token_id is None else self.pad_token_id]
-        node = self.root
-        for token in generated:
-            node = node.get(token, {})
-        return list(node) or [self.eos_token_id]

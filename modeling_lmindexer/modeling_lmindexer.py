@@ -1,14 +1,12 @@
 """LMIndexerForSemanticID: a seq2seq language model that learns hierarchical semantic IDs for documents."""
 
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn
-from huggingface_hub import ModelCardData
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, PreTrainedModel, PreTrainedTokenizerBase
@@ -19,14 +17,7 @@ from transformers.utils import ModelOutput, logging
 from .backbones import mean_pool
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
-from .hub_utils import (
-    SEMANTIC_IDS_NAME,
-    SavedFolderPushMixin,
-    cached_optional_file,
-    check_model_folder,
-    load_prefix_group_means,
-    save_corpus_files_and_model_card,
-)
+from .hub_utils import SemanticIDsHubMixin, render_model_card
 from .reconstructor import LMIndexerReconstructor
 from .semantic_ids import SemanticIDs, validate_corpus
 
@@ -73,6 +64,23 @@ class LMIndexerOutput(ModelOutput):
     level_representation: torch.FloatTensor | None = None
 
 
+def in_document_order(batches: Sequence[np.ndarray], outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """
+    The per-batch outputs of [`~LMIndexerForSemanticID.encode_batches`] as one tensor in document order.
+
+    Args:
+        batches (`Sequence[np.ndarray]`): The rows of every batch; together, every document once.
+        outputs (`Sequence[torch.Tensor]`): The output `(len(rows), ...)` of every batch, in the order of `batches`.
+
+    Returns:
+        `torch.Tensor` of shape `(num_documents, ...)`: row `i` is document `i`'s output.
+    """
+    stacked = torch.cat(list(outputs))
+    ordered = torch.empty_like(stacked)
+    ordered[torch.from_numpy(np.concatenate(batches)).to(stacked.device)] = stacked
+    return ordered
+
+
 class LMIndexerPreTrainedModel(PreTrainedModel):
     config_class = LMIndexerConfig
     base_model_prefix = "lmindexer"
@@ -93,7 +101,7 @@ class LMIndexerPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
 
 
-class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
+class LMIndexerForSemanticID(SemanticIDsHubMixin, LMIndexerPreTrainedModel):
     """
     The semantic indexer: a seq2seq backbone whose decoder, fed `[start, c_1, ..., c_{t-1}]`, produces the level-t
     representation of a document; a codebook per level that turns it into the code `c_t`; and a shallow reconstructor
@@ -313,6 +321,16 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             return representations
         return representations - self.prefix_group_means(level, prefix_codes, representations)
 
+    def code_scores(
+        self, level: int, representations: torch.Tensor, prefix_codes: torch.Tensor | None
+    ) -> torch.Tensor:
+        """
+        Scores `(batch_size, codebook_size)` of every code of `level` for level representations
+        `(batch_size, hidden_size)` whose earlier codes are `prefix_codes` `(batch_size, level)`: dot products with the
+        codebook after centring by the prefix-group means (see [`center_by_prefix`]).
+        """
+        return self.codebooks[level].scores(self.center_by_prefix(level, representations, prefix_codes))
+
     def _centers_level(self, level: int) -> bool:
         # Level 0 has one prefix group, the corpus: centring it lowered the AMI of k-means codes with MovieLens genres
         # (0.308 -> 0.282 on the untrained MiniLM backbone), while it is what spreads deeper levels.
@@ -449,9 +467,7 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         """
         per_level = [
             nn.functional.cross_entropy(
-                self.codebooks[level]
-                .scores(self.center_by_prefix(level, earlier_states[:, level], prefix_codes[:, :level]))
-                .float(),
+                self.code_scores(level, earlier_states[:, level], prefix_codes[:, :level]).float(),
                 prefix_codes[:, level],
             )
             for level in range(prefix_codes.shape[1])
@@ -506,7 +522,7 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         self._check_prefix_codes(level, prefix_codes, representations.shape[0])
         if self._centers_level(level):
             self.prefix_group_means.fit(level, representations, prefix_codes)
-        return self.codebooks[level].scores(self.center_by_prefix(level, representations, prefix_codes)).argmax(-1)
+        return self.code_scores(level, representations, prefix_codes).argmax(-1)
 
     @torch.no_grad()
     def predict_codes(
@@ -523,39 +539,104 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
             states, encoder_outputs = self.level_hidden_states(
                 input_ids, attention_mask, codes if level else None, encoder_outputs
             )
-            level_codes = (
-                self.codebooks[level]
-                .scores(self.center_by_prefix(level, states[:, level], codes if level else None))
-                .argmax(dim=-1)
-            )
+            level_codes = self.code_scores(level, states[:, level], codes if level else None).argmax(dim=-1)
             codes = torch.cat([codes, level_codes[:, None]], dim=1)
         return codes
 
-    def _length_sorted_batches(
-        self, documents: list[str], tokenizer: PreTrainedTokenizerBase, batch_size: int
-    ) -> list[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    def length_sorted_batches(
+        self,
+        documents: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int,
+        lengths: Sequence[int] | None = None,
+    ) -> list[np.ndarray]:
         """
-        The documents tokenised in batches of similar token count (little padding): `(rows, encoding)` pairs, `rows`
-        the positions `(batch_size,)` of the batch's documents, `encoding` their `input_ids` and `attention_mask`
-        `(batch_size, sequence_length)` on the model's device.
+        A corpus cut into batches of similar token count (little padding): the documents sorted by token count
+        (stably, so ties keep corpus order), `batch_size` at a time.
+
+        Args:
+            documents (`Sequence[str]`): Document texts.
+            tokenizer (`PreTrainedTokenizerBase`): The backbone's tokenizer.
+            batch_size (`int`): Documents per batch, at least 1.
+            lengths (`Sequence[int]`, *optional*): Token count of every document, truncated to
+                `config.max_document_length`, when known; otherwise the documents are tokenised to count them.
+
+        Returns:
+            `list[np.ndarray]`: The rows (positions in `documents`) of every batch, of shape `(batch_size,)` (the last
+            one maybe shorter).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size = {batch_size} must be at least 1.")
-        max_length = self.config.max_document_length
-        lengths = [len(ids) for ids in tokenizer(documents, max_length=max_length, truncation=True)["input_ids"]]
+        if lengths is None:
+            encoded = tokenizer(list(documents), max_length=self.config.max_document_length, truncation=True)
+            lengths = [len(input_ids) for input_ids in encoded["input_ids"]]
+        elif len(lengths) != len(documents):
+            raise ValueError(f"Got {len(lengths)} lengths for {len(documents)} documents.")
         order = np.argsort(np.asarray(lengths), kind="stable")
-        batches = []
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+    @torch.no_grad()
+    def encode_batches(
+        self,
+        documents: Sequence[str],
+        tokenizer: PreTrainedTokenizerBase,
+        batches: Sequence[np.ndarray],
+        encode: Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor],
+        description: str | None = None,
+        show_progress_bar: bool = False,
+    ) -> list[torch.Tensor]:
+        """
+        Run `encode` on batches of documents, in eval mode (the training mode is restored afterwards).
+
+        Args:
+            documents (`Sequence[str]`): Document texts.
+            tokenizer (`PreTrainedTokenizerBase`): The backbone's tokenizer.
+            batches (`Sequence[np.ndarray]`): The rows (positions in `documents`) of every batch, e.g. some or all of
+                [`length_sorted_batches`].
+            encode (`Callable`): `encode(input_ids, attention_mask, rows)` maps a batch's tokens
+                `(batch_size, sequence_length)` (truncated to `config.max_document_length`, on the model's device) and
+                its rows `(batch_size,)` to an output `(batch_size, ...)`, e.g. [`level_encoder`].
+            description (`str`, *optional*): Label of the progress bar.
+            show_progress_bar (`bool`): Show a tqdm bar over the batches.
+
+        Returns:
+            `list[torch.Tensor]`: The output of every batch, in the order of `batches` (see [`in_document_order`]).
+        """
+        was_training = self.training
+        self.eval()
+        outputs = []
+        for rows in tqdm(batches, desc=description, disable=not show_progress_bar):
             encoding = tokenizer(
                 [documents[row] for row in rows],
-                max_length=max_length,
+                max_length=self.config.max_document_length,
                 truncation=True,
                 padding=True,
                 return_tensors="pt",
             ).to(self.device)
-            batches.append((rows, {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}))
-        return batches
+            outputs.append(encode(encoding["input_ids"], encoding["attention_mask"], rows))
+        self.train(was_training)
+        return outputs
+
+    def level_encoder(
+        self, level: int, prefix_codes: torch.Tensor | None = None
+    ) -> Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]:
+        """
+        The `encode` of [`encode_batches`] that gives a batch's level representations (see [`encode_level`]), as
+        `float32` `(batch_size, hidden_size)`.
+
+        Args:
+            level (`int`): 0-based ID level.
+            prefix_codes (`torch.LongTensor` of shape `(num_documents, level)`, *optional*): The earlier codes of every
+                document of the corpus (required from level 1 on); a batch takes the rows of its documents.
+        """
+
+        def encode(input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+            batch_prefix_codes = (
+                None if prefix_codes is None else prefix_codes[torch.from_numpy(rows).to(prefix_codes.device)]
+            )
+            return self.encode_level(input_ids, attention_mask, level, batch_prefix_codes).float()
+
+        return encode
 
     @torch.no_grad()
     def predict_corpus_codes(
@@ -582,14 +663,16 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         """
         documents = list(documents)
         num_levels = self.config.num_levels if num_levels is None else num_levels
-        codes = np.empty((len(documents), num_levels), dtype=np.int64)
-        was_training = self.training
-        self.eval()
-        batches = self._length_sorted_batches(documents, tokenizer, batch_size)
-        for rows, batch in tqdm(batches, desc="Predicting codes", disable=not show_progress_bar):
-            codes[rows] = self.predict_codes(batch["input_ids"], batch["attention_mask"], num_levels).cpu().numpy()
-        self.train(was_training)
-        return codes
+        batches = self.length_sorted_batches(documents, tokenizer, batch_size)
+        codes = self.encode_batches(
+            documents,
+            tokenizer,
+            batches,
+            lambda input_ids, attention_mask, rows: self.predict_codes(input_ids, attention_mask, num_levels),
+            description="Predicting codes",
+            show_progress_bar=show_progress_bar,
+        )
+        return in_document_order(batches, codes).cpu().numpy()
 
     @torch.no_grad()
     def assign_ids(
@@ -625,26 +708,20 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         doc_ids = [str(position) for position in range(len(documents))] if doc_ids is None else list(doc_ids)
         validate_corpus(doc_ids, documents)
         num_levels = self.config.num_levels if num_levels is None else num_levels
-        was_training = self.training
-        self.eval()
-        batches = self._length_sorted_batches(documents, tokenizer, batch_size)
-        order = torch.from_numpy(np.concatenate([rows for rows, _ in batches]))
+        batches = self.length_sorted_batches(documents, tokenizer, batch_size)
         codes = torch.empty(len(documents), 0, dtype=torch.long, device=self.device)
         for level in range(num_levels):
-            sorted_representations = [
-                self.encode_level(
-                    batch["input_ids"],
-                    batch["attention_mask"],
-                    level,
-                    codes[torch.from_numpy(rows).to(self.device)] if level else None,
-                )
-                for rows, batch in tqdm(batches, desc=f"Assigning level {level + 1}", disable=not show_progress_bar)
-            ]
-            representations = torch.empty(len(documents), self.config.hidden_size, device=self.device)
-            representations[order.to(self.device)] = torch.cat(sorted_representations).float()
-            level_codes = self.corpus_level_codes(level, representations, codes if level else None)
+            prefix_codes = codes if level else None
+            representations = self.encode_batches(
+                documents,
+                tokenizer,
+                batches,
+                self.level_encoder(level, prefix_codes),
+                description=f"Assigning level {level + 1}",
+                show_progress_bar=show_progress_bar,
+            )
+            level_codes = self.corpus_level_codes(level, in_document_order(batches, representations), prefix_codes)
             codes = torch.cat([codes, level_codes[:, None]], dim=1)
-        self.train(was_training)
         self.semantic_ids = SemanticIDs.from_learned_codes(
             doc_ids, codes.cpu().numpy(), self.config.codebook_sizes[:num_levels]
         )
@@ -705,91 +782,57 @@ class LMIndexerForSemanticID(SavedFolderPushMixin, LMIndexerPreTrainedModel):
         self.semantic_ids = self.semantic_ids.extend(doc_ids, codes)
         return self.semantic_ids
 
-    def _check_semantic_ids(self, semantic_ids: SemanticIDs, source: str) -> None:
+    def check_semantic_ids(self, semantic_ids: SemanticIDs, source: str, model_name: str = "model") -> None:
+        """
+        Check that an ID table's learned levels have this model's codebook sizes.
+
+        Raises:
+            `ValueError`: Naming `source` and the first level that does not fit (the model called `model_name`).
+        """
         for level in range(semantic_ids.num_learned_levels):
             expected = self.config.codebook_sizes[level] if level < self.config.num_levels else None
             if semantic_ids.codebook_sizes[level] != expected:
                 raise ValueError(
-                    f"{source}: level {level} has codebook size {semantic_ids.codebook_sizes[level]} but the model's "
-                    f"level {level} has {expected}; these IDs were not learned by this model."
+                    f"{source}: learned level {level} has codebook size {semantic_ids.codebook_sizes[level]} but the "
+                    f"{model_name}'s level {level} has {expected}; these IDs were not learned by this {model_name}."
                 )
+
+    def set_semantic_ids(self, semantic_ids: SemanticIDs, source: str = "semantic_ids") -> None:
+        """Use an ID table learned by this model (checked by [`check_semantic_ids`]) as `self.semantic_ids`."""
+        self.check_semantic_ids(semantic_ids, source)
+        self.semantic_ids = semantic_ids
 
     def model_card(self) -> str:
         """Markdown model card: backbone, levels, codebook sizes, dataset and indexing metrics when known."""
         config = self.config
-        card_data = ModelCardData(
-            library_name="transformers",
-            tags=["lmindexer", "semantic-ids", "generative-retrieval"],
-            datasets=[config.dataset_name] if config.dataset_name else None,
-        )
-        lines = [
-            "---",
-            card_data.to_yaml(),
-            "---",
-            "",
-            "# LMIndexer semantic indexer",
-            "",
-            "A language model that assigns hierarchical semantic IDs to documents, as in *Language Models as Semantic "
-            "Indexers* (Jin et al., ICML 2024), trained with `lmindexer`.",
-            "",
-            f"- Backbone: `{config.backbone_name_or_path or config.seq2seq_config.model_type}` "
+        facts = [
+            f"Backbone: `{config.backbone_name_or_path or config.seq2seq_config.model_type}` "
             f"({config.seq2seq_config.model_type}, width {config.hidden_size})",
-            f"- Learned ID levels: {config.num_levels}",
-            f"- Codebook sizes: {', '.join(str(size) for size in config.codebook_sizes)}",
-            f"- Dataset: {config.dataset_name or 'unknown'}",
+            f"Learned ID levels: {config.num_levels}",
+            f"Codebook sizes: {', '.join(str(size) for size in config.codebook_sizes)}",
+            f"Dataset: {config.dataset_name or 'unknown'}",
         ]
         if self.semantic_ids is not None:
-            lines.append(
-                f"- Indexed documents: {len(self.semantic_ids)} (ID length {self.semantic_ids.num_levels}, "
+            facts.append(
+                f"Indexed documents: {len(self.semantic_ids)} (ID length {self.semantic_ids.num_levels}, "
                 f"collision rate before resolution {self.semantic_ids.collision_rate_before_resolution:.4f})"
             )
-        if config.indexing_metrics:
-            lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {name} | {value} |" for name, value in config.indexing_metrics.items()]
-        lines += [
-            "",
-            "## Usage",
-            "",
-            "```python",
-            "import modeling_lmindexer",
-            "from transformers import AutoModel",
-            "",
-            f'model = AutoModel.from_pretrained("{config.name_or_path or "path/to/model"}")',
-            "model.semantic_ids  # doc id -> code tuple",
-            "```",
-            "",
-        ]
-        return "\n".join(lines)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
-        """Save weights (safetensors), config, the learned [`SemanticIDs`] and a model card."""
-        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
-        if not is_main_process:
-            return
-        save_corpus_files_and_model_card(save_directory, self.semantic_ids, self.prefix_group_means, self.model_card())
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
-        """
-        Load the model as [`PreTrainedModel.from_pretrained`] does, plus its learned [`SemanticIDs`] and
-        prefix-group means if saved.
-
-        Raises:
-            `OSError`: Naming the file, when a JSON or safetensors file of a local folder is corrupt or truncated.
-            `ValueError`: Naming the file, when the saved IDs are invalid or do not fit the config.
-        """
-        check_model_folder(pretrained_model_name_or_path, kwargs)
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        ids_file = cached_optional_file(pretrained_model_name_or_path, SEMANTIC_IDS_NAME, kwargs)
-        if ids_file is not None:
-            semantic_ids = SemanticIDs.load(ids_file)
-            model._check_semantic_ids(semantic_ids, ids_file)
-            model.semantic_ids = semantic_ids
-        group_means = load_prefix_group_means(pretrained_model_name_or_path, model.config.codebook_sizes, kwargs)
-        if group_means is not None:
-            model.prefix_group_means = group_means
-        return loaded
+        return render_model_card(
+            dataset_name=config.dataset_name,
+            task_tag="generative-retrieval",
+            title="LMIndexer semantic indexer",
+            summary="A language model that assigns hierarchical semantic IDs to documents, as in *Language Models as "
+            "Semantic Indexers* (Jin et al., ICML 2024), trained with `lmindexer`.",
+            facts=facts,
+            metrics=config.indexing_metrics,
+            usage=[
+                "import modeling_lmindexer",
+                "from transformers import AutoModel",
+                "",
+                f'model = AutoModel.from_pretrained("{config.name_or_path or "path/to/model"}")',
+                "model.semantic_ids  # doc id -> code tuple",
+            ],
+        )
 
 
-__all__ = ["LMIndexerForSemanticID", "LMIndexerOutput", "LMIndexerPreTrainedModel"]
+__all__ = ["LMIndexerForSemanticID", "LMIndexerOutput", "LMIndexerPreTrainedModel", "in_document_order"]

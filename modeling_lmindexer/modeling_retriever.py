@@ -2,11 +2,9 @@
 
 import copy
 import math
-import os
 from collections.abc import Sequence
 
 import torch
-from huggingface_hub import ModelCardData
 from torch import nn
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -24,14 +22,8 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .codebook import PrefixGroupMeans
 from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_config
-from .hub_utils import (
-    SEMANTIC_IDS_NAME,
-    SavedFolderPushMixin,
-    cached_optional_file,
-    check_model_folder,
-    load_prefix_group_means,
-    save_corpus_files_and_model_card,
-)
+from .hub_utils import SemanticIDsHubMixin, render_model_card
+from .id_beam_search import EncoderDecoderSteps
 from .id_beam_search import id_beam_search as id_beam_search_loop
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import skip_output_head
@@ -59,7 +51,7 @@ def resize_vocabulary(backbone: PreTrainedModel, text_vocab_size: int, vocab_siz
             model.resize_token_embeddings(vocab_size, mean_resizing=False)
 
 
-class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin):
+class LMIndexerRetriever(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
     """
     A generative retriever: a seq2seq backbone whose vocabulary is extended with one token per code per level reads a
     query (or a user history) and generates the semantic ID of a relevant document. `generate()` is restricted to the
@@ -150,14 +142,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         semantic_ids = indexer.semantic_ids if semantic_ids is None else semantic_ids
         if semantic_ids is None:
             raise ValueError("The indexer has no semantic IDs: run `indexer.assign_ids(...)` or pass semantic_ids.")
-        indexer_sizes = list(indexer.config.codebook_sizes)
-        for level in range(semantic_ids.num_learned_levels):
-            expected = indexer_sizes[level] if level < len(indexer_sizes) else None
-            if semantic_ids.codebook_sizes[level] != expected:
-                raise ValueError(
-                    f"semantic_ids: learned level {level} has codebook size {semantic_ids.codebook_sizes[level]} but "
-                    f"the indexer's level {level} has {expected}; these IDs were not learned by this indexer."
-                )
+        indexer.check_semantic_ids(semantic_ids, source="semantic_ids", model_name="indexer")
         config_kwargs.setdefault("backbone_name_or_path", indexer.config.backbone_name_or_path)
         config_kwargs.setdefault("dataset_name", indexer.config.dataset_name)
         if config_kwargs.get("id_only_head", True):
@@ -210,10 +195,11 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         `(codebook_sizes[t], width)` when given and of the matrix's width, else normal with standard deviation
         `config.initializer_range`. Output biases of ID tokens are set to zero.
         """
-        starts, sizes = self.config.level_start_token_ids, self.config.codebook_sizes
+        layout = self.config.id_token_layout
         for weight, embed_scale in self._id_embedding_matrices():
-            for level, (start, size) in enumerate(zip(starts, sizes)):
-                rows = weight[start : start + size]
+            for level in range(layout.num_levels):
+                token_ids = layout.level_token_ids(level)
+                rows = weight[token_ids.start : token_ids.stop]
                 vectors = codebook_vectors[level] if level < len(codebook_vectors) else None
                 if vectors is not None and tuple(vectors.shape) == tuple(rows.shape):
                     rows.copy_(vectors.to(rows) / embed_scale)
@@ -287,19 +273,14 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
 
     def code_token_ids(self, level: int) -> list[int]:
         """The token ids of the codes `0 .. codebook_sizes[level] - 1` of one ID level."""
-        if not 0 <= level < self.config.num_levels:
-            raise ValueError(f"level = {level} is outside the {self.config.num_levels} ID levels (0-based).")
-        start = self.config.level_start_token_ids[level]
-        return list(range(start, start + self.config.codebook_sizes[level]))
+        return list(self.config.id_token_layout.level_token_ids(level))
 
     def id_tokens(self, doc_id: str) -> list[int]:
         """
         The token ids a document's ID is generated as: one ID token per level, then `eos_token_id` (the training
         labels of a query whose answer is `doc_id`).
         """
-        codes = self._require_semantic_ids()[doc_id]
-        id_token_ids = [start + code for start, code in zip(self.config.level_start_token_ids, codes)]
-        return [*id_token_ids, self.config.eos_token_id]
+        return self.config.id_token_layout.id_token_ids(self._require_semantic_ids()[doc_id])
 
     def doc_ids_from_sequences(self, sequences: torch.LongTensor) -> list[str | None]:
         """
@@ -317,8 +298,8 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         num_levels = self.config.num_levels
         if sequences.shape[1] < 1 + num_levels:
             return [None] * sequences.shape[0]
-        level_starts = torch.tensor(self.config.level_start_token_ids, device=sequences.device)
-        codes = (sequences[:, 1 : 1 + num_levels] - level_starts).to(self.trie.leaf_doc_rows.device)
+        codes = self.config.id_token_layout.tokens_to_codes(sequences[:, 1 : 1 + num_levels])
+        codes = codes.to(self.trie.leaf_doc_rows.device)
         doc_ids = semantic_ids.doc_ids
         return [doc_ids[row] if row >= 0 else None for row in self.trie.doc_rows(codes).tolist()]
 
@@ -326,19 +307,6 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         if self._semantic_ids is None:
             raise ValueError("The retriever has no semantic IDs: call `set_semantic_ids(...)` first.")
         return self._semantic_ids
-
-    def _step_token_range(self, step: int) -> tuple[int, int]:
-        """
-        The tokens `start .. end - 1` that decoding step `step` can produce (step 0 generates the first ID token):
-        the codes of level `step`, then `eos_token_id`, then `pad_token_id` (`eos_token_id` without a pad token).
-        """
-        if step < self.config.num_levels:
-            start = self.config.level_start_token_ids[step]
-            return start, start + self.config.codebook_sizes[step]
-        token_id = self.config.pad_token_id
-        if step == self.config.num_levels or token_id is None:
-            token_id = self.config.eos_token_id
-        return token_id, token_id + 1
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -474,9 +442,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
                 "config.center_by_prefix needs the decoded prefix: with a cache, pass every decoder token so far as "
                 "decoder_prefix_ids (generate() does)."
             )
-        prefix_tokens = decoder_token_ids[:, 1 : self.config.num_levels]
-        level_starts = torch.tensor(self.config.level_start_token_ids[: prefix_tokens.shape[1]])
-        return prefix_tokens - level_starts.to(prefix_tokens.device)
+        return self.config.id_token_layout.tokens_to_codes(decoder_token_ids[:, 1 : self.config.num_levels])
 
     def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, **kwargs) -> dict:
         """`GenerationMixin`'s inputs, plus every decoder token so far as `decoder_prefix_ids` when
@@ -516,9 +482,10 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         summed_loss = head_states.new_zeros((), dtype=torch.float32)
         if labels is not None:
             labels = labels.to(head_states.device)
+        layout = self.config.id_token_layout
         for position in range(target_length):
             step = first_step + position
-            start, end = self._step_token_range(step)
+            start, end = layout.step_token_range(step)
             step_prefix = None if prefix_codes is None else prefix_codes[:, :step]
             scores = self.step_scores(head_states[:, position], step, step_prefix)
             logits[:, position, start:end] = scores
@@ -533,7 +500,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
     ) -> torch.Tensor:
         """
         The ID-only head at one decoding step: scores of the tokens that step can produce (see
-        [`~LMIndexerRetriever._step_token_range`]), from the backbone's own output rows, output bias and BART's
+        [`IDTokenLayout.step_token_range`]), from the backbone's own output rows, output bias and BART's
         `final_logits_bias`. With `config.center_by_prefix`, the mean state of the indexed documents sharing the
         decoded prefix is subtracted from the states at levels 1 and beyond first, as the indexer does.
 
@@ -548,7 +515,7 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
             `torch.FloatTensor` of shape `(batch_size, num_step_tokens)`: `codebook_sizes[step]` scores for an ID
             level, one for the end steps.
         """
-        start, end = self._step_token_range(step)
+        start, end = self.config.id_token_layout.step_token_range(step)
         if self.config.center_by_prefix and 0 < step < self.config.num_levels:
             if prefix_codes is None or tuple(prefix_codes.shape) != (head_states.shape[0], step):
                 shape = None if prefix_codes is None else tuple(prefix_codes.shape)
@@ -584,6 +551,24 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return self.backbone.prepare_decoder_input_ids_from_labels(labels=labels)
+
+    def id_beam_search_unsupported_reason(self, decoder_input_ids: torch.LongTensor) -> str | None:
+        """Why [`id_beam_search`] cannot decode for this retriever (`None` when it can)."""
+        if not self.config.id_only_head:
+            return "the full-vocabulary output head (config.id_only_head = False)"
+        if decoder_input_ids.shape[1] != 1:
+            return f"a decoder prompt of {decoder_input_ids.shape[1]} tokens"
+        return None
+
+    def id_decoding_steps(self, decoder_input_ids: torch.LongTensor, model_kwargs: dict) -> EncoderDecoderSteps:
+        """The decoder steps of [`id_beam_search`] from the start tokens `(batch_size, 1)` and `generate()`'s
+        `encoder_outputs` and `attention_mask` (one row per query)."""
+        return EncoderDecoderSteps(
+            self,
+            decoder_input_ids,
+            model_kwargs["encoder_outputs"].last_hidden_state,
+            model_kwargs.get("attention_mask"),
+        )
 
     def trie_logits_processor(self) -> TrieConstrainedLogitsProcessor:
         """The [`TrieConstrainedLogitsProcessor`] restricting `generate()` to the indexed IDs."""
@@ -729,53 +714,37 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         config = self.config
         seq2seq_type = config.seq2seq_config.model_type
         model_path = config.name_or_path or "path/to/model"
-        card_data = ModelCardData(
-            library_name="transformers",
-            pipeline_tag="text2text-generation",
-            tags=["lmindexer", "semantic-ids", "generative-retrieval"],
-            datasets=[config.dataset_name] if config.dataset_name else None,
-        )
-        lines = [
-            "---",
-            card_data.to_yaml(),
-            "---",
-            "",
-            "# LMIndexer generative retriever",
-            "",
-            "A seq2seq model that generates the semantic IDs of the documents relevant to a query, decoded with beam "
-            "search constrained to the indexed IDs, as in *Language Models as Semantic Indexers* (Jin et al., ICML "
-            "2024), trained with `lmindexer`.",
-            "",
-            f"- Backbone: `{config.backbone_name_or_path or seq2seq_type}` ({seq2seq_type}, decoder width "
+        facts = [
+            f"Backbone: `{config.backbone_name_or_path or seq2seq_type}` ({seq2seq_type}, decoder width "
             f"{seq2seq_decoder_config(config.seq2seq_config).hidden_size})",
-            f"- ID levels: {config.num_levels}",
-            f"- Codebook sizes: {', '.join(str(size) for size in config.codebook_sizes)}",
-            f"- Vocabulary: {config.text_vocab_size} text tokens + {sum(config.codebook_sizes)} ID tokens",
-            f"- Output head: {self._output_head_description()}",
-            f"- Dataset: {config.dataset_name or 'unknown'}",
+            f"ID levels: {config.num_levels}",
+            f"Codebook sizes: {', '.join(str(size) for size in config.codebook_sizes)}",
+            f"Vocabulary: {config.text_vocab_size} text tokens + {sum(config.codebook_sizes)} ID tokens",
+            f"Output head: {self._output_head_description()}",
+            f"Dataset: {config.dataset_name or 'unknown'}",
         ]
         if self._semantic_ids is not None:
             ids = self._semantic_ids
             collision = "with a collision level" if ids.has_collision_code else "without a collision level"
-            lines.append(f"- Indexed documents: {len(ids)} ({ids.num_learned_levels} learned levels, {collision})")
-        if config.retrieval_metrics:
-            lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {name} | {value} |" for name, value in config.retrieval_metrics.items()]
-        lines += [
-            "",
-            "## Usage",
-            "",
-            "```python",
-            "import modeling_lmindexer",
-            "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
-            "",
-            f'model = AutoModelForSeq2SeqLM.from_pretrained("{model_path}")',
-            f'tokenizer = AutoTokenizer.from_pretrained("{model_path}")  # saved with it by the scripts',
-            'model.retrieve(["a query"], tokenizer, k=10)  # doc ids, best first',
-            "```",
-            "",
-        ]
-        return "\n".join(lines)
+            facts.append(f"Indexed documents: {len(ids)} ({ids.num_learned_levels} learned levels, {collision})")
+        return render_model_card(
+            dataset_name=config.dataset_name,
+            task_tag="generative-retrieval",
+            title="LMIndexer generative retriever",
+            summary="A seq2seq model that generates the semantic IDs of the documents relevant to a query, decoded "
+            "with beam search constrained to the indexed IDs, as in *Language Models as Semantic Indexers* (Jin et "
+            "al., ICML 2024), trained with `lmindexer`.",
+            facts=facts,
+            metrics=config.retrieval_metrics,
+            usage=[
+                "import modeling_lmindexer",
+                "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
+                "",
+                f'model = AutoModelForSeq2SeqLM.from_pretrained("{model_path}")',
+                f'tokenizer = AutoTokenizer.from_pretrained("{model_path}")  # saved with it by the scripts',
+                'model.retrieve(["a query"], tokenizer, k=10)  # doc ids, best first',
+            ],
+        )
 
     def _output_head_description(self) -> str:
         if not self.config.id_only_head:
@@ -786,37 +755,6 @@ class LMIndexerRetriever(SavedFolderPushMixin, PreTrainedModel, GenerationMixin)
         if self.config.center_by_prefix:
             details.append("centred by the prefix-group means of the indexed documents")
         return f"ID-only ({'; '.join(details)})"
-
-    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
-        """Save weights (safetensors), config, generation config, the [`SemanticIDs`], the prefix-group means (when
-        there are any) and a model card."""
-        super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
-        if not is_main_process:
-            return
-        save_corpus_files_and_model_card(
-            save_directory, self._semantic_ids, self.prefix_group_means, self.model_card()
-        )
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
-        """
-        Load the model as [`PreTrainedModel.from_pretrained`] does, plus its [`SemanticIDs`], prefix tree and
-        prefix-group means if saved.
-
-        Raises:
-            `OSError`: Naming the file, when a JSON or safetensors file of a local folder is corrupt or truncated.
-            `ValueError`: When the saved IDs do not fit the config's codebook sizes (naming the level).
-        """
-        check_model_folder(pretrained_model_name_or_path, kwargs)
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        ids_file = cached_optional_file(pretrained_model_name_or_path, SEMANTIC_IDS_NAME, kwargs)
-        if ids_file is not None:
-            model.set_semantic_ids(SemanticIDs.load(ids_file), source=ids_file)
-        group_means = load_prefix_group_means(pretrained_model_name_or_path, model.config.codebook_sizes, kwargs)
-        if group_means is not None:
-            model.prefix_group_means = group_means
-        return loaded
 
 
 __all__ = ["LMIndexerRetriever"]

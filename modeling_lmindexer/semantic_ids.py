@@ -34,7 +34,7 @@ PathLike = str | os.PathLike
 CodeTuple = tuple[int, ...]
 
 
-class _RowGroups(NamedTuple):
+class RowGroups(NamedTuple):
     """
     Identical rows of an integer array, as `np.unique(rows, axis=0, return_inverse=True, return_counts=True)` gives.
 
@@ -49,7 +49,7 @@ class _RowGroups(NamedTuple):
     group_sizes: np.ndarray
 
 
-def _group_rows(rows: np.ndarray) -> _RowGroups:
+def group_rows(rows: np.ndarray) -> RowGroups:
     """Group the identical rows of a non-empty `(num_rows, num_columns)` array (much faster than `np.unique`)."""
     order = np.lexsort(rows.T[::-1])
     sorted_rows = rows[order]
@@ -58,10 +58,10 @@ def _group_rows(rows: np.ndarray) -> _RowGroups:
     sorted_group_ids = np.cumsum(starts_group) - 1
     group_ids = np.empty_like(sorted_group_ids)
     group_ids[order] = sorted_group_ids
-    return _RowGroups(order, group_ids, np.bincount(sorted_group_ids))
+    return RowGroups(order, group_ids, np.bincount(sorted_group_ids))
 
 
-def _rank_within_groups(groups: _RowGroups) -> np.ndarray:
+def _rank_within_groups(groups: RowGroups) -> np.ndarray:
     """Position `(num_rows,)` of every row among the rows of its group, in row order (0, 1, 2, ...)."""
     group_starts = np.cumsum(groups.group_sizes) - groups.group_sizes
     ranks = np.empty_like(groups.order)
@@ -69,9 +69,61 @@ def _rank_within_groups(groups: _RowGroups) -> np.ndarray:
     return ranks
 
 
-def _shared_fraction(groups: _RowGroups) -> float:
+def _shared_fraction(groups: RowGroups) -> float:
     """Fraction of rows that are identical to at least one other row."""
     return np.count_nonzero(groups.group_sizes[groups.group_ids] > 1) / len(groups.group_ids)
+
+
+def first_shared_rows(groups: RowGroups) -> tuple[int, int] | None:
+    """
+    The first row (in row order) that is identical to another row, and the next row identical to it.
+
+    Args:
+        groups ([`RowGroups`]): The rows grouped by [`group_rows`].
+
+    Returns:
+        `tuple[int, int]` of the two row positions, or `None` when every row is unique.
+    """
+    if len(groups.group_sizes) == len(groups.group_ids):
+        return None
+    first_row = int(np.argmax(groups.group_sizes[groups.group_ids] > 1))
+    return first_row, int(np.flatnonzero(groups.group_ids == groups.group_ids[first_row])[1])
+
+
+def _code_rows(codes: np.ndarray) -> np.ndarray:
+    """Non-empty codes `(N,)` or `(N, t)` as rows `(N, 1)` or `(N, t)`."""
+    rows = np.asarray(codes)
+    if rows.ndim not in (1, 2) or len(rows) == 0:
+        raise ValueError(f"codes must be a non-empty (N,) or (N, t) array, got shape {rows.shape}")
+    return rows.reshape(len(rows), -1)
+
+
+def code_groups(codes: np.ndarray) -> np.ndarray:
+    """
+    Group documents by their code tuples, e.g. by the prefix of their first levels.
+
+    Args:
+        codes (`np.ndarray` of shape `(num_documents, num_levels)` or `(num_documents,)`): Non-empty integer codes;
+            a 1-D array holds one level.
+
+    Returns:
+        `np.ndarray` of shape `(num_documents,)` and dtype `np.int64`: the group of every document, documents with the
+        same codes sharing one, groups numbered 0, 1, ... in lexicographic code order.
+    """
+    return group_rows(_code_rows(codes)).group_ids
+
+
+def prefix_collision_rate(codes: np.ndarray) -> float:
+    """
+    Fraction of documents whose code tuple is shared with at least one other document.
+
+    Args:
+        codes (`np.ndarray` of shape `(N, t)` or `(N,)`): Code prefixes of the documents.
+
+    Returns:
+        `float` in `[0, 1]`: 0 when every tuple is unique.
+    """
+    return _shared_fraction(group_rows(_code_rows(codes)))
 
 
 def _is_int(value: object) -> bool:
@@ -172,22 +224,36 @@ def _as_code_array(codes: np.ndarray | torch.Tensor | Sequence[Sequence[int]]) -
     return array.astype(np.int64)
 
 
-def _check_codes(codes: np.ndarray, doc_ids: Sequence[str], codebook_sizes: Sequence[int]) -> None:
-    """Check the table size, the codebook sizes, the shape of `codes` `(num_documents, num_levels)` and its range."""
-    if len(doc_ids) == 0:
-        raise ValueError("a semantic ID table needs at least one document")
+def check_codes(codes: np.ndarray, codebook_sizes: Sequence[int], doc_ids: Sequence[str] | None = None) -> None:
+    """
+    Check a table of IDs: the codebook sizes, and `codes` against them and against the doc ids.
+
+    Args:
+        codes (`np.ndarray` of shape `(num_rows, num_levels)`): `np.int64` codes, one ID per row.
+        codebook_sizes (`Sequence[int]`): Codebook size of every level.
+        doc_ids (`Sequence[str]`, *optional*): The document of every row; errors then name documents, not rows.
+
+    Raises:
+        `ValueError`: For invalid codebook sizes (see [`validate_codebook_sizes`]), no rows, a row count other than
+        the number of doc ids, a column count other than the number of levels, or a code out of its level's range
+        (naming the first).
+    """
     validate_codebook_sizes(codebook_sizes)
-    if codes.shape[0] != len(doc_ids):
+    if doc_ids is not None and codes.shape[0] != len(doc_ids):
         raise ValueError(f"codes has {codes.shape[0]} rows but there are {len(doc_ids)} doc ids")
+    if codes.shape[0] == 0:
+        raise ValueError("codes is empty: a table of semantic IDs needs at least one document")
     if codes.shape[1] != len(codebook_sizes):
         raise ValueError(f"codes has {codes.shape[1]} columns but codebook_sizes has {len(codebook_sizes)} entries")
     out_of_range = (codes < 0) | (codes >= np.asarray(codebook_sizes, dtype=np.int64))
     if out_of_range.any():
         row, level = divmod(int(np.argmax(out_of_range.ravel())), codes.shape[1])
-        raise ValueError(
-            f"code {codes[row, level]} of document {doc_ids[row]!r} at level {level} is out of range for codebook "
-            f"size {codebook_sizes[level]}"
+        code = (
+            f"codes[{row}, {level}] = {codes[row, level]}"
+            if doc_ids is None
+            else f"code {codes[row, level]} of document {doc_ids[row]!r} at level {level}"
         )
+        raise ValueError(f"{code} is out of range for codebook size {codebook_sizes[level]}")
 
 
 def _check_num_learned_levels(num_learned_levels: int, num_levels: int) -> None:
@@ -255,7 +321,7 @@ class SemanticIDs:
         collision_rate_before_resolution: float | None = None,
     ):
         codes = _as_code_array(codes)
-        _check_codes(codes, doc_ids, codebook_sizes)
+        check_codes(codes, codebook_sizes, doc_ids)
         num_learned_levels = len(codebook_sizes) if num_learned_levels is None else num_learned_levels
         _check_num_learned_levels(num_learned_levels, len(codebook_sizes))
         if collision_rate_before_resolution is not None:
@@ -273,11 +339,9 @@ class SemanticIDs:
             self._check_unique_ids()
 
     def _check_unique_ids(self) -> None:
-        groups = _group_rows(self._codes)
-        shared = groups.group_sizes[groups.group_ids] > 1
-        if shared.any():
-            first_row = int(np.argmax(shared))
-            second_row = int(np.flatnonzero(groups.group_ids == groups.group_ids[first_row])[1])
+        shared = first_shared_rows(group_rows(self._codes))
+        if shared is not None:
+            first_row, second_row = shared
             raise ValueError(
                 f"documents {self._doc_ids[first_row]!r} and {self._doc_ids[second_row]!r} have the same semantic ID "
                 f"{self._code_tuple(first_row)} despite the collision level"
@@ -306,8 +370,8 @@ class SemanticIDs:
             [`SemanticIDs`] with `num_learned_levels` or `num_learned_levels + 1` levels.
         """
         learned_codes = _as_code_array(codes)
-        _check_codes(learned_codes, doc_ids, codebook_sizes)
-        groups = _group_rows(learned_codes)
+        check_codes(learned_codes, codebook_sizes, doc_ids)
+        groups = group_rows(learned_codes)
         collision_rate = _shared_fraction(groups)
         largest_group_size = int(groups.group_sizes.max())
         if largest_group_size == 1:
@@ -350,20 +414,20 @@ class SemanticIDs:
         learned_codes = _as_code_array(learned_codes)
         num_learned_levels = self._num_learned_levels
         learned_sizes = self._codebook_sizes[:num_learned_levels]
-        _check_codes(learned_codes, doc_ids, learned_sizes)
+        check_codes(learned_codes, learned_sizes, doc_ids)
         _index_doc_ids(doc_ids)
         for position, doc_id in enumerate(doc_ids):
             if doc_id in self._row_by_doc_id:
                 raise ValueError(f"doc id {doc_id!r} (new document {position}) is already in the table")
         all_learned_codes = np.concatenate([self._codes[:, :num_learned_levels], learned_codes])
-        groups = _group_rows(all_learned_codes)
+        groups = group_rows(all_learned_codes)
         indexed_collision_codes = (
             self._codes[:, -1] if self.has_collision_code else np.zeros(len(self), dtype=np.int64)
         )
         largest_indexed_code = np.full(len(groups.group_sizes), -1, dtype=np.int64)
         np.maximum.at(largest_indexed_code, groups.group_ids[: len(self)], indexed_collision_codes)
         new_collision_codes = (
-            largest_indexed_code[groups.group_ids[len(self) :]] + 1 + _rank_within_groups(_group_rows(learned_codes))
+            largest_indexed_code[groups.group_ids[len(self) :]] + 1 + _rank_within_groups(group_rows(learned_codes))
         )
         collision_rate = _shared_fraction(groups)
         if not self.has_collision_code and not new_collision_codes.any():
@@ -423,7 +487,7 @@ class SemanticIDs:
     def collision_rate_before_resolution(self) -> float:
         """Fraction of documents whose learned codes are shared with at least one other document."""
         if self._collision_rate is None:
-            self._collision_rate = _shared_fraction(_group_rows(self._codes[:, : self._num_learned_levels]))
+            self._collision_rate = prefix_collision_rate(self._codes[:, : self._num_learned_levels])
         return self._collision_rate
 
     def __len__(self) -> int:
@@ -576,7 +640,7 @@ class SemanticIDs:
         _check_level(level, self.num_levels + 1)
         if level == 0:
             return np.zeros(len(self), dtype=np.int64)
-        return _group_rows(self._codes[:, :level]).group_ids
+        return group_rows(self._codes[:, :level]).group_ids
 
     def save(self, path: PathLike) -> None:
         """

@@ -13,7 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .semantic_ids import SemanticIDs, _as_code_array, validate_codebook_sizes
+from .semantic_ids import (
+    SemanticIDs,
+    _as_code_array,
+    check_codes,
+    first_shared_rows,
+    group_rows,
+    validate_codebook_sizes,
+)
 
 
 def _smallest_code_dtype(codebook_size: int) -> torch.dtype:
@@ -27,32 +34,6 @@ def _smallest_code_dtype(codebook_size: int) -> torch.dtype:
 def _smallest_index_dtype(max_value: int) -> torch.dtype:
     """`torch.int32` when it holds `max_value`, else `torch.int64`."""
     return torch.int32 if max_value <= torch.iinfo(torch.int32).max else torch.int64
-
-
-def _check_trie_codes(codes: np.ndarray, codebook_sizes: Sequence[int]) -> None:
-    """Check that `codes` `(num_ids, num_levels)` is non-empty, matches `codebook_sizes` and is in range."""
-    if codes.shape[0] == 0:
-        raise ValueError("codes is empty: a trie needs at least one ID")
-    if codes.shape[1] != len(codebook_sizes):
-        raise ValueError(f"codes has {codes.shape[1]} columns but codebook_sizes has {len(codebook_sizes)} entries")
-    out_of_range = (codes < 0) | (codes >= np.asarray(codebook_sizes, dtype=np.int64))
-    if out_of_range.any():
-        row, level = divmod(int(np.argmax(out_of_range.ravel())), codes.shape[1])
-        raise ValueError(
-            f"codes[{row}, {level}] = {codes[row, level]} is out of range for codebook size {codebook_sizes[level]}"
-        )
-
-
-def _check_unique_sorted_rows(sorted_codes: np.ndarray, order: np.ndarray) -> None:
-    """Refuse duplicate IDs, naming the first pair of rows (in the original order) that share one."""
-    is_duplicate = np.all(sorted_codes[1:] == sorted_codes[:-1], axis=1)
-    if is_duplicate.any():
-        position = int(np.argmax(is_duplicate))
-        first_row, second_row = sorted(int(row) for row in order[position : position + 2])
-        raise ValueError(
-            f"rows {first_row} and {second_row} of codes are the same ID {tuple(sorted_codes[position].tolist())}: "
-            "every ID in a trie must be unique"
-        )
 
 
 class IDTrie(nn.Module):
@@ -126,12 +107,17 @@ class IDTrie(nn.Module):
             `ValueError`: For codes that are not a non-empty 2-D integer array, do not match `codebook_sizes`, are out
             of range, or contain the same ID twice (naming both rows); for invalid codebook sizes.
         """
-        validate_codebook_sizes(codebook_sizes)
         codes = _as_code_array(codes)
-        _check_trie_codes(codes, codebook_sizes)
-        order = np.lexsort(codes.T[::-1])
+        check_codes(codes, codebook_sizes)
+        groups = group_rows(codes)
+        shared = first_shared_rows(groups)
+        if shared is not None:
+            raise ValueError(
+                f"rows {shared[0]} and {shared[1]} of codes are the same ID {tuple(codes[shared[0]].tolist())}: every "
+                "ID in a trie must be unique"
+            )
+        order = groups.order
         sorted_codes = codes[order]
-        _check_unique_sorted_rows(sorted_codes, order)
 
         num_ids = len(sorted_codes)
         starts_node = np.zeros(num_ids, dtype=bool)
@@ -169,11 +155,6 @@ class IDTrie(nn.Module):
     def num_levels(self) -> int:
         """Length of every ID."""
         return len(self._codebook_sizes)
-
-    @property
-    def level_offsets(self) -> tuple[int, ...]:
-        """`level_offsets[t] = sum(codebook_sizes[:t])`: where level `t` starts in a flat per-level token layout."""
-        return tuple(int(offset) for offset in np.cumsum((0, *self._codebook_sizes[:-1])))
 
     @property
     def nbytes(self) -> int:

@@ -22,13 +22,14 @@ SEARCHES = [
 @pytest.fixture
 def decoder_step_rows(monkeypatch) -> list[int]:
     """The number of rows of every decoder step `id_beam_search` runs."""
-    rows, head_states = [], id_beam_search_module._head_states
+    steps_class = id_beam_search_module.EncoderDecoderSteps
+    rows, head_states = [], steps_class._head_states
 
-    def counting_head_states(model, decoder_input_ids, *args):
+    def counting_head_states(steps, decoder_input_ids):
         rows.append(decoder_input_ids.shape[0])
-        return head_states(model, decoder_input_ids, *args)
+        return head_states(steps, decoder_input_ids)
 
-    monkeypatch.setattr(id_beam_search_module, "_head_states", counting_head_states)
+    monkeypatch.setattr(steps_class, "_head_states", counting_head_states)
     return rows
 
 

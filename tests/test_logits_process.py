@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformers import LogitsProcessorList, T5Config, T5ForConditionalGeneration
 
-from modeling_lmindexer import DictTrie, IDTrie, TrieConstrainedLogitsProcessor
+from modeling_lmindexer import IDTrie, TrieConstrainedLogitsProcessor
+from modeling_lmindexer.dict_trie import DictTrie
 
 
 TEXT_VOCAB_SIZE = 100

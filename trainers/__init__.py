@@ -1,14 +1,9 @@
 """Trainers of the lmindexer models: the progressive semantic-ID trainer and its stage plan, the retriever trainer."""
 
+from .callbacks import TimeBudgetCallback
 from .indexer_trainer import LMIndexerTrainer, ResumeError, check_corpus
-from .report import IndexingReport, StageRecord
-from .retriever_trainer import (
-    LMIndexerRetrieverTrainer,
-    RetrievalReport,
-    TimeBudgetCallback,
-    retrieval_evaluation_dataset,
-    retrieval_training_dataset,
-)
+from .report import IndexingReport, RetrievalReport, StageRecord
+from .retriever_trainer import LMIndexerRetrieverTrainer, retrieval_evaluation_dataset, retrieval_training_dataset
 from .stages import IndexingStage, default_stage_plan, load_stage_plan, validate_stage_plan
 from .training_args import LMIndexerTrainingArguments
 

@@ -16,7 +16,6 @@ from peft import PeftModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch.utils.data import Sampler
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_last_checkpoint
@@ -26,6 +25,7 @@ from modeling_lmindexer import LMIndexerForSemanticID, PrefixGroupMeans, Semanti
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
 from modeling_lmindexer.data.sampler import PrefixGroupedSampler
 from modeling_lmindexer.hub_utils import PREFIX_GROUP_MEANS_NAME
+from modeling_lmindexer.modeling_lmindexer import in_document_order
 from modeling_lmindexer.semantic_ids import code_usage_perplexity
 
 from .lora import is_lora_parameter
@@ -394,51 +394,41 @@ class LMIndexerTrainer(Trainer):
 
     def encode_corpus(self, level: int) -> torch.Tensor:
         """Level representations `(num_documents, hidden_size)` of the whole corpus given the frozen earlier codes."""
-        model = self.model
+        return self._encode_documents(
+            self.model.level_encoder(level, self._prefix_codes(level)), description=f"Encoding level {level + 1}"
+        )
 
-        def encode_level(input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-            prefix_codes = torch.tensor(self.codes[rows, :level], device=model.device) if level else None
-            return model.encode_level(input_ids, attention_mask, level, prefix_codes)
-
-        return self._encode_documents(encode_level, description=f"Encoding level {level + 1}")
-
-    @torch.no_grad()
     def _encode_documents(
         self,
         encode: Callable[[torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor],
         description: str,
     ) -> torch.Tensor:
         """
-        `encode(input_ids, attention_mask, rows)` `(batch_size, width)` of every document, in eval mode, stacked
-        `(num_documents, width)` in corpus order.
+        [`~LMIndexerForSemanticID.encode_batches`] of the whole corpus with `encode`, on every process: stacked
+        `(num_documents, width)` in `float32` on the CPU, in corpus order.
 
-        Documents are batched in order of token count (little padding) and the batches dealt round-robin to the
-        processes and gathered, so every process gets the same tensor, equal to what one process computes.
+        The model's batches of similar token count are dealt round-robin to the processes and gathered, so every
+        process gets the same tensor, equal to what one process computes.
         """
-        model = self.model
-        was_training = model.training
-        model.eval()
         texts = self.data_collator.texts
-        batch_size = self.args.per_device_eval_batch_size
-        by_length = np.argsort(np.asarray(self.train_dataset[self.args.length_column_name]), kind="stable")
-        batch_starts = list(range(0, len(by_length), batch_size))
-        local_batches = batch_starts[self.accelerator.process_index :: self.accelerator.num_processes]
-        encoded = []
-        progress = tqdm(local_batches, desc=description, disable=not self.is_world_process_zero())
-        for start in progress:
-            rows = by_length[start : start + batch_size]
-            batch = self.data_collator.tokenize([texts[row] for row in rows])
-            input_ids, attention_mask = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
-            representations = encode(input_ids, attention_mask, rows)
-            encoded.append((start, representations.float().cpu()))
-        model.train(was_training)
-        gathered = gather_object(encoded) if self.accelerator.num_processes > 1 else encoded
-        sorted_representations = torch.cat(
-            [representations for _, representations in sorted(gathered, key=lambda item: item[0])]
+        batches = self.model.length_sorted_batches(
+            texts,
+            self.processing_class,
+            self.args.per_device_eval_batch_size,
+            lengths=self.train_dataset[self.args.length_column_name],
         )
-        representations = torch.empty_like(sorted_representations)
-        representations[torch.from_numpy(by_length)] = sorted_representations
-        return representations
+        local_batches = batches[self.accelerator.process_index :: self.accelerator.num_processes]
+        outputs = self.model.encode_batches(
+            texts,
+            self.processing_class,
+            local_batches,
+            encode,
+            description=description,
+            show_progress_bar=self.is_world_process_zero(),
+        )
+        encoded = [(rows, output.float().cpu()) for rows, output in zip(local_batches, outputs)]
+        gathered = gather_object(encoded) if self.accelerator.num_processes > 1 else encoded
+        return in_document_order([rows for rows, _ in gathered], [output for _, output in gathered])
 
     def _prefix_codes(self, level: int) -> torch.Tensor | None:
         return torch.tensor(self.codes[:, :level], device=self.model.device) if level else None

@@ -1,10 +1,12 @@
 """
-The indexing report: what a semantic indexing run cost (time and memory per stage) and what its IDs are worth.
+The run reports, as JSON and readable Markdown: what a run cost and what it reached.
 
-[`IndexingReport.build`] computes, from the final [`SemanticIDs`], the code usage and collisions of every level, the
-collision rate before and after resolution, and the adjusted mutual information (AMI) between the IDs and the
-documents' leaf categories; [`IndexingReport.write`] saves it as JSON and as a readable Markdown report, with optional
-baseline rows (e.g. k-means on sentence embeddings) for comparison.
+[`IndexingReport`], for a semantic indexing run: [`IndexingReport.build`] computes, from the final [`SemanticIDs`],
+the code usage and collisions of every level, the collision rate before and after resolution, and the adjusted mutual
+information (AMI) between the IDs and the documents' leaf categories; [`IndexingReport.write`] saves it, with optional
+baseline rows (e.g. k-means on sentence embeddings) for comparison, and the cost (time and memory) of every stage.
+[`RetrievalReport`], for a downstream retrieval or recommendation run: its metrics next to published ones, and its
+cost.
 """
 
 import json
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from modeling_lmindexer.semantic_ids import SemanticIDs
+from modeling_lmindexer.semantic_ids import SemanticIDs, code_groups, prefix_collision_rate
 
 from .stages import STAGE_KINDS
 
@@ -103,28 +105,6 @@ def directory_size_mb(path: str | os.PathLike) -> float:
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file()) / 2**20
 
 
-def _tuple_labels(codes: np.ndarray) -> np.ndarray:
-    """Cluster label `(N,)` of every row of `codes` `(N,)` or `(N, t)`: rows with the same tuple share a label."""
-    rows = np.asarray(codes)
-    if rows.ndim not in (1, 2) or len(rows) == 0:
-        raise ValueError(f"codes must be a non-empty (N,) or (N, t) array, got shape {rows.shape}")
-    return np.unique(rows.reshape(len(rows), -1), axis=0, return_inverse=True)[1].reshape(-1)
-
-
-def prefix_collision_rate(codes: np.ndarray) -> float:
-    """
-    Fraction of documents whose code tuple is shared with at least one other document.
-
-    Args:
-        codes (`np.ndarray` of shape `(N, t)` or `(N,)`): Code prefixes of the documents.
-
-    Returns:
-        `float` in `[0, 1]`: 0 when every tuple is unique.
-    """
-    labels = _tuple_labels(codes)
-    return float(np.mean(np.bincount(labels)[labels] > 1))
-
-
 def adjusted_mutual_information(codes: np.ndarray, categories: Sequence[str]) -> float | None:
     """
     Adjusted mutual information between the code tuples (each distinct tuple a cluster) and the categories.
@@ -142,7 +122,7 @@ def adjusted_mutual_information(codes: np.ndarray, categories: Sequence[str]) ->
         `ValueError`: When `codes` and `categories` have different lengths.
         `ImportError`: Without scikit-learn (the `examples` extra).
     """
-    labels = _tuple_labels(codes)
+    labels = code_groups(codes)
     categories = np.asarray(categories, dtype=object)
     if len(categories) != len(labels):
         raise ValueError(f"got {len(labels)} code rows but {len(categories)} categories")
@@ -285,7 +265,7 @@ def new_document_metrics(
     if not 0 < num_indexed < len(semantic_ids):
         raise ValueError(f"num_indexed = {num_indexed} must leave indexed and new rows among {len(semantic_ids)}")
     categories = np.asarray(categories, dtype=object)
-    labels = _tuple_labels(learned_codes)
+    labels = code_groups(learned_codes)
     shared_with_any = np.bincount(labels)[labels] > 1
 
     def quality(rows: np.ndarray) -> dict:
@@ -592,8 +572,103 @@ class IndexingReport:
         return write_report_files(self.to_dict(), self.to_markdown(), output_dir, name)
 
 
+@dataclass
+class RetrievalReport:
+    """
+    What a downstream retrieval or recommendation run reached and cost.
+
+    Args:
+        dataset (`str`): The dataset.
+        task_type (`str`): `"sequential recommendation"`, `"document retrieval"` or the product-search substitute
+            label.
+        split_description (`str`): How training and evaluation queries were made.
+        labels (`list[str]`): Notes shown at the top of every output (substitutes, pseudo-queries, time order).
+        id_scheme (`str`): Where the IDs come from (`"LMIndexer (<path>)"`, `"random"`, ...).
+        backbone (`str`): The retriever's backbone.
+        num_documents (`int`): Indexed documents (IDs the retriever can generate).
+        codebook_sizes (`list[int]`): Codebook size of every ID level, the collision level included.
+        k_values (`list[int]`): The cut-offs K.
+        num_beams (`int`): Beam width of the constrained beam search.
+        num_test_queries (`int`): Evaluated queries.
+        num_dropped_test_queries (`int`): Test queries left out because no relevant document has an ID.
+        training_examples (`dict[str, int]`): Training pairs by kind.
+        metrics (`dict[str, float]`): Test metrics, e.g. `{"recall@10": 0.06}`.
+        published (`dict[str, dict[str, float]]`): Published results to compare with, by system.
+        wall_time_seconds (`dict[str, float]`): `training`, `evaluation` and `total`.
+        stopped_by_time_budget (`bool`): Whether training was cut by the time budget.
+        training (`dict`): Epochs, steps, learning rate, batch size, budget, ...
+        machine (`dict`): Where the run happened (see [`machine_info`]).
+    """
+
+    dataset: str
+    task_type: str
+    split_description: str
+    labels: list[str]
+    id_scheme: str
+    backbone: str
+    num_documents: int
+    codebook_sizes: list[int]
+    k_values: list[int]
+    num_beams: int
+    num_test_queries: int
+    num_dropped_test_queries: int
+    training_examples: dict[str, int]
+    metrics: dict[str, float]
+    published: dict[str, dict[str, float]] = field(default_factory=dict)
+    wall_time_seconds: dict[str, float] = field(default_factory=dict)
+    stopped_by_time_budget: bool = False
+    training: dict = field(default_factory=dict)
+    machine: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of every field."""
+        return asdict(self)
+
+    def _metric_names(self) -> list[str]:
+        return [f"{name}@{k}" for name in ("recall", "ndcg", "mrr") for k in self.k_values]
+
+    def to_markdown(self) -> str:
+        """The readable report: the labels, a summary, and our metrics next to any published ones."""
+        names = self._metric_names()
+        rows = [[f"{self.id_scheme} IDs (this run)", *(self.metrics.get(name) for name in names)]]
+        rows += [[system, *(values.get(name) for name in names)] for system, values in self.published.items()]
+        summary = {
+            "task": self.task_type,
+            "split": self.split_description,
+            "IDs": self.id_scheme,
+            "backbone": self.backbone,
+            "indexed documents": self.num_documents,
+            "codebook sizes": ", ".join(str(size) for size in self.codebook_sizes),
+            "test queries": self.num_test_queries,
+            "test queries dropped (no relevant document with an ID)": self.num_dropped_test_queries,
+            "training examples": ", ".join(f"{kind}: {count}" for kind, count in self.training_examples.items()),
+            "decoding": f"beam search constrained to the indexed IDs, {self.num_beams} beams",
+            "wall time (s)": ", ".join(f"{name}: {value:.1f}" for name, value in self.wall_time_seconds.items()),
+            "stopped by the time budget": self.stopped_by_time_budget,
+            **{name: f"{value:g}" if isinstance(value, float) else value for name, value in self.training.items()},
+            **{name: value for name, value in self.machine.items()},
+        }
+        sections = [
+            [f"# Retrieval report: {self.dataset} ({self.task_type})"],
+            *([f"> **{label}**"] for label in self.labels),
+            ["## Metrics", "", *_markdown_table(["system", *names], rows)],
+            ["## Run", "", *_markdown_table(["field", "value"], list(summary.items()))],
+        ]
+        return "\n\n".join("\n".join(section) for section in sections) + "\n"
+
+    def write(self, output_dir: str | os.PathLike, name: str = "retrieval_report") -> tuple[Path, Path]:
+        """
+        Write `{name}.json` (indent 2) and `{name}.md` into `output_dir`, creating it if needed.
+
+        Returns:
+            `tuple[Path, Path]`: The JSON and Markdown files.
+        """
+        return write_report_files(self.to_dict(), self.to_markdown(), output_dir, name)
+
+
 __all__ = [
     "IndexingReport",
+    "RetrievalReport",
     "StageRecord",
     "adjusted_mutual_information",
     "code_agreement",

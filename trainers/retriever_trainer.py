@@ -6,17 +6,10 @@ with trie-constrained beam search and scores them with Recall@K, NDCG@K and MRR@
   reads (token ids of the source; ID tokens as labels; for evaluation, the judged documents of every query).
 - [`LMIndexerRetrieverTrainer`]: trains on `input_ids -> ID tokens`; `evaluate()` and `predict()` run `generate()`
   on every query and log `eval_recall@10`, `eval_ndcg@10`, `eval_mrr@10`, ...
-- [`TimeBudgetCallback`]: stops training after a wall-time budget, at the same step on every process, counting the
-  time of the runs a resumed run continues.
-- [`RetrievalReport`]: what a downstream run reached and cost, as JSON and Markdown.
 """
 
 import contextlib
-import os
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,22 +22,15 @@ from transformers import (
     PreTrainedTokenizerBase,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
-    TrainerCallback,
-    TrainerControl,
-    TrainerState,
-    TrainingArguments,
 )
 from transformers.distributed.fsdp import is_fsdp_managed_module
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import EvalLoopOutput, EvalPrediction, PredictionOutput, unwrap_peft_model
 from transformers.utils import logging
 
 from modeling_lmindexer import LMIndexerRetriever
 from modeling_lmindexer.metrics import compute_retrieval_metrics
 from modeling_lmindexer.modeling_retriever import IGNORE_INDEX
-
-from .report import _markdown_table, write_report_files
 
 
 logger = logging.get_logger(__name__)
@@ -374,165 +360,8 @@ class LMIndexerRetrieverTrainer(Seq2SeqTrainer):
         )
 
 
-class TimeBudgetCallback(TrainerCallback, ExportableState):
-    """
-    Stops training once `max_minutes` of training wall time have been spent, checked after every optimizer step. The
-    time spent is saved in every checkpoint (`trainer_state.json`, as an [`~transformers.ExportableState`]) and read
-    back when training resumes from one, so a run stopped and resumed gets the same budget as an uninterrupted one
-    (the time between the last checkpoint and the stop is not counted: those steps are trained again). Under several
-    processes the decision is shared (any process over budget stops all of them at the same step), so no process
-    waits forever for the others.
-
-    Args:
-        max_minutes (`float`): The training budget in minutes, positive.
-    """
-
-    def __init__(self, max_minutes: float):
-        if max_minutes <= 0:
-            raise ValueError(f"max_minutes = {max_minutes}: the training budget must be positive.")
-        self.max_minutes = max_minutes
-        # Training seconds of the earlier runs this one resumes (read from the checkpoint at train begin).
-        self.spent_seconds = 0.0
-        self.start_time: float | None = None
-        self.stopped_training = False
-
-    @property
-    def elapsed_seconds(self) -> float:
-        """Training seconds spent so far, earlier runs resumed from included."""
-        running = time.monotonic() - self.start_time if self.start_time is not None else 0.0
-        return self.spent_seconds + running
-
-    def state(self) -> dict:
-        return {"args": {"max_minutes": self.max_minutes}, "attributes": {"spent_seconds": self.elapsed_seconds}}
-
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        # The Trainer has loaded the checkpoint's state (if it resumes) before this event.
-        saved = state.stateful_callbacks.get(type(self).__name__) or {}
-        self.spent_seconds = float(saved.get("attributes", {}).get("spent_seconds", 0.0))
-        if self.spent_seconds > 0:
-            logger.info(
-                f"Resuming with {self.spent_seconds / 60:.1f} of the {self.max_minutes:g} training minutes spent."
-            )
-        self.start_time = time.monotonic()
-
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        over_budget = self.elapsed_seconds >= 60.0 * self.max_minutes
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            flag = torch.tensor(float(over_budget), device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            over_budget = bool(flag.item())
-        if over_budget and not control.should_training_stop:
-            logger.warning(
-                f"Training stopped by the time budget of {self.max_minutes:g} minutes at step "
-                f"{state.global_step} (epoch {state.epoch:.2f})."
-            )
-            self.stopped_training = True
-            control.should_training_stop = True
-        return control
-
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        self.spent_seconds = self.elapsed_seconds
-        self.start_time = None
-
-
-@dataclass
-class RetrievalReport:
-    """
-    What a downstream retrieval or recommendation run reached and cost.
-
-    Args:
-        dataset (`str`): The dataset.
-        task_type (`str`): `"sequential recommendation"`, `"document retrieval"` or the product-search substitute
-            label.
-        split_description (`str`): How training and evaluation queries were made.
-        labels (`list[str]`): Notes shown at the top of every output (substitutes, pseudo-queries, time order).
-        id_scheme (`str`): Where the IDs come from (`"LMIndexer (<path>)"`, `"random"`, ...).
-        backbone (`str`): The retriever's backbone.
-        num_documents (`int`): Indexed documents (IDs the retriever can generate).
-        codebook_sizes (`list[int]`): Codebook size of every ID level, the collision level included.
-        k_values (`list[int]`): The cut-offs K.
-        num_beams (`int`): Beam width of the constrained beam search.
-        num_test_queries (`int`): Evaluated queries.
-        num_dropped_test_queries (`int`): Test queries left out because no relevant document has an ID.
-        training_examples (`dict[str, int]`): Training pairs by kind.
-        metrics (`dict[str, float]`): Test metrics, e.g. `{"recall@10": 0.06}`.
-        published (`dict[str, dict[str, float]]`): Published results to compare with, by system.
-        wall_time_seconds (`dict[str, float]`): `training`, `evaluation` and `total`.
-        stopped_by_time_budget (`bool`): Whether training was cut by the time budget.
-        training (`dict`): Epochs, steps, learning rate, batch size, budget, ...
-        machine (`dict`): Where the run happened (see [`machine_info`]).
-    """
-
-    dataset: str
-    task_type: str
-    split_description: str
-    labels: list[str]
-    id_scheme: str
-    backbone: str
-    num_documents: int
-    codebook_sizes: list[int]
-    k_values: list[int]
-    num_beams: int
-    num_test_queries: int
-    num_dropped_test_queries: int
-    training_examples: dict[str, int]
-    metrics: dict[str, float]
-    published: dict[str, dict[str, float]] = field(default_factory=dict)
-    wall_time_seconds: dict[str, float] = field(default_factory=dict)
-    stopped_by_time_budget: bool = False
-    training: dict = field(default_factory=dict)
-    machine: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """A JSON-serialisable dict of every field."""
-        return asdict(self)
-
-    def _metric_names(self) -> list[str]:
-        return [f"{name}@{k}" for name in ("recall", "ndcg", "mrr") for k in self.k_values]
-
-    def to_markdown(self) -> str:
-        """The readable report: the labels, a summary, and our metrics next to any published ones."""
-        names = self._metric_names()
-        rows = [[f"{self.id_scheme} IDs (this run)", *(self.metrics.get(name) for name in names)]]
-        rows += [[system, *(values.get(name) for name in names)] for system, values in self.published.items()]
-        summary = {
-            "task": self.task_type,
-            "split": self.split_description,
-            "IDs": self.id_scheme,
-            "backbone": self.backbone,
-            "indexed documents": self.num_documents,
-            "codebook sizes": ", ".join(str(size) for size in self.codebook_sizes),
-            "test queries": self.num_test_queries,
-            "test queries dropped (no relevant document with an ID)": self.num_dropped_test_queries,
-            "training examples": ", ".join(f"{kind}: {count}" for kind, count in self.training_examples.items()),
-            "decoding": f"beam search constrained to the indexed IDs, {self.num_beams} beams",
-            "wall time (s)": ", ".join(f"{name}: {value:.1f}" for name, value in self.wall_time_seconds.items()),
-            "stopped by the time budget": self.stopped_by_time_budget,
-            **{name: f"{value:g}" if isinstance(value, float) else value for name, value in self.training.items()},
-            **{name: value for name, value in self.machine.items()},
-        }
-        sections = [
-            [f"# Retrieval report: {self.dataset} ({self.task_type})"],
-            *([f"> **{label}**"] for label in self.labels),
-            ["## Metrics", "", *_markdown_table(["system", *names], rows)],
-            ["## Run", "", *_markdown_table(["field", "value"], list(summary.items()))],
-        ]
-        return "\n\n".join("\n".join(section) for section in sections) + "\n"
-
-    def write(self, output_dir: str | os.PathLike, name: str = "retrieval_report") -> tuple[Path, Path]:
-        """
-        Write `{name}.json` (indent 2) and `{name}.md` into `output_dir`, creating it if needed.
-
-        Returns:
-            `tuple[Path, Path]`: The JSON and Markdown files.
-        """
-        return write_report_files(self.to_dict(), self.to_markdown(), output_dir, name)
-
-
 __all__ = [
     "LMIndexerRetrieverTrainer",
-    "RetrievalReport",
-    "TimeBudgetCallback",
     "retrieval_evaluation_dataset",
     "retrieval_training_dataset",
 ]

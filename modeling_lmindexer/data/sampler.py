@@ -5,6 +5,8 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
+from ..semantic_ids import code_groups
+
 
 class PrefixGroupedSampler(Sampler[int]):
     """
@@ -46,8 +48,7 @@ class PrefixGroupedSampler(Sampler[int]):
             raise ValueError(f"mega_batch_size must be positive, got {mega_batch_size}")
         self.lengths = None if lengths is None else np.asarray(lengths)
         self.mega_batch_size = mega_batch_size
-        _, group_ids = np.unique(prefix_codes, axis=0, return_inverse=True)
-        self.group_ids = group_ids.reshape(-1)
+        self.group_ids = code_groups(prefix_codes)
         self.level = prefix_codes.shape[1]
         self.chunk_size = chunk_size
         self.seed = seed

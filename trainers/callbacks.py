@@ -1,0 +1,75 @@
+"""Callbacks for any [`~transformers.Trainer`]: a wall-time training budget that survives stops and resumes."""
+
+import time
+
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+
+class TimeBudgetCallback(TrainerCallback, ExportableState):
+    """
+    Stops training once `max_minutes` of training wall time have been spent, checked after every optimizer step. The
+    time spent is saved in every checkpoint (`trainer_state.json`, as an [`~transformers.ExportableState`]) and read
+    back when training resumes from one, so a run stopped and resumed gets the same budget as an uninterrupted one
+    (the time between the last checkpoint and the stop is not counted: those steps are trained again). Under several
+    processes the decision is shared (any process over budget stops all of them at the same step), so no process
+    waits forever for the others.
+
+    Args:
+        max_minutes (`float`): The training budget in minutes, positive.
+    """
+
+    def __init__(self, max_minutes: float):
+        if max_minutes <= 0:
+            raise ValueError(f"max_minutes = {max_minutes}: the training budget must be positive.")
+        self.max_minutes = max_minutes
+        # Training seconds of the earlier runs this one resumes (read from the checkpoint at train begin).
+        self.spent_seconds = 0.0
+        self.start_time: float | None = None
+        self.stopped_training = False
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """Training seconds spent so far, earlier runs resumed from included."""
+        running = time.monotonic() - self.start_time if self.start_time is not None else 0.0
+        return self.spent_seconds + running
+
+    def state(self) -> dict:
+        return {"args": {"max_minutes": self.max_minutes}, "attributes": {"spent_seconds": self.elapsed_seconds}}
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        # The Trainer has loaded the checkpoint's state (if it resumes) before this event.
+        saved = state.stateful_callbacks.get(type(self).__name__) or {}
+        self.spent_seconds = float(saved.get("attributes", {}).get("spent_seconds", 0.0))
+        if self.spent_seconds > 0:
+            logger.info(
+                f"Resuming with {self.spent_seconds / 60:.1f} of the {self.max_minutes:g} training minutes spent."
+            )
+        self.start_time = time.monotonic()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        over_budget = self.elapsed_seconds >= 60.0 * self.max_minutes
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = torch.tensor(float(over_budget), device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            over_budget = bool(flag.item())
+        if over_budget and not control.should_training_stop:
+            logger.warning(
+                f"Training stopped by the time budget of {self.max_minutes:g} minutes at step "
+                f"{state.global_step} (epoch {state.epoch:.2f})."
+            )
+            self.stopped_training = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self.spent_seconds = self.elapsed_seconds
+        self.start_time = None
+
+
+__all__ = ["TimeBudgetCallback"]
