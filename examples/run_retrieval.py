@@ -25,7 +25,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from datasets import Dataset
 from transformers import (
@@ -42,17 +41,11 @@ from modeling_lmindexer import (
     DEFAULT_BACKBONE,
     LMIndexerForSemanticID,
     LMIndexerRetriever,
-    SemanticIDs,
     backbone_from_config,
     load_backbone,
     load_tokenizer,
 )
-from modeling_lmindexer.baselines import (
-    hierarchical_kmeans_codes,
-    random_codes,
-    residual_kmeans_codes,
-    sentence_embeddings,
-)
+from modeling_lmindexer.baselines import BASELINE_ID_SCHEMES
 from modeling_lmindexer.data import load_corpus
 from modeling_lmindexer.data.retrieval_tasks import INDEXING, RETRIEVAL_DATASETS, RetrievalTask, load_retrieval_task
 from trainers import (
@@ -62,7 +55,7 @@ from trainers import (
     retrieval_evaluation_dataset,
     retrieval_training_dataset,
 )
-from trainers.command_line import HubPush, configure_logging, parse_command_line
+from trainers.command_line import HubPush, cached_baseline_semantic_ids, configure_logging, parse_command_line
 from trainers.report import machine_info
 
 
@@ -70,11 +63,6 @@ logger = logging.getLogger(__name__)
 
 START_TIME = time.time()
 
-ID_SCHEMES = {
-    "random": "random",
-    "kmeans": "hierarchical k-means on MiniLM sentence embeddings",
-    "rq_kmeans": "residual k-means on MiniLM sentence embeddings",
-}
 # How a retriever built with --indexer starts: from the indexer, or from --backbone with the indexer's IDs only.
 RETRIEVER_INITS = ("indexer", "backbone")
 # Training defaults of the downstream scripts; every one can be changed with its flag.
@@ -171,39 +159,6 @@ def parse_arguments(dataclass_types: tuple, output_prefix: str, default_dataset:
     return parsed
 
 
-def baseline_semantic_ids(
-    scheme: str, corpus: Dataset, codebook_sizes: list[int], training_args: Seq2SeqTrainingArguments
-) -> SemanticIDs:
-    """
-    Baseline IDs of the corpus, computed once by the main process and read by the others from
-    `output_dir/semantic_ids-<scheme>-seed<seed>.json` (also reused when a stopped run is resumed).
-    """
-    path = Path(training_args.output_dir) / f"semantic_ids-{scheme}-seed{training_args.seed}.json"
-    doc_ids = list(corpus["doc_id"])
-    with training_args.main_process_first(desc=f"{scheme} semantic IDs"):
-        if path.is_file():
-            try:
-                semantic_ids = SemanticIDs.load(path)
-            except ValueError as error:
-                logger.warning(f"Computing the {scheme} IDs again: the saved ones are unreadable ({error}).")
-            else:
-                learned_sizes = list(semantic_ids.codebook_sizes[: semantic_ids.num_learned_levels])
-                if semantic_ids.doc_ids == doc_ids and learned_sizes == list(codebook_sizes):
-                    logger.info(f"Reusing the {scheme} IDs of {path}.")
-                    return semantic_ids
-        if scheme == "random":
-            codes = random_codes(len(doc_ids), codebook_sizes, seed=training_args.seed)
-        else:
-            embeddings = sentence_embeddings(list(corpus["text"]), show_progress_bar=training_args.should_log)
-            code_function = hierarchical_kmeans_codes if scheme == "kmeans" else residual_kmeans_codes
-            codes = code_function(embeddings, codebook_sizes, seed=training_args.seed)
-        semantic_ids = SemanticIDs.from_learned_codes(doc_ids, codes, codebook_sizes)
-        if training_args.should_save:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            semantic_ids.save(path)
-    return semantic_ids
-
-
 def build_retriever(
     args: RetrieverArguments,
     corpus: Dataset,
@@ -218,7 +173,7 @@ def build_retriever(
     if (args.indexer is None) == (args.id_scheme is None):
         sys.exit(
             "error: pass either --indexer <folder of a saved LMIndexerForSemanticID> or --id_scheme "
-            f"{'|'.join(ID_SCHEMES)}"
+            f"{'|'.join(BASELINE_ID_SCHEMES)}"
         )
     if args.retriever_init not in RETRIEVER_INITS:
         sys.exit(f"error: unknown --retriever_init '{args.retriever_init}'; choose from {', '.join(RETRIEVER_INITS)}.")
@@ -243,17 +198,17 @@ def build_retriever(
             return retriever, tokenizer, f"LMIndexer IDs ({args.indexer}) on {backbone.name_or_path}"
         retriever = LMIndexerRetriever.from_indexer(indexer, max_query_length=max_query_length, dataset_name=dataset)
         return retriever, tokenizer, f"LMIndexer ({args.indexer})"
-    if args.id_scheme not in ID_SCHEMES:
-        sys.exit(f"error: unknown --id_scheme '{args.id_scheme}'; choose from {', '.join(ID_SCHEMES)}.")
+    if args.id_scheme not in BASELINE_ID_SCHEMES:
+        sys.exit(f"error: unknown --id_scheme '{args.id_scheme}'; choose from {', '.join(BASELINE_ID_SCHEMES)}.")
     backbone, tokenizer = retriever_backbone(args)
     try:
-        semantic_ids = baseline_semantic_ids(args.id_scheme, corpus, args.codebook_sizes, training_args)
+        semantic_ids = cached_baseline_semantic_ids(args.id_scheme, corpus, args.codebook_sizes, training_args)
     except ValueError as error:
         sys.exit(f"error: {args.id_scheme} IDs: {error}")
     retriever = LMIndexerRetriever.from_backbone(
         backbone, semantic_ids, max_query_length=max_query_length, dataset_name=dataset
     )
-    return retriever, tokenizer, ID_SCHEMES[args.id_scheme]
+    return retriever, tokenizer, BASELINE_ID_SCHEMES[args.id_scheme]
 
 
 def retriever_backbone(args: RetrieverArguments) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

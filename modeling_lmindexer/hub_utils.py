@@ -1,6 +1,6 @@
 """
-Saving, loading and sharing shared by every model that carries semantic IDs (the indexer, the retriever): the IDs and
-prefix-group means saved next to the weights, the model card scaffold, the folder check, one-commit push.
+Saving, loading and sharing shared by every model that carries semantic IDs (indexer, retriever, recommender): the
+IDs and prefix-group means saved next to the weights, the model card scaffold, the folder check, one-commit push.
 """
 
 import json
@@ -130,8 +130,9 @@ class SemanticIDsHubMixin:
     and retrieves with nothing else; `push_to_hub` uploads the folder `save_pretrained` writes, in one commit. Put it
     before `PreTrainedModel` in the bases.
 
-    A model using it provides `semantic_ids` (`SemanticIDs | None`), `prefix_group_means`, `model_card() -> str`
-    and `set_semantic_ids(semantic_ids, source)`, which checks that the IDs fit the model (naming `source`).
+    A model using it provides `semantic_ids` (`SemanticIDs | None`), `prefix_group_means` (`None` for a model
+    without them), `model_card() -> str` and `set_semantic_ids(semantic_ids, source)`, which checks that the IDs fit
+    the model (naming `source`).
     """
 
     def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
@@ -142,7 +143,7 @@ class SemanticIDsHubMixin:
             return
         if self.semantic_ids is not None:
             self.semantic_ids.save(os.path.join(save_directory, SEMANTIC_IDS_NAME))
-        group_means = self.prefix_group_means.to_tensors()
+        group_means = {} if self.prefix_group_means is None else self.prefix_group_means.to_tensors()
         if group_means:
             save_file(group_means, os.path.join(save_directory, PREFIX_GROUP_MEANS_NAME))
         with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:

@@ -8,9 +8,10 @@ states (or a user's history) to its `num_beams` beams before the first step, so 
 masks a `(rows, vocab_size)` score matrix at every step; and it runs one more step to score the end token, whose
 ID-only score is always 0. [`search_id_codes`]:
 
-1. runs the first step (the decoder start token over the encoder states, or the whole history) once per query, then
-   repeats its cache for the beams; a beam never leaves its query, so rows shared by a query's beams (cross-attention
-   keys and values) are never reordered;
+1. runs the first step (the decoder start token over the encoder states, or the whole history) once per query; a
+   beam never leaves its query, so what a query's beams share is never reordered: the retriever repeats its cache for
+   the beams but never reorders the cross-attention keys and values, and the recommender never copies the history's
+   cache at all (its beams attend to one shared copy, [`shared_prefix_attention`]);
 2. at step `t`, scores only the `codebook_sizes[t]` codes of level `t` (log-softmax, as generic beam search does),
    masks them with [`IDTrie.allowed_next`], and keeps the `num_beams` best extensions of each query;
 3. stops after the last level.
@@ -35,6 +36,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging
 
 from .logits_process import TrieConstrainedLogitsProcessor
+from .shared_prefix_attention import SHARED_PREFIX_ATTENTION, SharedPrefix
 from .trie import IDTrie
 
 
@@ -122,8 +124,14 @@ class DecoderOnlySteps(IDDecodingSteps):
     """
     Steps of a decoder-only model ([`LMIndexerRecommender`]) that continues left-padded prompts.
 
+    The prompts' key/value cache is never copied to the beams: it stays at `batch_size` rows as a [`SharedPrefix`],
+    the beams' own cache holds only their generated tokens, and the steps after the first run with the
+    [`shared_prefix_attention`] implementation (every beam of a prompt shares its history, so copying it per beam,
+    and reordering the copies at every step, is all the generic cache would add).
+
     Args:
-        model: The model; `model.id_head_states(input_ids, attention_mask, position_ids, cache)` runs it.
+        model: The model; `model.id_head_states(input_ids, attention_mask, position_ids, cache, **kwargs)` runs it
+            and `model.attention_implementation(name)` switches its decoder's attention for the block.
         prompt_ids (`torch.LongTensor` of shape `(batch_size, prompt_length)`): The prompts, left-padded.
         attention_mask (`torch.LongTensor` of shape `(batch_size, prompt_length)`, *optional*): 0 on padding.
     """
@@ -132,30 +140,35 @@ class DecoderOnlySteps(IDDecodingSteps):
         self.model = model
         self.prompt_ids = prompt_ids
         self.attention_mask = torch.ones_like(prompt_ids) if attention_mask is None else attention_mask
-        self.positions = (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        self.positions = (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -1:]
+        self.prefix: SharedPrefix | None = None
         self.cache = DynamicCache()
-
-    def _head_states(self, input_ids: torch.LongTensor, position_ids: torch.LongTensor) -> torch.Tensor:
-        head_states = self.model.id_head_states(
-            input_ids=input_ids,
-            attention_mask=self.attention_mask,
-            position_ids=position_ids,
-            cache=self.cache,
-        )
-        return head_states[:, -1]
+        self.num_beams = 1
 
     def first(self) -> torch.Tensor:
-        return self._head_states(self.prompt_ids, self.positions)
+        prompt_cache = DynamicCache()
+        positions = (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        head_states = self.model.id_head_states(
+            input_ids=self.prompt_ids, attention_mask=self.attention_mask, position_ids=positions, cache=prompt_cache
+        )
+        self.prefix = SharedPrefix.from_cache(prompt_cache, self.attention_mask)
+        return head_states[:, -1]
 
     def repeat_for_beams(self, num_beams: int) -> None:
-        self.cache.batch_repeat_interleave(num_beams)
-        self.attention_mask = self.attention_mask.repeat_interleave(num_beams, dim=0)
+        # Only the positions: the beams' cache is still empty and the prefix is shared.
+        self.num_beams = num_beams
         self.positions = self.positions.repeat_interleave(num_beams, dim=0)
 
     def next(self, newest_tokens: torch.LongTensor) -> torch.Tensor:
-        self.attention_mask = torch.cat([self.attention_mask, torch.ones_like(newest_tokens)], dim=1)
-        self.positions = self.positions[:, -1:] + 1
-        return self._head_states(newest_tokens, self.positions)
+        self.positions = self.positions + 1
+        with self.model.attention_implementation(SHARED_PREFIX_ATTENTION):
+            head_states = self.model.id_head_states(
+                input_ids=newest_tokens,
+                position_ids=self.positions,
+                cache=self.cache,
+                shared_prefix=self.prefix,
+            )
+        return head_states[:, -1]
 
     def reorder(self, parent_rows: torch.LongTensor) -> None:
         self.cache.reorder_cache(parent_rows)

@@ -27,7 +27,7 @@ from .id_beam_search import EncoderDecoderSteps
 from .id_beam_search import id_beam_search as id_beam_search_loop
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import skip_output_head
-from .semantic_ids import SemanticIDs
+from .semantic_ids import SemanticIDs, check_fits_codebook_sizes
 from .trie import IDTrie
 
 
@@ -254,22 +254,9 @@ class LMIndexerRetriever(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
         Raises:
             `ValueError`: When the IDs have another number of levels or another codebook size at some level.
         """
-        self._check_semantic_ids(semantic_ids, source)
+        check_fits_codebook_sizes(semantic_ids, self.config.codebook_sizes, source, "retriever")
         self._semantic_ids = semantic_ids
         self.trie = IDTrie.from_semantic_ids(semantic_ids).to(self.device)
-
-    def _check_semantic_ids(self, semantic_ids: SemanticIDs, source: str) -> None:
-        if semantic_ids.num_levels != self.config.num_levels:
-            raise ValueError(
-                f"{source}: the IDs have {semantic_ids.num_levels} levels but the retriever has "
-                f"{self.config.num_levels} (codebook sizes {self.config.codebook_sizes})."
-            )
-        for level, (size, expected) in enumerate(zip(semantic_ids.codebook_sizes, self.config.codebook_sizes)):
-            if size != expected:
-                raise ValueError(
-                    f"{source}: level {level} has codebook size {size} but the retriever's level {level} has "
-                    f"{expected}; these IDs do not fit this retriever's ID tokens."
-                )
 
     def code_token_ids(self, level: int) -> list[int]:
         """The token ids of the codes `0 .. codebook_sizes[level] - 1` of one ID level."""

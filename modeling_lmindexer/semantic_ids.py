@@ -277,6 +277,29 @@ def _check_level(level: int, num_levels: int) -> None:
         raise ValueError(f"level {level} is out of range for a semantic ID with {num_levels} levels")
 
 
+def check_fits_codebook_sizes(
+    semantic_ids: "SemanticIDs", codebook_sizes: Sequence[int], source: str, model_name: str
+) -> None:
+    """
+    Check that an ID table has exactly `codebook_sizes` (every level, the collision level included), the ID tokens of
+    a generative model.
+
+    Raises:
+        `ValueError`: Naming `source`, the model (`model_name`) and the first level that does not fit.
+    """
+    if semantic_ids.num_levels != len(codebook_sizes):
+        raise ValueError(
+            f"{source}: the IDs have {semantic_ids.num_levels} levels but the {model_name} has {len(codebook_sizes)} "
+            f"(codebook sizes {list(codebook_sizes)})."
+        )
+    for level, (size, expected) in enumerate(zip(semantic_ids.codebook_sizes, codebook_sizes)):
+        if size != expected:
+            raise ValueError(
+                f"{source}: level {level} has codebook size {size} but the {model_name}'s level {level} has "
+                f"{expected}; these IDs do not fit this {model_name}'s ID tokens."
+            )
+
+
 def code_usage_perplexity(codes: np.ndarray) -> float:
     """
     Exponential of the entropy of a code distribution: the effective number of codes in use.
@@ -517,6 +540,11 @@ class SemanticIDs:
             f"SemanticIDs(num_documents={len(self)}, codebook_sizes={self._codebook_sizes}, "
             f"num_learned_levels={self._num_learned_levels})"
         )
+
+    def rows_of(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """The rows `(len(doc_ids),)` of documents in the table (the order of `doc_ids` and `codes`), -1 for an
+        unknown doc id."""
+        return np.asarray([self._row_by_doc_id.get(doc_id, -1) for doc_id in doc_ids], dtype=np.int64)
 
     def _row(self, doc_id: str) -> int:
         if doc_id not in self._row_by_doc_id:

@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoTokenizer, T5Config  # noqa: E402
@@ -99,7 +100,38 @@ def documents() -> list[str]:
     return synthetic_documents()
 
 
+def synthetic_topics() -> list[str]:
+    """The topic of every synthetic document (its text ends with "for <topic>"): what good level-1 codes recover."""
+    return [text.rsplit(" for ", 1)[1] for text in synthetic_documents()]
+
+
+def random_codes_ami_ceiling(labels, codebook_size: int, num_draws: int = 20) -> float:
+    """
+    The highest AMI against `labels` of `num_draws` draws of uniform random level-1 codes over `codebook_size` codes
+    (`modeling_lmindexer.baselines.random_codes`): what chance alone reaches, which learned codes must beat. Unique
+    IDs prove nothing (the collision level makes any codes unique); codes that follow the topics can fail to.
+    """
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from modeling_lmindexer.baselines import random_codes
+
+    return max(
+        adjusted_mutual_info_score(labels, random_codes(len(labels), [codebook_size], seed=seed)[:, 0])
+        for seed in range(num_draws)
+    )
+
+
 @pytest.fixture
 def batch(t5_tokenizer, documents) -> dict[str, torch.Tensor]:
     encoded = t5_tokenizer(documents[:8], padding=True, truncation=True, max_length=32, return_tensors="pt")
     return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+
+def batch_spread(lengths: np.ndarray, batch_size: int) -> float:
+    """
+    Mean over consecutive batches of `batch_size` of their longest minus their shortest token count, the padding a
+    batch needs: what `group_by_length` sampling lowers.
+    """
+    lengths = np.asarray(lengths)
+    batches = lengths[: len(lengths) // batch_size * batch_size].reshape(-1, batch_size)
+    return float((batches.max(axis=1) - batches.min(axis=1)).mean())

@@ -5,8 +5,9 @@ import socket
 
 import pytest
 import torch
-from conftest import tiny_t5_config
+from conftest import random_codes_ami_ceiling, synthetic_topics, tiny_t5_config
 from huggingface_hub import constants
+from sklearn.metrics import adjusted_mutual_info_score
 from transformers import EncoderDecoderModel, T5ForConditionalGeneration
 
 from modeling_lmindexer import LMIndexerForSemanticID, backbone_from_config, load_backbone, load_tokenizer
@@ -54,7 +55,7 @@ def test_fallback_is_refused_when_disabled():
         load_backbone("google-t5/t5-base", offline_fallback=False)
 
 
-def test_indexer_on_the_offline_backbone_assigns_unique_ids(offline_backbone, documents):
+def test_indexer_on_the_offline_backbone_assigns_topical_ids(offline_backbone, documents):
     backbone, tokenizer = offline_backbone
     torch.manual_seed(0)
     model = LMIndexerForSemanticID.from_backbone(backbone, num_levels=2, codebook_sizes=[4, 4], max_document_length=32)
@@ -64,7 +65,11 @@ def test_indexer_on_the_offline_backbone_assigns_unique_ids(offline_backbone, do
     representations = model.encode_level(encoded["input_ids"], encoded["attention_mask"], level=0)
     model.initialize_codebook(0, representations)
     semantic_ids = model.assign_ids(documents, tokenizer)
-    assert len(set(semantic_ids.to_dict().values())) == len(documents)
+    # Unique IDs would prove nothing (the collision level makes any codes unique). With MiniLM's real weights, the
+    # k-means level-1 codes follow the four topics of the texts (AMI 1.0 when written); random codes reach about 0.
+    topics = synthetic_topics()
+    ami = adjusted_mutual_info_score(topics, semantic_ids.codes[:, 0])
+    assert ami > 0.8 and ami > random_codes_ami_ceiling(topics, 4)
 
 
 # --- backbones trained from scratch (--backbone_config) ---

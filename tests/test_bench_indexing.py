@@ -19,6 +19,9 @@ from modeling_lmindexer.data.corpora import default_data_dir
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_indexing.py"
 DATA_DIR = default_data_dir()
 
+# The one test trains MiniLM BERT2BERT on 160 Cranfield documents: about two minutes on two CPU cores.
+pytestmark = pytest.mark.slow
+
 
 def test_new_documents_get_ids_and_retrieval_rows_on_tiny_cranfield(tmp_path):
     if not (DATA_DIR / "cranfield" / "cran.all.1400").exists():

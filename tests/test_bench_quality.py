@@ -1,7 +1,8 @@
 """benchmarks/bench_quality.py: every scheme trained and evaluated by the example script, reference rows, the tables.
 
-The end-to-end test reads no real data: synthetic Cranfield files (12 documents, 4 judged test queries) written by
-`test_retrieval_tasks.write_synthetic_cranfield`, a tiny random T5 and a tiny untrained indexer.
+The end-to-end tests read no real data: synthetic Cranfield files (12 documents, 4 judged test queries) written by
+`test_retrieval_tasks.write_synthetic_cranfield`, synthetic Beauty files (12 items, 7 users) written by
+`write_synthetic_beauty`, tiny random T5 / Llama models and a tiny untrained indexer.
 """
 
 import importlib.util
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_t5_config
-from test_retrieval_tasks import write_synthetic_cranfield
+from test_retrieval_tasks import SYNTHETIC_SEQUENCES, write_synthetic_beauty, write_synthetic_cranfield
 from test_retriever_trainer import save_tiny_indexer
 from transformers import T5ForConditionalGeneration
 
@@ -35,6 +36,7 @@ def quiet_subprocesses(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
+@pytest.mark.slow  # two schemes x two seeds of real indexing runs: about 30 s
 def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, quiet_subprocesses):
     bench = load_benchmark()
     data_dir = write_synthetic_cranfield(tmp_path / "data")
@@ -123,27 +125,65 @@ def test_bad_arguments_stop_before_any_run(arguments, message, tmp_path, capsys)
     assert not (tmp_path / "runs").exists()
 
 
-def test_each_lmindexer_row_starts_its_retriever_as_its_name_says(tmp_path):
-    bench = load_benchmark()
+def fake_indexer(tmp_path: Path) -> Path:
     indexer = tmp_path / "indexer"
     indexer.mkdir()
     (indexer / "config.json").write_text("{}")
-    args, extra = bench.parse_arguments(["--task", "rec", "--dataset", "beauty", "--indexer", str(indexer)])
-    assert args.schemes == ["random", "kmeans", "rq_kmeans", "lmindexer", "lmindexer_ids"]
+    return indexer
+
+
+def test_each_lmindexer_row_starts_its_retriever_as_its_name_says(tmp_path):
+    bench = load_benchmark()
+    indexer = fake_indexer(tmp_path)
+    args, extra = bench.parse_arguments(["--task", "retrieval", "--dataset", "scifact", "--indexer", str(indexer)])
+    assert args.schemes == ["random", "kmeans", "rq_kmeans", "lmindexer", "lmindexer_ids"] and args.peers == []
     commands = {scheme: bench.script_command(args, scheme, 42, tmp_path, extra) for scheme in args.schemes}
     assert commands["lmindexer"][-2:] == ["--indexer", str(indexer)]
     assert commands["lmindexer_ids"][-4:] == ["--indexer", str(indexer), "--retriever_init", "backbone"]
     assert commands["kmeans"][-2:] == ["--id_scheme", "kmeans"]
+    assert all("run_retrieval.py" in command[1] for command in commands.values())
+
+
+def test_rec_rows_train_the_recommender_with_their_ids_and_curves(tmp_path):
+    bench = load_benchmark()
+    indexer = fake_indexer(tmp_path)
+    args, extra = bench.parse_arguments(
+        ["--dataset", "beauty", "--indexer", str(indexer), "--eval_every_minutes", "2", "--max_users", "300"]
+    )
+    assert args.task == "rec" and args.peers == ["sasrec", "sasrec_ce"]
+    assert args.schemes == ["random", "kmeans", "rq_kmeans", "lmindexer", "lmindexer_codebooks"]
+    commands = {scheme: bench.script_command(args, scheme, 42, tmp_path, extra) for scheme in args.schemes}
+    for scheme, command in commands.items():
+        assert command[1].endswith("run_recommendation.py")
+        assert command[-6:] == ["--max_users", "300", "--eval_every_minutes", "2.0", "--num_validation_users", "2000"]
+        ids = command[command.index("--k_values") + 3 : -6]
+        expected = {
+            "lmindexer": ["--indexer", str(indexer)],
+            "lmindexer_codebooks": ["--indexer", str(indexer), "--init_from_codebooks", "True"],
+        }.get(scheme, ["--id_scheme", scheme])
+        assert ids == expected, scheme
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--task", "rec", "--schemes", "lmindexer_ids"], "--task rec takes --schemes random | kmeans"),
+    (["--task", "retrieval", "--dataset", "scifact", "--schemes", "lmindexer_codebooks"], "--task retrieval takes"),
+    (["--task", "retrieval", "--dataset", "scifact", "--peers", "sasrec"], "--peers are recommenders"),
+    (["--task", "rec", "--schemes", "random", "--retriever_config", "t5"], "--retriever_config is for retrieval"),
+    (["--task", "rec", "--schemes", "random", "--eval_every_minutes", "0"], "--eval_every_minutes must be positive"),
+])  # fmt: skip
+def test_arguments_of_the_other_task_are_refused(arguments, message, capsys):
+    bench = load_benchmark()
+    with pytest.raises(SystemExit):
+        bench.parse_arguments(arguments)
+    assert message in capsys.readouterr().err
 
 
 def test_a_retriever_trained_from_scratch_serves_every_row_but_lmindexer(tmp_path):
     bench = load_benchmark()
-    indexer = tmp_path / "indexer"
-    indexer.mkdir()
-    (indexer / "config.json").write_text("{}")
+    indexer = fake_indexer(tmp_path)
     overrides = "num_layers=4,d_model=128"
     args, extra = bench.parse_arguments([
-        "--task", "rec", "--dataset", "beauty", "--indexer", str(indexer), "--retriever_config", "t5",
+        "--task", "retrieval", "--dataset", "scifact", "--indexer", str(indexer), "--retriever_config", "t5",
         "--retriever_config_overrides", overrides,
     ])  # fmt: skip
     for scheme in args.schemes:
@@ -153,6 +193,51 @@ def test_a_retriever_trained_from_scratch_serves_every_row_but_lmindexer(tmp_pat
             assert "--backbone_config" not in command  # the paper's retriever starts from its indexer
         else:
             assert command[-4:] == from_scratch
+
+
+def test_beauty_table_with_recommender_rows_a_cornac_peer_and_curves(t5_tokenizer, tmp_path, quiet_subprocesses):
+    bench = load_benchmark()
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    indexer = save_tiny_indexer(tmp_path / "indexer", [str(item) for item in range(12)], t5_tokenizer)
+    arguments = [
+        "--task", "rec", "--dataset", "beauty", "--data_dir", str(data_dir), "--schemes", "random",
+        "lmindexer_codebooks", "--indexer", str(indexer), "--peers", "sasrec", "--seeds", "1", "--budget_minutes", "1",
+        "--num_train_epochs", "2", "--eval_every_minutes", "0.0001", "--output_dir", str(tmp_path / "runs"),
+        "--results_dir", str(tmp_path / "results"),
+        # passed through to examples/run_recommendation.py
+        "--codebook_sizes", "4", "4", "--per_device_train_batch_size", "4", "--decoder_config_overrides",
+        "hidden_size=16,intermediate_size=32,num_hidden_layers=1,num_attention_heads=2,num_key_value_heads=2",
+        "--disable_tqdm", "True", "--log_level", "warning",
+    ]  # fmt: skip
+    result = bench.main(arguments)
+
+    assert [row["scheme"] for row in result["rows"]] == ["random", "lmindexer_codebooks"]
+    for row in result["rows"]:
+        assert set(bench.METRIC_COLUMNS["rec"]) <= set(row["metrics"])
+        assert row["num_test_queries"] == len(SYNTHETIC_SEQUENCES) and row["epochs_done"] == 2.0
+        assert row["retriever"].startswith("LMIndexerRecommender (llama, width 16")
+        assert row["targets_per_second"] > 0
+        curve = row["curve"]
+        assert len(curve) >= 1 and all(0.0 <= point["recall@10"] <= 1.0 for point in curve)
+        assert [point["training_minutes"] for point in curve] == sorted(point["training_minutes"] for point in curve)
+    (sasrec,) = result["peer_rows"]
+    assert sasrec["scheme"] == "sasrec" and sasrec["config"]["loss"] == "bce" and sasrec["config"]["n_epochs"] == 2.0
+    assert sasrec["stopped_by"] == "n_epochs" and sasrec["epochs_done"] == pytest.approx(2.0, abs=0.01)
+    assert sasrec["num_test_queries"] == len(SYNTHETIC_SEQUENCES) and sasrec["curve"][-1]["recall@10"] is not None
+    assert [row["system"] for row in result["reference_rows"]] == ["popularity (most frequent training targets)"]
+    assert set(result["seed_spread"]) == {"random", "lmindexer_codebooks", "sasrec"}
+
+    results_dir = tmp_path / "results"
+    markdown = (results_dir / "quality_rec_beauty.md").read_text()
+    assert "## Peer recommenders (cornac), same split and training minutes" in markdown
+    assert "| SASRec (cornac), tuned config (loss bce) | 1 |" in markdown
+    assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | - |" in markdown
+    assert "| LMIndexer (learned), ID-token embeddings from its codebooks | LMIndexerRecommender" in markdown
+    assert (results_dir / "quality_rec_beauty_recall_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # --resume keeps the peer's result as well as the schemes' runs.
+    resumed = bench.main([*arguments, "--resume"])
+    assert resumed["peer_rows"] == result["peer_rows"] and resumed["rows"] == result["rows"]
 
 
 def test_popularity_ranks_the_most_frequent_training_targets():

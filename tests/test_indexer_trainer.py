@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_documents, tiny_indexer_config
+from conftest import (
+    batch_spread,
+    random_codes_ami_ceiling,
+    synthetic_documents,
+    synthetic_topics,
+    tiny_indexer_config,
+)
 from datasets import Dataset
+from sklearn.metrics import adjusted_mutual_info_score
 from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -104,10 +111,14 @@ def test_every_stage_runs_and_hands_over_to_the_next(tmp_path, t5_tokenizer, doc
     assert all(record.losses for record in train_records)
     assert "code_prediction" in train_records[-1].losses
     semantic_ids = trainer.model.semantic_ids
-    assert len(semantic_ids) == 40
-    assert len(set(semantic_ids.to_dict().values())) == 40
+    assert semantic_ids.doc_ids == [f"doc-{i}" for i in range(40)]
     assert semantic_ids.num_learned_levels == 2
-    assert output.metrics["collision_rate_after_resolution"] == 0.0
+    # Unique IDs (a collision rate of 0 after resolution) hold by construction; what training can fail at is codes
+    # that mean something: level 1 follows the four topics of the texts (AMI 0.36 when written) better than any of
+    # 20 draws of random codes (at most 0.10).
+    topics = synthetic_topics()
+    assert adjusted_mutual_info_score(topics, semantic_ids.codes[:, 0]) > random_codes_ami_ceiling(topics, 4)
+    assert output.metrics["collision_rate_before_resolution"] == semantic_ids.collision_rate_before_resolution
     progress = json.loads((tmp_path / "indexer_progress.json").read_text())
     assert progress["completed_stages"] == len(trainer.stage_plan)
     logged = [entry for entry in trainer.state.log_history if "reconstruction_loss" in entry]
@@ -189,7 +200,11 @@ def test_add_documents_scales_to_ten_thousand_documents(saved_indexer, t5_tokeni
     model = copy.deepcopy(saved_indexer[0])
     texts = [f"item {index} {['pen', 'lipstick', 'shampoo', 'stapler'][index % 4]}" for index in range(10_000)]
     extended = model.add_documents(texts, t5_tokenizer, [f"n{index}" for index in range(10_000)], batch_size=512)
-    assert len(extended) == 10_040 and len(set(extended.to_dict().values())) == 10_040
+    assert len(extended) == 10_040
+    # The new IDs are unique by construction; their level-1 codes can fail to follow the product word of the texts
+    # (AMI 0.38 when written; random codes about 0).
+    topics = [index % 4 for index in range(10_000)]
+    assert adjusted_mutual_info_score(topics, extended.codes[40:, 0]) > max(0.1, random_codes_ami_ceiling(topics, 4))
 
 
 @pytest.mark.parametrize("num_documents", [1, 2])
@@ -234,15 +249,42 @@ def test_distillation_targets_are_the_untrained_sentence_embeddings(tmp_path, t5
         assert ("distillation" in stage.losses) == (stage.name in with_targets)
 
 
-def test_group_by_length_samples_by_document_token_counts(tmp_path, t5_tokenizer, documents):
+def test_group_by_length_samples_by_document_token_counts(tmp_path, t5_tokenizer, documents, monkeypatch):
     documents = [text + " extra" * (index % 5) * 2 for index, text in enumerate(documents)]
     trainer = make_trainer(tmp_path, t5_tokenizer, documents, sampling_strategy="group_by_length")
     expected_counts = [len(ids) for ids in t5_tokenizer(documents, max_length=32, truncation=True)["input_ids"]]
     assert trainer.train_dataset["length"] == expected_counts
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, LengthGroupedSampler) and sampler.lengths == expected_counts
+    batches = []  # (level, token counts) of every training batch, in training order
+    original_call = LMIndexerDataCollator.__call__
+
+    def recording_call(collator, features):
+        batches.append((collator.level, [feature["length"] for feature in features]))
+        return original_call(collator, features)
+
+    monkeypatch.setattr(LMIndexerDataCollator, "__call__", recording_call)
     trainer.train()
-    assert len(set(trainer.model.semantic_ids.to_dict().values())) == len(documents)
+    # The IDs are unique by construction; what can fail is that training really sampled by length. At level 1,
+    # LengthGroupedSampler sorts each mega-batch (here one batch of 8: 40 documents are too few for more) longest
+    # first and swaps the corpus's longest document to the front of the epoch: past their first document, batches
+    # are in non-increasing length. The random sampler fails this.
+    level_1 = [lengths for level, lengths in batches if level == 0]
+    assert len(level_1) == 3 * 5  # 3 stages of one epoch of 5 batches
+    for epoch_start in range(0, len(level_1), 5):
+        assert level_1[epoch_start][0] == max(expected_counts)
+    for lengths in level_1:
+        assert lengths[1:] == sorted(lengths[1:], reverse=True), lengths
+    # At level 2 the PrefixGroupedSampler orders the epoch's prefix chunks by their longest document, so batches
+    # need much less padding than random orders of the same documents. Measured when written: a spread of 4.8 tokens
+    # per batch, 8.8 for random orders on average, and 7.4 for the prefix chunks without their length order (the
+    # prefix groups follow the "extra" words somewhat): the bound at 70% of random separates the two.
+    level_2 = np.array([lengths for level, lengths in batches if level == 1])
+    assert level_2.size == 2 * 40  # 2 stages of one epoch
+    rng = np.random.default_rng(0)
+    for epoch in level_2.reshape(-1, 40):
+        random_spread = np.mean([batch_spread(rng.permutation(epoch), 8) for _ in range(1000)])
+        assert batch_spread(epoch, 8) < 0.7 * random_spread, (batch_spread(epoch, 8), random_spread)
 
 
 def group_means(representations: torch.Tensor, prefix_codes: np.ndarray) -> torch.Tensor:
@@ -488,6 +530,7 @@ def collision_rate_before_resolution(tmp_path, tokenizer, documents, seed: int, 
     return trainer.model.semantic_ids.collision_rate_before_resolution
 
 
+@pytest.mark.slow  # ten trainings: about a minute
 def test_hard_negatives_spread_level_2_codes_within_prefix_groups(tmp_path, t5_tokenizer, documents):
     """
     Documents sharing a level-1 code are each other's hard negatives at level 2; with them (the config default), fewer

@@ -1,9 +1,11 @@
 """Behaviour of LMIndexerForSemanticID on tiny random backbones (T5, BART, BERT2BERT)."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_indexer_config
+from conftest import T5_TOKENIZER_VOCAB_SIZE, tiny_indexer_config
 from transformers import BartConfig, BertConfig, EncoderDecoderConfig
 
 from modeling_lmindexer import LMIndexerConfig, LMIndexerForSemanticID, SemanticIDs, kmeans_centroids
@@ -191,16 +193,28 @@ def test_kmeans_refuses_fewer_documents_than_codes():
         kmeans_centroids(torch.randn(5, 4), 8)
 
 
-def test_assign_ids_gives_unique_ids_with_collision_code(tiny_config, t5_tokenizer, documents):
+def test_assign_ids_appends_a_collision_code_to_the_predicted_codes(tiny_config, t5_tokenizer, documents):
     model = make_model(tiny_indexer_config(codebook_sizes=[2, 2]))
-    semantic_ids = model.assign_ids(documents, t5_tokenizer, doc_ids=[f"doc-{i}" for i in range(40)], batch_size=16)
-    assert isinstance(semantic_ids, SemanticIDs)
-    assert len(semantic_ids) == 40
-    assert len({semantic_ids[doc_id] for doc_id in semantic_ids.doc_ids}) == 40
+    doc_ids = [f"doc-{i}" for i in range(40)]
+    semantic_ids = model.assign_ids(documents, t5_tokenizer, doc_ids=doc_ids, batch_size=16)
+    assert isinstance(semantic_ids, SemanticIDs) and model.semantic_ids is semantic_ids
+    assert semantic_ids.doc_ids == doc_ids
     # 40 documents cannot fit in 2 x 2 learned IDs: a collision code is appended.
     assert semantic_ids.num_learned_levels == 2 and semantic_ids.num_levels == 3
-    assert semantic_ids.collision_rate_before_resolution > 0
-    assert model.semantic_ids is semantic_ids
+    # Uniqueness alone holds by construction; the values can be wrong. The learned levels are the model's greedy
+    # codes, and the collision code numbers the documents of each learned group 0, 1, ... in corpus order.
+    encoded = t5_tokenizer(documents, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    learned = model.predict_codes(encoded["input_ids"], encoded["attention_mask"]).numpy()
+    np.testing.assert_array_equal(semantic_ids.codes[:, :2], learned)
+    group_sizes = Counter()
+    expected_collision_codes = []
+    for row in map(tuple, learned.tolist()):
+        expected_collision_codes.append(group_sizes[row])
+        group_sizes[row] += 1
+    np.testing.assert_array_equal(semantic_ids.codes[:, 2], expected_collision_codes)
+    shared = sum(size for size in group_sizes.values() if size > 1)
+    assert semantic_ids.collision_rate_before_resolution == pytest.approx(shared / 40)
+    assert semantic_ids.codebook_sizes == (2, 2, max(group_sizes.values()))
 
 
 def test_assign_ids_matches_batched_predict_codes(tiny_config, t5_tokenizer, documents):
@@ -251,8 +265,9 @@ def test_forward_rejects_unknown_loss(tiny_config, batch):
 
 
 def tiny_bart_config() -> BartConfig:
+    """A 1-layer BART over the T5 vocabulary (so that the real T5 tokenizer can index text with it)."""
     return BartConfig(
-        vocab_size=100,
+        vocab_size=T5_TOKENIZER_VOCAB_SIZE,
         d_model=32,
         encoder_layers=1,
         decoder_layers=1,
@@ -261,11 +276,23 @@ def tiny_bart_config() -> BartConfig:
         encoder_ffn_dim=64,
         decoder_ffn_dim=64,
         dropout=0.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=None,
+        decoder_start_token_id=0,
     )
 
 
 def tiny_bert2bert_config() -> EncoderDecoderConfig:
-    bert = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+    """A 1-layer BERT2BERT over the T5 vocabulary, padded with the T5 tokenizer's pad token 0."""
+    bert = BertConfig(
+        vocab_size=T5_TOKENIZER_VOCAB_SIZE,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        pad_token_id=0,
+    )
     config = EncoderDecoderConfig.from_encoder_decoder_configs(bert, BertConfig(**bert.to_dict()))
     config.decoder_start_token_id = 2
     config.pad_token_id = 0
@@ -273,11 +300,27 @@ def tiny_bert2bert_config() -> EncoderDecoderConfig:
 
 
 @pytest.mark.parametrize("seq2seq_config", [tiny_bart_config(), tiny_bert2bert_config()], ids=["bart", "bert2bert"])
-def test_other_seq2seq_backbones_train_and_assign(seq2seq_config):
+def test_other_seq2seq_backbones_train_and_assign(seq2seq_config, t5_tokenizer, documents):
     model = make_model(tiny_indexer_config(seq2seq_config=seq2seq_config))
-    input_ids = torch.randint(3, 100, (6, 12), generator=torch.Generator().manual_seed(0))
-    attention_mask = torch.ones_like(input_ids)
-    output = model(input_ids=input_ids, attention_mask=attention_mask, level=1, prefix_codes=torch.zeros(6, 1).long())
+    encoded = t5_tokenizer(documents[:12], padding=True, truncation=True, max_length=32, return_tensors="pt")
+    prefix_codes = torch.randint(0, 8, (12, 1), generator=torch.Generator().manual_seed(0))
+    output = model(**encoded, level=1, prefix_codes=prefix_codes)
     output.loss.backward()
-    assert model.codebooks[1].weight.grad is not None
-    assert model.predict_codes(input_ids, attention_mask).shape == (6, 2)
+
+    # A gradient that exists can still be all zeros (a detached path gives zeros or None): every trained part, the
+    # backbone's encoder and decoder included, must get a non-zero one. BART's decoder shares its token embeddings
+    # with the encoder, so only the decoder's own parameters tell whether the decoder itself is trained.
+    def has_gradient(parameters) -> bool:
+        return any(p.grad is not None and p.grad.abs().sum() > 0 for p in parameters)
+
+    encoder_parameters = {id(p) for p in model.backbone.get_encoder().parameters()}
+    assert has_gradient(model.backbone.get_encoder().parameters())
+    assert has_gradient(p for p in model.backbone.get_decoder().parameters() if id(p) not in encoder_parameters)
+    assert has_gradient(model.codebooks[0].parameters()) and has_gradient(model.codebooks[1].parameters())
+    assert has_gradient(model.reconstructor.parameters())
+    # The stored IDs are the codes the model predicts, as for T5 (test_assign_ids_matches_batched_predict_codes).
+    model.eval()
+    semantic_ids = model.assign_ids(documents[:12], t5_tokenizer, batch_size=5)
+    codes = model.predict_codes(encoded["input_ids"], encoded["attention_mask"])
+    assert codes.shape == (12, 2)
+    np.testing.assert_array_equal(semantic_ids.codes[:, :2], codes.numpy())

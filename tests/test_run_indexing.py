@@ -99,6 +99,7 @@ def test_duplicate_and_empty_documents_stop_with_one_error_line(tmp_path, tiny_b
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_tiny_movielens_run_writes_model_ids_and_report(tmp_path):
     """
     Reads the real MovieLens-1M catalogue (first 48 movies) and trains the offline backbone briefly, twice: the same

@@ -20,14 +20,23 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
     processes the decision is shared (any process over budget stops all of them at the same step), so no process
     waits forever for the others.
 
+    Time a trainer spends evaluating is not training time: it reports it with [`~TimeBudgetCallback.exclude`]. With
+    `eval_every_minutes`, the callback also asks for an evaluation each time that many more training minutes have
+    passed, so learning curves have points at even training times.
+
     Args:
         max_minutes (`float`): The training budget in minutes, positive.
+        eval_every_minutes (`float`, *optional*): Training minutes between evaluations.
     """
 
-    def __init__(self, max_minutes: float):
+    def __init__(self, max_minutes: float, eval_every_minutes: float | None = None):
         if max_minutes <= 0:
             raise ValueError(f"max_minutes = {max_minutes}: the training budget must be positive.")
+        if eval_every_minutes is not None and eval_every_minutes <= 0:
+            raise ValueError(f"eval_every_minutes = {eval_every_minutes}: the interval must be positive.")
         self.max_minutes = max_minutes
+        self.eval_every_minutes = eval_every_minutes
+        self.evaluations_asked = 0
         # Training seconds of the earlier runs this one resumes (read from the checkpoint at train begin).
         self.spent_seconds = 0.0
         self.start_time: float | None = None
@@ -39,8 +48,15 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         running = time.monotonic() - self.start_time if self.start_time is not None else 0.0
         return self.spent_seconds + running
 
+    def exclude(self, seconds: float) -> None:
+        """Do not count `seconds` just spent on something other than training (an evaluation)."""
+        self.spent_seconds -= seconds
+
     def state(self) -> dict:
-        return {"args": {"max_minutes": self.max_minutes}, "attributes": {"spent_seconds": self.elapsed_seconds}}
+        return {
+            "args": {"max_minutes": self.max_minutes, "eval_every_minutes": self.eval_every_minutes},
+            "attributes": {"spent_seconds": self.elapsed_seconds},
+        }
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         # The Trainer has loaded the checkpoint's state (if it resumes) before this event.
@@ -53,6 +69,11 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         self.start_time = time.monotonic()
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self.eval_every_minutes is not None:
+            due = int(self.elapsed_seconds // (60.0 * self.eval_every_minutes))
+            if due > self.evaluations_asked:
+                self.evaluations_asked = due
+                control.should_evaluate = True
         over_budget = self.elapsed_seconds >= 60.0 * self.max_minutes
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             flag = torch.tensor(float(over_budget), device=args.device)

@@ -1,4 +1,7 @@
-"""What every example script does the same way: parse its arguments, set up logging, and push its results once."""
+"""
+What every example script does the same way: parse its arguments, set up logging, compute (or reuse) baseline IDs,
+and push its results once.
+"""
 
 import logging
 import sys
@@ -6,7 +9,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import transformers
+from datasets import Dataset
 from transformers import HfArgumentParser, TrainingArguments
+
+from modeling_lmindexer import SemanticIDs
+from modeling_lmindexer.baselines import baseline_semantic_ids
+
+
+logger = logging.getLogger(__name__)
 
 
 def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dataset: str) -> tuple:
@@ -41,6 +51,40 @@ def configure_logging(training_args: TrainingArguments) -> None:
     transformers.utils.logging.enable_explicit_format()
     for noisy_logger in ("faiss", "transformers.configuration_utils", "transformers.modeling_utils"):
         logging.getLogger(noisy_logger).setLevel(logging.WARNING)
+
+
+def cached_baseline_semantic_ids(
+    scheme: str, corpus: Dataset, codebook_sizes: list[int], training_args: TrainingArguments
+) -> SemanticIDs:
+    """
+    [`baseline_semantic_ids`] of the corpus (`doc_id` and `text` columns), computed once by the main process and read
+    by the others from `output_dir/semantic_ids-<scheme>-seed<seed>.json` (also reused when a stopped run resumes).
+    """
+    path = Path(training_args.output_dir) / f"semantic_ids-{scheme}-seed{training_args.seed}.json"
+    doc_ids = list(corpus["doc_id"])
+    with training_args.main_process_first(desc=f"{scheme} semantic IDs"):
+        if path.is_file():
+            try:
+                semantic_ids = SemanticIDs.load(path)
+            except ValueError as error:
+                logger.warning(f"Computing the {scheme} IDs again: the saved ones are unreadable ({error}).")
+            else:
+                learned_sizes = list(semantic_ids.codebook_sizes[: semantic_ids.num_learned_levels])
+                if semantic_ids.doc_ids == doc_ids and learned_sizes == list(codebook_sizes):
+                    logger.info(f"Reusing the {scheme} IDs of {path}.")
+                    return semantic_ids
+        semantic_ids = baseline_semantic_ids(
+            scheme,
+            doc_ids,
+            list(corpus["text"]),
+            codebook_sizes,
+            seed=training_args.seed,
+            show_progress_bar=training_args.should_log,
+        )
+        if training_args.should_save:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            semantic_ids.save(path)
+    return semantic_ids
 
 
 @dataclass(frozen=True)

@@ -340,7 +340,7 @@ def _format_fractions(fractions: Sequence[float] | None) -> str:
     return _MISSING if fractions is None else ", ".join(f"{fraction:.4f}" for fraction in fractions)
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     lines = [f"| {' | '.join(header)} |", f"|{'|'.join('---' for _ in header)}|"]
     lines.extend(f"| {' | '.join(_format_value(value) for value in row)} |" for row in rows)
     return lines
@@ -474,7 +474,7 @@ class IndexingReport:
             ("total wall time (s)", self.total_wall_time_seconds),
             *((f"output folder, {name} (MB)", value) for name, value in (self.disk_use_mb or {}).items()),
         ]
-        return _markdown_table(["metric", "value"], rows)
+        return markdown_table(["metric", "value"], rows)
 
     def _agreement(self, key: str) -> object:
         return None if self.prediction_agreement is None else self.prediction_agreement[key]
@@ -510,7 +510,7 @@ class IndexingReport:
             [*(row[key] for key in keys), agreement[position] if position < len(agreement) else None]
             for position, row in enumerate(self.per_level)
         ]
-        return _markdown_table(header, rows)
+        return markdown_table(header, rows)
 
     def _new_document_table(self) -> list[str]:
         details = {key: value for key, value in self.new_documents.items() if key != "rows"}
@@ -518,7 +518,7 @@ class IndexingReport:
         header = ["documents", "count", "AMI level 1", "AMI full ID", "collision rate"]
         keys = ["documents", "ami_level_1", "ami_full_id", "collision_rate"]
         rows = [[name, *(metrics.get(key) for key in keys)] for name, metrics in self.new_documents["rows"].items()]
-        return lines + _markdown_table(header, rows)
+        return lines + markdown_table(header, rows)
 
     def _stage_table(self) -> list[str]:
         header = [
@@ -546,7 +546,7 @@ class IndexingReport:
             ]
             for stage in self.stages
         ]
-        return _markdown_table(header, rows)
+        return markdown_table(header, rows)
 
     def _comparison_table(self) -> list[str]:
         header = ["IDs", "AMI level 1", "AMI full ID", "collision rate before resolution"]
@@ -556,7 +556,7 @@ class IndexingReport:
             [name, *(metrics.get(key) for key in keys)]
             for name, metrics in {f"learned ({self.backbone})": learned, **self.baselines}.items()
         ]
-        return _markdown_table(header, rows)
+        return markdown_table(header, rows)
 
     def write(self, output_dir: str | os.PathLike, name: str = "indexing_report") -> tuple[Path, Path]:
         """
@@ -651,8 +651,8 @@ class RetrievalReport:
         sections = [
             [f"# Retrieval report: {self.dataset} ({self.task_type})"],
             *([f"> **{label}**"] for label in self.labels),
-            ["## Metrics", "", *_markdown_table(["system", *names], rows)],
-            ["## Run", "", *_markdown_table(["field", "value"], list(summary.items()))],
+            ["## Metrics", "", *markdown_table(["system", *names], rows)],
+            ["## Run", "", *markdown_table(["field", "value"], list(summary.items()))],
         ]
         return "\n\n".join("\n".join(section) for section in sections) + "\n"
 

@@ -146,6 +146,32 @@ def leave_one_out_split(sequences: dict[str, list[str]], max_history_length: int
     return LeaveOneOutSplit(train=train, validation=validation, test=test)
 
 
+def training_windows(sequences: dict[str, list[str]], max_history_length: int = 20) -> list[list[str]]:
+    """
+    The training sequences of the leave-one-out split, for a model trained on every position: each user's items but
+    the last two (validation and test targets), cut into windows of at most `max_history_length + 1` items that
+    overlap by one item, so that every training target of [`leave_one_out_split`] (`sequence[1:-2]`) is predicted
+    exactly once, from at most `max_history_length` items before it.
+
+    Raises:
+        `ValueError`: As [`leave_one_out_split`] does.
+    """
+    if max_history_length < 1:
+        raise ValueError(f"max_history_length must be positive, got {max_history_length}.")
+    windows = []
+    for user_id, items in sequences.items():
+        if len(items) < 3:
+            raise ValueError(
+                f"User '{user_id}' has {len(items)} interactions; leave-one-out needs at least 3 per user."
+            )
+        training_items = items[:-2]
+        for start in range(0, max(1, len(training_items) - 1), max_history_length):
+            window = training_items[start : start + max_history_length + 1]
+            if len(window) >= 2:
+                windows.append(window)
+    return windows
+
+
 # TIGER (Rajput et al., NeurIPS 2023), Table 1, Amazon Beauty: RQ-VAE semantic IDs, generative retrieval.
 PUBLISHED_RECOMMENDATION_RESULTS = {
     "beauty": {
@@ -170,4 +196,5 @@ __all__ = [
     "load_movielens_sequences",
     "load_office_sequences",
     "load_sequences",
+    "training_windows",
 ]

@@ -1,0 +1,239 @@
+"""LMIndexerRecommender: every-position training, constrained decoding, recommend(), saving, and its example script.
+
+Tiny random Llama configs (Qwen2 and GPT-2 for the decoding loop); the script runs on the synthetic Beauty files of
+`test_retrieval_tasks` (12 items, 7 users), no shared data needed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_retrieval_tasks import SYNTHETIC_SEQUENCES, write_synthetic_beauty
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig, Qwen2Config
+
+from modeling_lmindexer import LMIndexerRecommender, SemanticIDs
+from modeling_lmindexer.data.recommendation import leave_one_out_split, training_windows
+from modeling_lmindexer.id_beam_search import DecoderOnlySteps, search_id_codes
+from trainers import RecommendationCollator, recommendation_training_dataset
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ITEMS = [f"item-{index}" for index in range(24)]
+
+
+def tiny_decoder_config() -> LlamaConfig:
+    return LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+    )
+
+
+def tiny_recommender(seed: int = 0) -> LMIndexerRecommender:
+    # 24 items: 4 x 6 learned codes, a collision level of 2 that no item needs.
+    codes = [[index // 6, index % 6, 0] for index in range(len(ITEMS))]
+    semantic_ids = SemanticIDs(ITEMS, codes, [4, 6, 2])
+    torch.manual_seed(seed)
+    return LMIndexerRecommender.from_semantic_ids(
+        semantic_ids, decoder_config=tiny_decoder_config(), max_history_length=4
+    ).eval()
+
+
+def test_training_on_every_position_equals_training_one_example_at_a_time():
+    """The summed loss of one sequence is the sum of the losses of its next-item examples, each seen alone."""
+    model = tiny_recommender()
+    window = ["item-3", "item-17", "item-8", "item-22"]
+    collator = RecommendationCollator(model.config.num_levels, model.config.pad_token_id)
+    batch = collator([{"input_ids": model.sequence_token_ids(window)}])
+    num_targets = (batch["labels"] != -100).sum()
+    all_positions = model(**batch, num_items_in_batch=1).loss
+    one_at_a_time = []
+    for position in range(1, len(window)):
+        example = collator([{"input_ids": model.sequence_token_ids(window[: position + 1])}])
+        # Only the last item is this example's target.
+        example["labels"][:, : 1 + position * model.config.num_levels] = -100
+        one_at_a_time.append(model(**example, num_items_in_batch=1).loss)
+    assert num_targets == (len(window) - 1) * model.config.num_levels
+    assert all_positions.item() == pytest.approx(sum(loss.item() for loss in one_at_a_time), rel=1e-5)
+    # The loss is the softmax over each position's level only: uniform scores would give log(codebook size).
+    with torch.no_grad():
+        model.get_input_embeddings().weight.zero_()
+    sizes = model.config.codebook_sizes
+    uniform = sum(torch.log(torch.tensor(float(size))) for size in sizes) * (len(window) - 1)
+    assert model(**batch, num_items_in_batch=1).loss.item() == pytest.approx(uniform.item(), rel=1e-5)
+
+
+def test_a_batch_trains_every_item_after_the_first_and_ignores_padding():
+    model = tiny_recommender()
+    collator = RecommendationCollator(model.config.num_levels, model.config.pad_token_id)
+    short, long = ["item-1", "item-2"], ["item-5", "item-6", "item-7"]
+    batch = collator([{"input_ids": model.sequence_token_ids(seq)} for seq in (short, long)])
+    assert (batch["labels"] != -100).sum(dim=1).tolist() == [3, 6]
+    separate = sum(model(**collator([{"input_ids": model.sequence_token_ids(seq)}]), num_items_in_batch=1).loss
+                   for seq in (short, long))  # fmt: skip
+    assert model(**batch, num_items_in_batch=1).loss.item() == pytest.approx(separate.item(), rel=1e-5)
+
+
+def test_training_windows_predict_every_training_target_once():
+    sequences = {"u": [f"i{index}" for index in range(12)], "v": ["a", "b", "c"]}
+    windows = training_windows(sequences, max_history_length=4)
+    split = leave_one_out_split(sequences, max_history_length=4)
+    targets = [item for window in windows for item in window[1:]]
+    assert sorted(targets) == sorted(example.target for example in split.train)
+    assert all(2 <= len(window) <= 5 for window in windows)
+
+
+def decoder_configs() -> dict[str, PretrainedConfig]:
+    """Causal language models of other families, with grouped-query attention where the family has it."""
+    return {
+        "llama": tiny_decoder_config(),
+        "llama-gqa": LlamaConfig(
+            **{**tiny_decoder_config().to_dict(), "num_attention_heads": 4, "num_key_value_heads": 2}
+        ),
+        "qwen2": Qwen2Config(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+            max_position_embeddings=256, tie_word_embeddings=True,
+        ),
+        "gpt2": GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=256, tie_word_embeddings=True),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["llama", "llama-gqa", "qwen2", "gpt2"])
+def test_fast_id_beam_search_returns_the_generic_loops_sequences(family):
+    codes = [[index // 6, index % 6, 0] for index in range(len(ITEMS))]
+    torch.manual_seed(0)
+    model = LMIndexerRecommender.from_semantic_ids(
+        SemanticIDs(ITEMS, codes, [4, 6, 2]), decoder_config=decoder_configs()[family], max_history_length=4
+    ).eval()
+    prompts, attention_mask = model.history_prompts([["item-1", "item-2", "item-9"], ["item-20"]])
+    arguments = dict(input_ids=prompts, attention_mask=attention_mask, num_beams=6, num_return_sequences=6)
+    with torch.no_grad():
+        fast = model.generate(**arguments)
+        generic = model.generate(**arguments, id_beam_search=False)
+    assert torch.equal(fast, generic)
+    codes = model.config.id_token_layout.tokens_to_codes(fast[:, prompts.shape[1] : -1])
+    assert (model.trie.doc_rows(codes) >= 0).all()  # every generated ID is a catalogue item
+
+
+def test_beams_share_their_prompts_cache_instead_of_copying_it():
+    """The history's keys and values stay one row per user; each beam caches only its own generated tokens."""
+    model = tiny_recommender()
+    prompts, attention_mask = model.history_prompts([["item-1", "item-2", "item-9"], ["item-20"]])
+    steps = DecoderOnlySteps(model, prompts, attention_mask)
+    with torch.no_grad():
+        codes, scores = search_id_codes(model, steps, batch_size=2, num_beams=6, trie=model.trie)
+    assert all(keys.shape[0] == 2 and keys.shape[2] == prompts.shape[1] for keys in steps.prefix.keys)
+    assert steps.cache.get_seq_length() == model.config.num_levels - 1
+    assert all(layer.keys.shape[0] == 2 * 6 for layer in steps.cache.layers)
+    # The same beams as generic beam search (test_fast_id_beam_search_returns_the_generic_loops_sequences).
+    assert model.recommend([["item-1", "item-2", "item-9"], ["item-20"]], k=6) == [
+        [ITEMS[row] for row in model.trie.doc_rows(user_codes).tolist()] for user_codes in codes
+    ]
+
+
+def test_recommend_on_a_saved_and_reloaded_model_returns_valid_distinct_items(tmp_path):
+    model = tiny_recommender()
+    histories = [["item-1", "item-2"], ["item-23"], ["item-4", "item-4", "item-9"]]
+    rankings, scores = model.recommend(histories, k=10, return_scores=True)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert isinstance(reloaded, LMIndexerRecommender) and reloaded.semantic_ids == model.semantic_ids
+    assert reloaded.recommend(histories, k=10) == rankings
+    for ranking, user_scores in zip(rankings, scores):
+        assert len(ranking) == len(set(ranking)) == 10 and set(ranking) <= set(ITEMS)
+        assert user_scores == sorted(user_scores, reverse=True) and all(score < 0 for score in user_scores)
+    # trust_remote_code loading finds the saved code and the Auto class.
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_recommender.LMIndexerRecommender"
+    assert "# LMIndexer generative recommender" in (tmp_path / "README.md").read_text()
+
+
+def test_recommend_learns_a_deterministic_next_item():
+    """After a few steps on sequences where item k is always followed by item k + 1, that item ranks first."""
+    model = tiny_recommender().train()
+    collator = RecommendationCollator(model.config.num_levels, model.config.pad_token_id)
+    windows = [[f"item-{start + offset}" for offset in range(4)] for start in range(0, 20)]
+    dataset = recommendation_training_dataset(model, windows)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = model(**collator(list(dataset))).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    rankings = model.recommend([["item-5", "item-6"], ["item-10", "item-11", "item-12"]], k=3)
+    assert [ranking[0] for ranking in rankings] == ["item-7", "item-13"]
+
+
+def test_bad_input_gets_one_clear_error(caplog):
+    model = tiny_recommender()
+    with pytest.raises(
+        ValueError, match=r"histories\[1\]: 1 item\(s\) are not in the recommender's catalogue.*'nope'"
+    ):
+        model.recommend([["item-1"], ["item-2", "nope"]])
+    with pytest.raises(ValueError, match=r"histories\[0\] = \[\]: a history is a non-empty list"):
+        model.recommend([[]])
+    with pytest.raises(ValueError, match="k = 0"):
+        model.recommend([["item-1"]], k=0)
+    assert len(model.recommend([["item-1"]], k=100)[0]) == len(ITEMS)  # the whole catalogue, with a warning
+    without_ids = LMIndexerRecommender(model.config)
+    with pytest.raises(ValueError, match="has no semantic IDs"):
+        without_ids.recommend([["item-1"]])
+    with pytest.raises(ValueError, match="level 1 has codebook size 5 but the recommender's level 1 has 6"):
+        model.set_semantic_ids(SemanticIDs(["a"], [[0, 0, 0]], [4, 5, 2]))
+
+
+def run_script(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    command = [sys.executable, str(EXAMPLES / "run_recommendation.py"), *arguments]
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_run_recommendation_end_to_end_reports_tiger_next_to_ours(tmp_path):
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    output_dir = tmp_path / "out"
+    completed = run_script(
+        "--dataset", "beauty", "--data_dir", str(data_dir), "--id_scheme", "random", "--codebook_sizes", "4", "4",
+        "--decoder_config_overrides", "hidden_size=16,intermediate_size=32,num_hidden_layers=1,num_attention_heads=2,"
+        "num_key_value_heads=2", "--num_train_epochs", "2", "--per_device_train_batch_size", "4",
+        "--max_train_minutes", "5", "--eval_every_minutes", "0.0001", "--output_dir", str(output_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads((output_dir / "recommendation_report.json").read_text())
+    assert report["num_test_queries"] == len(SYNTHETIC_SEQUENCES) and report["k_values"] == [5, 10]
+    assert report["training"]["next-item targets per epoch"] == sum(
+        len(items) - 3 for items in SYNTHETIC_SEQUENCES.values()
+    )
+    assert report["training"]["epochs done"] == 2.0 and len(report["curve"]) >= 1
+    assert 0.0 <= report["metrics"]["recall@10"] <= 1.0
+    markdown = (output_dir / "recommendation_report.md").read_text()
+    assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 |" in markdown
+    model = AutoModelForCausalLM.from_pretrained(output_dir)
+    assert model.config.decoder_config.hidden_size == 16
+    assert all(set(ranking) <= {str(item) for item in range(12)} for ranking in model.recommend([["0", "1"]], k=5))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--dataset", "cranfield", "--id_scheme", "random"], "unknown recommendation dataset 'cranfield'"),
+    (["--dataset", "beauty", "--data_dir", "{empty}", "--id_scheme", "random"], "Beauty.inter.json"),
+    (["--id_scheme", "random", "--overwrite_output_dir", "True"], "unrecognized arguments: --overwrite_output_dir"),
+    (["--dataset", "beauty", "--data_dir", "{data}", "--id_scheme", "rq"], "unknown --id_scheme 'rq'"),
+    (["--dataset", "beauty", "--data_dir", "{data}"], "pass either --indexer"),
+    (["--dataset", "beauty", "--data_dir", "{data}", "--id_scheme", "random", "--num_beams", "5"],
+     "--num_beams 5 must be at least the largest cut-off 10"),
+])  # fmt: skip
+def test_bad_input_stops_the_script_with_one_error_line(arguments, message, tmp_path):
+    (tmp_path / "empty").mkdir()
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    arguments = [argument.format(empty=tmp_path / "empty", data=data_dir) for argument in arguments]
+    completed = run_script(*arguments, "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
+    error_lines = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert completed.returncode != 0 and len(error_lines) == 1 and message in error_lines[0], completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr

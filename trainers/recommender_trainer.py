@@ -1,0 +1,175 @@
+"""Training the generative recommender on every position of every user's sequence, and ranking with it."""
+
+import time
+from collections.abc import Sequence
+
+import torch
+from datasets import Dataset
+from transformers import Trainer, TrainingArguments
+from transformers.utils import logging
+
+from modeling_lmindexer import LMIndexerRecommender
+from modeling_lmindexer.data.recommendation import RecommendationExample
+from modeling_lmindexer.metrics import compute_retrieval_metrics
+
+from .callbacks import TimeBudgetCallback
+
+
+logger = logging.get_logger(__name__)
+
+IGNORE_INDEX = -100
+
+
+class RecommendationCollator:
+    """
+    Right-pads sequences `{"input_ids": [bos, ID tokens of every item ...]}` into a batch whose `labels` are the ID
+    tokens of every item after the first (`-100` on `bos`, the first item and the padding), so that one forward pass
+    trains every next-item prediction of every sequence.
+
+    Args:
+        num_levels (`int`): ID tokens per item.
+        pad_token_id (`int`): The padding token.
+    """
+
+    def __init__(self, num_levels: int, pad_token_id: int):
+        self.num_levels = num_levels
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(row["input_ids"]) for row in rows)
+        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for index, row in enumerate(rows):
+            input_ids[index, : len(row["input_ids"])] = torch.as_tensor(row["input_ids"])
+            attention_mask[index, : len(row["input_ids"])] = 1
+        labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
+        labels[:, : 1 + self.num_levels] = IGNORE_INDEX
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def recommendation_training_dataset(model: LMIndexerRecommender, windows: Sequence[Sequence[str]]) -> Dataset:
+    """The `input_ids` of training windows of items (see [`training_windows`]); unknown items raise `ValueError`."""
+    return Dataset.from_dict(
+        {
+            "input_ids": [
+                model.sequence_token_ids(window, source=f"training window {index}")
+                for index, window in enumerate(windows)
+            ]
+        }
+    )
+
+
+def recommendation_evaluation_dataset(examples: Sequence[RecommendationExample]) -> Dataset:
+    """The histories and next items of evaluation examples, as [`LMIndexerRecommenderTrainer.evaluate`] reads them."""
+    return Dataset.from_dict(
+        {
+            "user_id": [example.user_id for example in examples],
+            "history": [list(example.history) for example in examples],
+            "target": [example.target for example in examples],
+        }
+    )
+
+
+class LMIndexerRecommenderTrainer(Trainer):
+    """
+    [`Trainer`] for [`LMIndexerRecommender`]: batches of whole sequences with the loss on every position
+    ([`RecommendationCollator`]), and an `evaluate()` that ranks the catalogue for every history of an evaluation
+    dataset ([`recommendation_evaluation_dataset`]) with [`~LMIndexerRecommender.recommend`] and reports item-level
+    Recall@K and NDCG@K (a hit is the target item itself). Every evaluation during training adds a point to
+    `self.curve` at the training minutes spent (a [`TimeBudgetCallback`] among the callbacks keeps that clock and does
+    not count evaluation time).
+
+    Args:
+        model ([`LMIndexerRecommender`]): The recommender, with its IDs.
+        args (`TrainingArguments`): The usual arguments (`group_by_length` batches sequences of similar lengths).
+        train_dataset (`Dataset`, *optional*): [`recommendation_training_dataset`] rows.
+        eval_dataset (`Dataset`, *optional*): [`recommendation_evaluation_dataset`] rows.
+        k_values (`Sequence[int]`): Cut-offs of the metrics.
+        num_beams (`int`): Beam width of the rankings (at least the largest cut-off).
+        eval_batch_size (`int`): Users ranked at once.
+        callbacks: As for [`Trainer`].
+    """
+
+    def __init__(
+        self,
+        model: LMIndexerRecommender,
+        args: TrainingArguments,
+        train_dataset: Dataset | None = None,
+        eval_dataset: Dataset | None = None,
+        k_values: Sequence[int] = (5, 10),
+        num_beams: int = 20,
+        eval_batch_size: int = 128,
+        callbacks=None,
+    ):
+        if num_beams < max(k_values):
+            raise ValueError(f"num_beams = {num_beams} must be at least the largest cut-off {max(k_values)}.")
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=RecommendationCollator(model.config.num_levels, model.config.pad_token_id),
+            callbacks=callbacks,
+        )
+        self.k_values = list(k_values)
+        self.num_beams = num_beams
+        self.eval_batch_size = eval_batch_size
+        self.curve: list[dict] = []
+
+    @property
+    def time_budget(self) -> TimeBudgetCallback | None:
+        """The [`TimeBudgetCallback`] among the callbacks (the Trainer may have restored it from a checkpoint)."""
+        return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
+
+    def rankings(self, histories: Sequence[Sequence[str]]) -> list[list[str]]:
+        """The top `max(k_values)` items of every history."""
+        return self.model.recommend(
+            histories, k=max(self.k_values), num_beams=self.num_beams, batch_size=self.eval_batch_size
+        )
+
+    def evaluate(
+        self,
+        eval_dataset: Dataset | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """Item-level `recall@K` and `ndcg@K` of the rankings of `eval_dataset` (default: the trainer's), prefixed
+        with `metric_key_prefix`, plus the seconds the evaluation took and the number of users."""
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        if dataset is None:
+            raise ValueError("Nothing to evaluate: pass an eval_dataset (recommendation_evaluation_dataset).")
+        start = time.monotonic()
+        rankings = self.rankings(dataset["history"])
+        scores = compute_retrieval_metrics(rankings, [{target} for target in dataset["target"]], self.k_values)
+        seconds = time.monotonic() - start
+        metrics = {
+            f"{metric_key_prefix}_{name}": value
+            for name, value in scores.items()
+            if name.split("@")[0] in ("recall", "ndcg")
+        }
+        metrics[f"{metric_key_prefix}_seconds"] = seconds
+        metrics[f"{metric_key_prefix}_users"] = len(dataset)
+        budget = self.time_budget
+        if budget is not None and budget.start_time is not None:
+            budget.exclude(seconds)
+        if self.state.global_step > 0 and metric_key_prefix == "eval":
+            training_minutes = budget.elapsed_seconds / 60.0 if budget is not None else None
+            self.curve.append(
+                {
+                    "training_minutes": training_minutes,
+                    "step": self.state.global_step,
+                    "epoch": self.state.epoch,
+                    **metrics,
+                }
+            )
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+__all__ = [
+    "LMIndexerRecommenderTrainer",
+    "RecommendationCollator",
+    "recommendation_evaluation_dataset",
+    "recommendation_training_dataset",
+]
