@@ -26,8 +26,8 @@ from .id_beam_search import DecoderOnlySteps, search_id_codes
 from .id_beam_search import id_beam_search as id_beam_search_loop
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import skip_output_head
-from .semantic_ids import SemanticIDs, check_fits_codebook_sizes
-from .trie import IDTrie
+from .semantic_ids import SemanticIDs
+from .trie import ConstrainedIDsMixin, IDTrie
 
 
 logger = logging.get_logger(__name__)
@@ -35,7 +35,7 @@ logger = logging.get_logger(__name__)
 IGNORE_INDEX = -100
 
 
-class LMIndexerRecommender(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
+class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
     """
     A generative recommender: a causal language model (any `AutoModelForCausalLM` config, trained from scratch) over
     the semantic-ID tokens of a user's items, oldest first, that generates the ID of the next item. One forward pass
@@ -52,6 +52,7 @@ class LMIndexerRecommender(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin
 
     config_class = LMIndexerRecommenderConfig
     base_model_prefix = "recommender"
+    ids_owner = "recommender"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -123,34 +124,6 @@ class LMIndexerRecommender(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin
 
     def get_output_embeddings(self) -> nn.Module:
         return self.decoder.get_output_embeddings()
-
-    @property
-    def semantic_ids(self) -> SemanticIDs | None:
-        """The IDs of the catalogue's items; assigning new ones calls [`~LMIndexerRecommender.set_semantic_ids`]."""
-        return self._semantic_ids
-
-    @semantic_ids.setter
-    def semantic_ids(self, semantic_ids: SemanticIDs) -> None:
-        self.set_semantic_ids(semantic_ids)
-
-    def set_semantic_ids(self, semantic_ids: SemanticIDs, source: str = "semantic_ids") -> None:
-        """
-        Use a new ID table (the config's codebook sizes) and rebuild the prefix tree `self.trie` on the model's device.
-
-        Raises:
-            `ValueError`: Naming `source`, when the IDs have another number of levels or codebook sizes.
-        """
-        check_fits_codebook_sizes(semantic_ids, self.config.codebook_sizes, source, "recommender")
-        self._semantic_ids = semantic_ids
-        self.trie = IDTrie.from_semantic_ids(semantic_ids).to(self.device)
-
-    def _require_semantic_ids(self) -> SemanticIDs:
-        if self._semantic_ids is None:
-            raise ValueError(
-                "The recommender has no semantic IDs (a folder saved without semantic_ids.json?): call "
-                "`set_semantic_ids(...)` first."
-            )
-        return self._semantic_ids
 
     def item_codes(self, items: Sequence[str], source: str = "items") -> np.ndarray:
         """
@@ -270,7 +243,7 @@ class LMIndexerRecommender(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 The tokens to predict, aligned with `input_ids` (the model shifts them): the ID tokens of every item
                 after the first, `-100` elsewhere.
-            use_cache (`bool`, *optional*): Return the updated `cache`.
+            use_cache (`bool`, *optional*): Return the updated `cache` (default: when a `cache` is given).
             kwargs: `num_items_in_batch` (from `Trainer`) divides the summed loss instead of the number of targets;
                 the rest goes to the causal language model.
 
@@ -285,6 +258,9 @@ class LMIndexerRecommender(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin
             first_position = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] + first_position
             position_ids = position_ids.expand(input_ids.shape[0], -1)
+        # Without a cache to continue, none is built: training batches of packed sequences (no attention mask,
+        # restarting positions) get transformers' packed-sequence masks only when there is no cache.
+        use_cache = cache is not None if use_cache is None else use_cache
         outputs, head_states = self._run_decoder(input_ids, attention_mask, position_ids, cache, use_cache, **kwargs)
         logits = self._id_logits(head_states, position_ids % self.config.num_levels)
         loss = None

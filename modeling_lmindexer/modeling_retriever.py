@@ -27,8 +27,8 @@ from .id_beam_search import EncoderDecoderSteps
 from .id_beam_search import id_beam_search as id_beam_search_loop
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import skip_output_head
-from .semantic_ids import SemanticIDs, check_fits_codebook_sizes
-from .trie import IDTrie
+from .semantic_ids import SemanticIDs
+from .trie import ConstrainedIDsMixin, IDTrie
 
 
 logger = logging.get_logger(__name__)
@@ -51,7 +51,7 @@ def resize_vocabulary(backbone: PreTrainedModel, text_vocab_size: int, vocab_siz
             model.resize_token_embeddings(vocab_size, mean_resizing=False)
 
 
-class LMIndexerRetriever(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
+class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
     """
     A generative retriever: a seq2seq backbone whose vocabulary is extended with one token per code per level reads a
     query (or a user history) and generates the semantic ID of a relevant document. `generate()` is restricted to the
@@ -74,6 +74,7 @@ class LMIndexerRetriever(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
 
     config_class = LMIndexerRetrieverConfig
     base_model_prefix = "retriever"
+    ids_owner = "retriever"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -233,31 +234,6 @@ class LMIndexerRetriever(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
             "other IDs."
         )
 
-    @property
-    def semantic_ids(self) -> SemanticIDs | None:
-        """The IDs of the indexed documents; assigning new ones calls [`~LMIndexerRetriever.set_semantic_ids`]."""
-        return self._semantic_ids
-
-    @semantic_ids.setter
-    def semantic_ids(self, semantic_ids: SemanticIDs) -> None:
-        self.set_semantic_ids(semantic_ids)
-
-    def set_semantic_ids(self, semantic_ids: SemanticIDs, source: str = "semantic_ids") -> None:
-        """
-        Use a new ID table (same codebook sizes as the config) and rebuild the prefix tree `self.trie` on the
-        model's device.
-
-        Args:
-            semantic_ids ([`SemanticIDs`]): The IDs of the indexed documents.
-            source (`str`): Where the IDs come from, for error messages.
-
-        Raises:
-            `ValueError`: When the IDs have another number of levels or another codebook size at some level.
-        """
-        check_fits_codebook_sizes(semantic_ids, self.config.codebook_sizes, source, "retriever")
-        self._semantic_ids = semantic_ids
-        self.trie = IDTrie.from_semantic_ids(semantic_ids).to(self.device)
-
     def code_token_ids(self, level: int) -> list[int]:
         """The token ids of the codes `0 .. codebook_sizes[level] - 1` of one ID level."""
         return list(self.config.id_token_layout.level_token_ids(level))
@@ -289,11 +265,6 @@ class LMIndexerRetriever(SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
         codes = codes.to(self.trie.leaf_doc_rows.device)
         doc_ids = semantic_ids.doc_ids
         return [doc_ids[row] if row >= 0 else None for row in self.trie.doc_rows(codes).tolist()]
-
-    def _require_semantic_ids(self) -> SemanticIDs:
-        if self._semantic_ids is None:
-            raise ValueError("The retriever has no semantic IDs: call `set_semantic_ids(...)` first.")
-        return self._semantic_ids
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(

@@ -17,6 +17,7 @@ from .semantic_ids import (
     SemanticIDs,
     _as_code_array,
     check_codes,
+    check_fits_codebook_sizes,
     first_shared_rows,
     group_rows,
     validate_codebook_sizes,
@@ -301,3 +302,47 @@ class IDTrie(nn.Module):
         leaves = self.node_index(codes)
         rows = self.leaf_doc_rows[leaves.clamp(min=0)].long()
         return torch.where(leaves >= 0, rows, -1)
+
+
+class ConstrainedIDsMixin:
+    """
+    The ID table of a generative model that decodes only valid IDs ([`LMIndexerRetriever`], [`LMIndexerRecommender`]):
+    `semantic_ids` (assigning checks the IDs against `config.codebook_sizes`) and its prefix tree `trie`, rebuilt on
+    the model's device at every assignment. The model sets `self._semantic_ids = None` and `self.trie = None` in
+    `__init__` and names itself in error messages with the class attribute `ids_owner`.
+    """
+
+    ids_owner = "model"
+
+    @property
+    def semantic_ids(self) -> SemanticIDs | None:
+        """The IDs of the items the model generates; assigning new ones calls `set_semantic_ids`."""
+        return self._semantic_ids
+
+    @semantic_ids.setter
+    def semantic_ids(self, semantic_ids: SemanticIDs) -> None:
+        self.set_semantic_ids(semantic_ids)
+
+    def set_semantic_ids(self, semantic_ids: SemanticIDs, source: str = "semantic_ids") -> None:
+        """
+        Use a new ID table (the config's codebook sizes) and rebuild the prefix tree `self.trie` on the model's device.
+
+        Args:
+            semantic_ids ([`SemanticIDs`]): The IDs of the documents or items.
+            source (`str`): Where the IDs come from, for error messages.
+
+        Raises:
+            `ValueError`: Naming `source`, when the IDs have another number of levels or another codebook size at
+            some level.
+        """
+        check_fits_codebook_sizes(semantic_ids, self.config.codebook_sizes, source, self.ids_owner)
+        self._semantic_ids = semantic_ids
+        self.trie = IDTrie.from_semantic_ids(semantic_ids).to(self.device)
+
+    def _require_semantic_ids(self) -> SemanticIDs:
+        if self._semantic_ids is None:
+            raise ValueError(
+                f"The {self.ids_owner} has no semantic IDs (a folder saved without semantic_ids.json?): call "
+                "`set_semantic_ids(...)` first."
+            )
+        return self._semantic_ids

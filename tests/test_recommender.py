@@ -71,15 +71,32 @@ def test_training_on_every_position_equals_training_one_example_at_a_time():
     assert model(**batch, num_items_in_batch=1).loss.item() == pytest.approx(uniform.item(), rel=1e-5)
 
 
-def test_a_batch_trains_every_item_after_the_first_and_ignores_padding():
-    model = tiny_recommender()
-    collator = RecommendationCollator(model.config.num_levels, model.config.pad_token_id)
-    short, long = ["item-1", "item-2"], ["item-5", "item-6", "item-7"]
-    batch = collator([{"input_ids": model.sequence_token_ids(seq)} for seq in (short, long)])
-    assert (batch["labels"] != -100).sum(dim=1).tolist() == [3, 6]
-    separate = sum(model(**collator([{"input_ids": model.sequence_token_ids(seq)}]), num_items_in_batch=1).loss
-                   for seq in (short, long))  # fmt: skip
-    assert model(**batch, num_items_in_batch=1).loss.item() == pytest.approx(separate.item(), rel=1e-5)
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2"])
+def test_packed_rows_train_each_sequence_as_if_it_were_alone(family):
+    """Two short sequences share a row (and padding ends it); attention never crosses from one to the other."""
+    torch.manual_seed(0)
+    model = LMIndexerRecommender.from_semantic_ids(
+        SemanticIDs(ITEMS, [[index // 6, index % 6, 0] for index in range(len(ITEMS))], [4, 6, 2]),
+        decoder_config=decoder_configs()[family],
+        max_history_length=4,
+    ).eval()
+    sequences = [
+        ["item-5", "item-6", "item-7", "item-8", "item-9"],  # 16 tokens: the row length
+        ["item-1", "item-2"],  # 7 tokens
+        ["item-13", "item-20"],  # 7 tokens: packed with the one before, then 2 tokens of padding
+    ]
+    features = [{"input_ids": model.sequence_token_ids(sequence)} for sequence in sequences]
+    packed = RecommendationCollator(model.config.num_levels, model.config.pad_token_id)(features)
+    assert packed["input_ids"].shape == (2, 16) and "attention_mask" not in packed
+    assert (packed["labels"] != -100).sum(dim=1).tolist() == [12, 3 + 3]
+    assert packed["position_ids"][1].tolist() == [*range(7), *range(7), 0, 1]
+    padded = RecommendationCollator(model.config.num_levels, model.config.pad_token_id, pack_sequences=False)
+    with torch.no_grad():
+        separate = [model(**padded([feature]), num_items_in_batch=1).loss.item() for feature in features]
+        one_per_row = model(**padded(features), num_items_in_batch=1).loss.item()
+        packed_loss = model(**packed, num_items_in_batch=1).loss.item()
+    assert packed_loss == pytest.approx(sum(separate), rel=1e-5)
+    assert one_per_row == pytest.approx(sum(separate), rel=1e-5)
 
 
 def test_training_windows_predict_every_training_target_once():

@@ -22,28 +22,64 @@ IGNORE_INDEX = -100
 
 class RecommendationCollator:
     """
-    Right-pads sequences `{"input_ids": [bos, ID tokens of every item ...]}` into a batch whose `labels` are the ID
-    tokens of every item after the first (`-100` on `bos`, the first item and the padding), so that one forward pass
-    trains every next-item prediction of every sequence.
+    Batches sequences `{"input_ids": [bos, ID tokens of every item ...]}` with `labels` on the ID tokens of every item
+    after the first (`-100` on `bos`, the first item and the padding), so that one forward pass trains every
+    next-item prediction of every sequence.
+
+    With `pack_sequences` (the default), short sequences share a row: each row, as long as the batch's longest
+    sequence, holds several sequences one after another (first-fit, longest first), and `position_ids` restart at 0
+    for every sequence and for the padding at a row's end, with no `attention_mask`: transformers then attends within
+    each sequence only (its packed-sequence masks), so the losses are exactly those of one sequence per row, while the
+    rows to compute shrink by the padding saved (most users' histories are far shorter than the longest).
 
     Args:
         num_levels (`int`): ID tokens per item.
         pad_token_id (`int`): The padding token.
+        pack_sequences (`bool`): Pack several sequences into a row; otherwise one right-padded sequence per row with
+            an `attention_mask`.
     """
 
-    def __init__(self, num_levels: int, pad_token_id: int):
+    def __init__(self, num_levels: int, pad_token_id: int, pack_sequences: bool = True):
         self.num_levels = num_levels
         self.pad_token_id = pad_token_id
+        self.pack_sequences = pack_sequences
 
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        length = max(len(row["input_ids"]) for row in rows)
+    def _rows(self, sequences: list[list[int]]) -> list[list[list[int]]]:
+        """The sequences of every row: first-fit, longest first, in rows of the longest sequence's length."""
+        if not self.pack_sequences:
+            return [[sequence] for sequence in sequences]
+        row_length = max(len(sequence) for sequence in sequences)
+        rows, free = [], []
+        for sequence in sorted(sequences, key=len, reverse=True):
+            row = next((index for index, space in enumerate(free) if space >= len(sequence)), None)
+            if row is None:
+                rows.append([])
+                free.append(row_length)
+                row = len(rows) - 1
+            rows[row].append(sequence)
+            free[row] -= len(sequence)
+        return rows
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        rows = self._rows([list(feature["input_ids"]) for feature in features])
+        length = max(sum(len(sequence) for sequence in row) for row in rows)
         input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        position_ids = torch.zeros_like(input_ids)
         attention_mask = torch.zeros_like(input_ids)
         for index, row in enumerate(rows):
-            input_ids[index, : len(row["input_ids"])] = torch.as_tensor(row["input_ids"])
-            attention_mask[index, : len(row["input_ids"])] = 1
-        labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
-        labels[:, : 1 + self.num_levels] = IGNORE_INDEX
+            start = 0
+            for sequence in row:
+                end = start + len(sequence)
+                input_ids[index, start:end] = torch.as_tensor(sequence)
+                labels[index, start + 1 + self.num_levels : end] = input_ids[index, start + 1 + self.num_levels : end]
+                position_ids[index, start:end] = torch.arange(len(sequence))
+                attention_mask[index, start:end] = 1
+                start = end
+            # The padding is a sequence of its own: it attends to nothing real, and no real token attends to it.
+            position_ids[index, start:] = torch.arange(length - start)
+        if self.pack_sequences:
+            return {"input_ids": input_ids, "position_ids": position_ids, "labels": labels}
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
