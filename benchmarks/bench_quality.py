@@ -215,7 +215,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
 
 
 def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Path, extra: list[str]) -> list[str]:
-    """The example-script command that trains and evaluates the retriever of one scheme and seed."""
+    """The example-script command that trains and evaluates the model (retriever or recommender) of one scheme and
+    seed."""
     task = TASKS[args.task]
     command = [
         sys.executable,
@@ -262,8 +263,8 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
 
 def run_scheme(args: argparse.Namespace, scheme: str, seed: int, extra: list[str]) -> dict:
     """
-    Train and evaluate one scheme and seed (or, with `--resume`, reuse its finished run) and return its retrieval
-    report. The script's output goes to `<run_dir>/bench.log`.
+    Train and evaluate one scheme and seed (or, with `--resume`, reuse its finished run) and return its report
+    (`retrieval_report.json` or `recommendation_report.json`). The script's output goes to `<run_dir>/bench.log`.
     """
     run_dir = args.output_dir / f"{scheme}-seed{seed}"
     report_file = run_dir / TASKS[args.task]["report"]
@@ -274,7 +275,8 @@ def run_scheme(args: argparse.Namespace, scheme: str, seed: int, extra: list[str
         shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     command = script_command(args, scheme, seed, run_dir, extra)
-    logger.info(f"Training the {scheme} retriever (seed {seed}): {' '.join(command)}")
+    model = "recommender" if args.task == "rec" else "retriever"
+    logger.info(f"Training the {scheme} {model} (seed {seed}): {' '.join(command)}")
     log_file = run_dir / "bench.log"
     with log_file.open("a") as log:
         completed = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -446,7 +448,7 @@ def reference_rows(args: argparse.Namespace, seed: int) -> list[dict]:
 
 
 def scheme_row(scheme: str, seed: int, report: dict, run_dir: Path, category_of: dict[str, str]) -> dict:
-    """One table row from a run's retrieval report and saved IDs."""
+    """One table row from a run's report and saved IDs."""
     semantic_ids = SemanticIDs.load(run_dir / "semantic_ids.json")
     return {
         "scheme": scheme,
