@@ -25,6 +25,8 @@ new tokens for a whole ID, a model-specific reason) to the generic loop.
 """
 
 import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -51,28 +53,28 @@ OUTPUT_FLAGS = (
 )
 
 
-class IDDecodingSteps:
+class IDDecodingSteps(ABC):
     """
     The model's side of [`search_id_codes`]: the states its ID-only head scores at every step, with the cache that
     carries the earlier steps. The first step has one row per query; after [`~IDDecodingSteps.repeat_for_beams`],
     one row per beam.
     """
 
+    @abstractmethod
     def first(self) -> torch.Tensor:
         """The head states `(batch_size, hidden_size)` that score the level-0 codes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def repeat_for_beams(self, num_beams: int) -> None:
         """Repeat every query's rows (cache, masks) `num_beams` times, each query's beams next to each other."""
-        raise NotImplementedError
 
+    @abstractmethod
     def next(self, newest_tokens: torch.LongTensor) -> torch.Tensor:
         """The head states `(rows, hidden_size)` after feeding every row's newest ID token `(rows, 1)`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def reorder(self, parent_rows: torch.LongTensor) -> None:
         """Make row `i` continue the row `parent_rows[i]` `(rows,)` (rows of the same query only)."""
-        raise NotImplementedError
 
 
 class EncoderDecoderSteps(IDDecodingSteps):
@@ -140,23 +142,24 @@ class DecoderOnlySteps(IDDecodingSteps):
         self.model = model
         self.prompt_ids = prompt_ids
         self.attention_mask = torch.ones_like(prompt_ids) if attention_mask is None else attention_mask
-        self.positions = (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -1:]
+        self.prompt_positions = (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        self.positions = self.prompt_positions[:, -1:]
         self.prefix: SharedPrefix | None = None
         self.cache = DynamicCache()
-        self.num_beams = 1
 
     def first(self) -> torch.Tensor:
         prompt_cache = DynamicCache()
-        positions = (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         head_states = self.model.id_head_states(
-            input_ids=self.prompt_ids, attention_mask=self.attention_mask, position_ids=positions, cache=prompt_cache
+            input_ids=self.prompt_ids,
+            attention_mask=self.attention_mask,
+            position_ids=self.prompt_positions,
+            cache=prompt_cache,
         )
         self.prefix = SharedPrefix.from_cache(prompt_cache, self.attention_mask)
         return head_states[:, -1]
 
     def repeat_for_beams(self, num_beams: int) -> None:
         # Only the positions: the beams' cache is still empty and the prefix is shared.
-        self.num_beams = num_beams
         self.positions = self.positions.repeat_interleave(num_beams, dim=0)
 
     def next(self, newest_tokens: torch.LongTensor) -> torch.Tensor:
@@ -248,6 +251,49 @@ def search_id_codes(
         if level + 1 < num_levels:
             steps.reorder(parent_rows)
     return prefix_codes.reshape(batch_size, num_beams, num_levels), beam_scores
+
+
+# generate() arguments that only the generic loop serves.
+GENERIC_ONLY_ARGUMENTS = (
+    "stopping_criteria",
+    "prefix_allowed_tokens_fn",
+    "streamer",
+    "assistant_model",
+    "synced_gpus",
+    "custom_generate",
+)
+
+
+def apply_id_generation_defaults(
+    num_levels: int,
+    generation_config: GenerationConfig | None,
+    logits_processor: LogitsProcessorList | None,
+    constrain_to_trie: bool,
+    use_id_beam_search: bool,
+    trie_logits_processor: Callable[[], TrieConstrainedLogitsProcessor],
+    generate_kwargs: dict,
+) -> LogitsProcessorList | None:
+    """
+    The defaults that the retriever's and the recommender's `generate()` add for IDs: [`id_beam_search`] as the
+    `custom_generate` loop when `use_id_beam_search` and nothing only the generic loop serves is passed; the trie
+    processor (`trie_logits_processor()`) before the given `logits_processor` when `constrain_to_trie`; and
+    `max_new_tokens = num_levels + 1` (the ID and its end token) unless a length is given. Updates
+    `generate_kwargs` in place and returns the logits processors to pass.
+    """
+    if (
+        use_id_beam_search
+        and not logits_processor
+        and not any(generate_kwargs.get(name) for name in GENERIC_ONLY_ARGUMENTS)
+    ):
+        generate_kwargs["custom_generate"] = id_beam_search
+    if constrain_to_trie:
+        logits_processor = LogitsProcessorList([trie_logits_processor(), *(logits_processor or [])])
+    length_is_given = (
+        generate_kwargs.get("max_new_tokens") is not None or generate_kwargs.get("max_length") is not None
+    )
+    if not length_is_given and (generation_config is None or generation_config.max_new_tokens is None):
+        generate_kwargs["max_new_tokens"] = num_levels + 1
+    return logits_processor
 
 
 def _trie_of(

@@ -22,8 +22,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_recommender import LMIndexerRecommenderConfig
 from .hub_utils import SemanticIDsHubMixin, render_model_card
-from .id_beam_search import DecoderOnlySteps, search_id_codes
-from .id_beam_search import id_beam_search as id_beam_search_loop
+from .id_beam_search import DecoderOnlySteps, apply_id_generation_defaults, search_id_codes
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import skip_output_head
 from .semantic_ids import SemanticIDs
@@ -333,27 +332,22 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             What `GenerationMixin.generate` returns: sequences `(batch_size * num_return_sequences, prompt_length +
             num_levels + 1)` of the prompt, the ID tokens and `eos_token_id`, or a `ModelOutput` holding them.
         """
-        constrain_to_trie = self.config.constrain_to_trie if constrain_to_trie is None else constrain_to_trie
-        id_beam_search = self.config.id_beam_search if id_beam_search is None else id_beam_search
-        generic_only_arguments = (
-            "stopping_criteria",
-            "prefix_allowed_tokens_fn",
-            "streamer",
-            "assistant_model",
-            "synced_gpus",
-            "custom_generate",
-        )
-        if id_beam_search and not logits_processor and not any(kwargs.get(name) for name in generic_only_arguments):
-            kwargs["custom_generate"] = id_beam_search_loop
-        if constrain_to_trie:
-            prompts = inputs if inputs is not None else kwargs.get("input_ids")
+        prompts = inputs if inputs is not None else kwargs.get("input_ids")
+
+        def trie_logits_processor() -> TrieConstrainedLogitsProcessor:
             if prompts is None:
                 raise ValueError("Pass the histories as input_ids: the constraint starts after the prompt.")
-            processor = self.trie_logits_processor(prompt_length=prompts.shape[1])
-            logits_processor = LogitsProcessorList([processor, *(logits_processor or [])])
-        length_is_given = kwargs.get("max_new_tokens") is not None or kwargs.get("max_length") is not None
-        if not length_is_given and (generation_config is None or generation_config.max_new_tokens is None):
-            kwargs["max_new_tokens"] = self.config.num_levels + 1
+            return self.trie_logits_processor(prompt_length=prompts.shape[1])
+
+        logits_processor = apply_id_generation_defaults(
+            self.config.num_levels,
+            generation_config,
+            logits_processor,
+            self.config.constrain_to_trie if constrain_to_trie is None else constrain_to_trie,
+            self.config.id_beam_search if id_beam_search is None else id_beam_search,
+            trie_logits_processor,
+            kwargs,
+        )
         return super().generate(
             inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs
         )

@@ -23,8 +23,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .codebook import PrefixGroupMeans
 from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_config
 from .hub_utils import SemanticIDsHubMixin, render_model_card
-from .id_beam_search import EncoderDecoderSteps
-from .id_beam_search import id_beam_search as id_beam_search_loop
+from .id_beam_search import EncoderDecoderSteps, apply_id_generation_defaults
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import skip_output_head
 from .semantic_ids import SemanticIDs
@@ -568,28 +567,16 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             What `GenerationMixin.generate` returns: sequences `(batch_size * num_return_sequences, 2 + num_levels)`
             of the decoder start token, the ID tokens and `eos_token_id`, or a `ModelOutput` holding them.
         """
-        constrain_to_trie = self.config.constrain_to_trie if constrain_to_trie is None else constrain_to_trie
         id_beam_search = self.config.id_beam_search if id_beam_search is None else id_beam_search
-        generic_only_arguments = (
-            "stopping_criteria",
-            "prefix_allowed_tokens_fn",
-            "streamer",
-            "assistant_model",
-            "synced_gpus",
-            "custom_generate",
+        logits_processor = apply_id_generation_defaults(
+            self.config.num_levels,
+            generation_config,
+            logits_processor,
+            self.config.constrain_to_trie if constrain_to_trie is None else constrain_to_trie,
+            id_beam_search and self.config.id_only_head,
+            self.trie_logits_processor,
+            kwargs,
         )
-        if (
-            id_beam_search
-            and self.config.id_only_head
-            and not logits_processor
-            and not any(kwargs.get(name) for name in generic_only_arguments)
-        ):
-            kwargs["custom_generate"] = id_beam_search_loop
-        if constrain_to_trie:
-            logits_processor = LogitsProcessorList([self.trie_logits_processor(), *(logits_processor or [])])
-        length_is_given = kwargs.get("max_new_tokens") is not None or kwargs.get("max_length") is not None
-        if not length_is_given and (generation_config is None or generation_config.max_new_tokens is None):
-            kwargs["max_new_tokens"] = self.config.num_levels + 1
         return super().generate(
             inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs
         )

@@ -48,6 +48,7 @@ def saved_indexer(tmp_path, t5_tokenizer) -> Path:
     return folder
 
 
+@pytest.mark.slow  # two indexing runs, one killed mid-training: about a minute
 def test_killed_mid_training_and_rerun_gives_the_same_ids(tmp_path):
     bench = load_benchmark()
     result = bench.main(
