@@ -43,6 +43,13 @@ setup(
         "tqdm",
     ],
     extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "lmindexer-index = trainers.commands.index:main",
+            "lmindexer-recommend = trainers.commands.recommend:main",
+            "lmindexer-retrieve = trainers.commands.retrieve:main",
+        ]
+    },
     classifiers=[
         "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",

@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Time the main job end to end and keep its indexing report: `python benchmarks/bench_indexing.py [--dataset beauty]`.
 
+`--corpus_file my_docs.jsonl` (with the job's corpus flags, e.g. `--text_column title body`) times it on your own
+corpus instead, into `indexing_my_docs.*`.
+
 Runs `accelerate launch examples/run_indexing.py` with the given arguments in a fresh process, measures its wall time
 and peak memory, and writes `benchmarks/results/indexing_<dataset>.json` + `.md`: the wall time against the target
 (30 minutes for the default MovieLens-1M run, 3 hours for Beauty), the machine, the commit, the seed, and the job's
@@ -32,6 +35,7 @@ from transformers import AutoTokenizer  # noqa: E402
 from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever  # noqa: E402
 from modeling_lmindexer.data import load_corpus  # noqa: E402
 from modeling_lmindexer.data.retrieval_tasks import DOCUMENT_RETRIEVAL_DATASETS, load_retrieval_task  # noqa: E402
+from modeling_lmindexer.data.user_files import TableSource  # noqa: E402
 from modeling_lmindexer.metrics import compute_retrieval_metrics  # noqa: E402
 from trainers.report import machine_info, repository_relative  # noqa: E402
 
@@ -44,6 +48,12 @@ RETRIEVAL_NUM_BEAMS = 20
 def parse_arguments() -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="movielens")
+    parser.add_argument(
+        "--corpus_file",
+        default=None,
+        help="Your own corpus instead of --dataset (a .jsonl, .csv, .tsv or .parquet file; the results are named "
+        "after its stem); --text_column, --id_column and the other corpus flags pass through to the job.",
+    )
     parser.add_argument("--data_dir", default=str(REPO_ROOT.parent / "shared" / "data"))
     parser.add_argument("--output_dir", default=None, help="Job output (default: outputs/bench-<dataset>).")
     parser.add_argument("--results_dir", default=str(REPO_ROOT / "benchmarks" / "results"))
@@ -129,6 +139,15 @@ def main() -> None:
     args, job_arguments = parse_arguments()
     if args.new_document_fraction:
         job_arguments += ["--new_document_fraction", str(args.new_document_fraction)]
+    if args.corpus_file is not None:
+        args.dataset = TableSource(args.corpus_file).name
+        corpus_arguments = ["--corpus_file", str(Path(args.corpus_file).resolve())]
+    else:
+        corpus_arguments = [
+            "--dataset",
+            args.dataset,
+            *(["--data_dir", args.data_dir] if args.dataset != "movielens" else []),
+        ]
     name = f"{args.dataset}_new_documents" if args.new_document_fraction else args.dataset
     output_dir = Path(args.output_dir or REPO_ROOT / "outputs" / f"bench-{name}")
     if not args.resume:
@@ -137,13 +156,11 @@ def main() -> None:
         str(Path(sys.executable).with_name("accelerate")),
         "launch",
         str(REPO_ROOT / "examples" / "run_indexing.py"),
-        "--dataset",
-        args.dataset,
+        *corpus_arguments,
         "--output_dir",
         str(output_dir),
         "--seed",
         str(args.seed),
-        *(["--data_dir", args.data_dir] if args.dataset != "movielens" else []),
         *job_arguments,
     ]
     start = time.perf_counter()
@@ -153,7 +170,7 @@ def main() -> None:
 
     report = json.loads((output_dir / "indexing_report.json").read_text())
     retrieval = None
-    if args.new_document_fraction and args.dataset in DOCUMENT_RETRIEVAL_DATASETS:
+    if args.new_document_fraction and args.corpus_file is None and args.dataset in DOCUMENT_RETRIEVAL_DATASETS:
         num_new = report["new_documents"]["new documents"]
         jsonl_lines = (output_dir / "semantic_ids.jsonl").read_text(encoding="utf-8").splitlines()
         new_doc_ids = {json.loads(line)["doc_id"] for line in jsonl_lines[len(jsonl_lines) - num_new :]}

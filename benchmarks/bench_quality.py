@@ -16,15 +16,18 @@ example script, then evaluates it on the test split with beam search constrained
   `examples/run_retrieval.py`; `lmindexer` starts the retriever from its indexer as in the paper, and `lmindexer_ids`
   puts the same IDs on a retriever started from the pretrained backbone like the baselines, which compares the IDs
   alone. BM25 (`bm25s`) and dense retrieval with the MiniLM encoder (exact cosine search, faiss) are the references.
+  With an indexer, the zero-shot rows rank the same test queries with the retriever built from it and not fine-tuned
+  (`LMIndexerRetriever.from_indexer`), at every beam width of `--zero_shot_beams` (20 50 100; none: no such rows).
 
 Published numbers (TIGER on Beauty ...) are shown where known, labelled as published.
 
 Writes `--results_dir/quality_<task>_<dataset>.json` + `.md` + two plots (`.png`, embedded in the markdown): one row
 per ID scheme (and seed) with the item-level metrics, the ID quality (AMI of level-1 codes and of full IDs with the
 leaf category, collision rate before resolution, code-usage perplexity per level), the training wall time and
-throughput and the commit its run was trained at, plus the peer, reference and published rows, the commit the script
-started at (the markdown names any row kept by `--resume` from another commit), the machine, the seeds and the total
-wall time. With several `--seeds`, a spread table gives each scheme's mean, minimum and maximum.
+throughput, the milliseconds per test query on this machine and the commit its run was trained at, plus the
+zero-shot, peer, reference and published rows (the references with their milliseconds per query too), the commit the
+script started at (the markdown names any row kept by `--resume` from another commit), the machine, the seeds and the
+total wall time. With several `--seeds`, a spread table gives each scheme's mean, minimum and maximum.
 
 Every run's files stay in `--output_dir/<scheme>-seed<seed>`; `--resume` keeps the finished runs there (and the
 example scripts continue a stopped run from its last checkpoint, counting the training time it already spent
@@ -43,15 +46,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from modeling_lmindexer import SemanticIDs  # noqa: E402
+from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs  # noqa: E402
 from modeling_lmindexer.data import load_corpus  # noqa: E402
 from modeling_lmindexer.data.recommendation import (  # noqa: E402
     PUBLISHED_RECOMMENDATION_RESULTS,
@@ -59,11 +66,13 @@ from modeling_lmindexer.data.recommendation import (  # noqa: E402
     load_sequences,
 )
 from modeling_lmindexer.data.retrieval_tasks import (  # noqa: E402
+    EvaluationQuery,
     RetrievalTask,
     load_recommendation_task,
     load_retrieval_task,
 )
 from modeling_lmindexer.metrics import compute_retrieval_metrics  # noqa: E402
+from trainers.commands.retrieve import RetrievalArguments  # noqa: E402
 from trainers.report import machine_info, semantic_id_metrics  # noqa: E402
 
 
@@ -123,6 +132,8 @@ METRIC_COLUMNS = {
     "product_search": ("recall@1", "recall@10", "mrr@10", "ndcg@10"),
 }
 PUBLISHED = {("rec", name): results for name, results in PUBLISHED_RECOMMENDATION_RESULTS.items()}
+ZERO_SHOT_NAME = "LMIndexer, no fine-tuning (zero-shot), {num_beams} beams"
+DEFAULT_ZERO_SHOT_BEAMS = [20, 50, 100]
 PRODUCT_SEARCH_LABEL = (
     "SUBSTITUTE for product search: Amazon ESCI is not available; queries are an item's leaf category and brand."
 )
@@ -160,6 +171,14 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         default=None,
         help="Folder of the trained LMIndexerForSemanticID of the dataset (needed for the lmindexer rows; default "
         "outputs/bench-<dataset>, what benchmarks/bench_indexing.py writes).",
+    )
+    parser.add_argument(
+        "--zero_shot_beams",
+        type=int,
+        nargs="*",
+        default=None,
+        help="retrieval with an indexer: beam widths of the zero-shot rows, the retriever built from the indexer "
+        f"with no fine-tuning (default {' '.join(map(str, DEFAULT_ZERO_SHOT_BEAMS))}; no values: no such rows).",
     )
     parser.add_argument(
         "--retriever_config",
@@ -202,6 +221,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         parser.error("--peers are recommenders: they need --task rec")
     else:
         args.peers = []
+    if args.task == "rec" and args.zero_shot_beams:
+        parser.error("--zero_shot_beams is for the retrieval tasks: rec has no retriever built from the indexer")
+    if args.zero_shot_beams is None:
+        args.zero_shot_beams = [] if args.task == "rec" else list(DEFAULT_ZERO_SHOT_BEAMS)
+    narrow = [width for width in args.zero_shot_beams if width < max(task["k_values"])]
+    if narrow:
+        parser.error(f"--zero_shot_beams must be at least the largest cut-off {max(task['k_values'])}, got {narrow}")
     if {"lmindexer", "lmindexer_codebooks", "lmindexer_ids"} & set(args.schemes):
         args.indexer = args.indexer or str(REPO_ROOT / "outputs" / f"bench-{args.dataset}")
         if not (Path(args.indexer) / "config.json").is_file():
@@ -210,6 +236,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
                 f"run benchmarks/bench_indexing.py --dataset {args.dataset}, pass --indexer, or leave lmindexer out "
                 "of --schemes"
             )
+    else:
+        args.zero_shot_beams = []  # without an lmindexer row there is no indexer to build them from
+    # The zero-shot rows truncate queries as the script's retrievers do (its --max_query_length, passed through).
+    script_flags = argparse.ArgumentParser(add_help=False)
+    script_flags.add_argument("--max_query_length", type=int, default=RetrievalArguments.max_query_length)
+    args.max_query_length = script_flags.parse_known_args(script_arguments)[0].max_query_length
     args.output_dir = Path(args.output_dir or REPO_ROOT / "outputs" / f"quality-{args.task}-{args.dataset}")
     return args, script_arguments
 
@@ -371,8 +403,14 @@ def id_quality(semantic_ids: SemanticIDs, category_of: dict[str, str]) -> dict:
     }
 
 
-def load_task(args: argparse.Namespace, seed: int) -> tuple[RetrievalTask, list[str], list[str]]:
-    """The evaluation task as the example scripts build it, with the indexed doc ids and their texts."""
+def load_task(
+    args: argparse.Namespace, seed: int, indexed_doc_ids: Sequence[str] | None = None
+) -> tuple[RetrievalTask, list[str], list[str]]:
+    """
+    The evaluation task as the example scripts build it, with the corpus's doc ids and their texts. Retrieval test
+    queries keep those with a relevant document among `indexed_doc_ids` (default: the corpus's), as the script keeps
+    those with a relevant document among its retriever's IDs.
+    """
     corpus = load_corpus(args.dataset, args.data_dir)
     if args.task == "rec":
         task = load_recommendation_task(args.dataset, args.data_dir, max_users=args.max_users)
@@ -380,32 +418,51 @@ def load_task(args: argparse.Namespace, seed: int) -> tuple[RetrievalTask, list[
     if args.max_documents is not None:
         corpus = corpus.select(range(min(args.max_documents, len(corpus))))
     task = load_retrieval_task(args.dataset, args.data_dir, corpus, seed=seed)
-    task = task.restrict_to_documents(list(corpus["doc_id"]))
+    task = task.restrict_to_documents(list(corpus["doc_id"]) if indexed_doc_ids is None else list(indexed_doc_ids))
     if args.max_test_queries is not None:
         task = replace(task, test=task.test[: args.max_test_queries])
     return task, list(corpus["doc_id"]), list(corpus["text"])
 
 
-def popularity_rankings(task: RetrievalTask, depth: int) -> list[list[str]]:
-    """Every test user gets the `depth` items most often the target of a training pair (ties: first seen)."""
+def milliseconds_per_query(seconds: float, num_queries: int) -> float | None:
+    """The wall time of ranking `num_queries` queries, per query in milliseconds (None without queries)."""
+    return 1000 * seconds / num_queries if num_queries else None
+
+
+def timed_rankings(rank: Callable[[], list[list[str]]], num_queries: int) -> tuple[list[list[str]], float | None]:
+    """The rankings of `rank()` (which ranks `num_queries` queries) and its wall time in milliseconds per query."""
+    start = time.perf_counter()
+    rankings = rank()
+    return rankings, milliseconds_per_query(time.perf_counter() - start, num_queries)
+
+
+def popularity_index(task: RetrievalTask, depth: int) -> Callable[[Sequence[EvaluationQuery]], list[list[str]]]:
+    """Every user gets the `depth` items most often the target of a training pair (ties: first seen)."""
     counts = Counter(pair.target for pair in task.train)
     most_popular = [item for item, _ in counts.most_common(depth)]
-    return [most_popular for _ in task.test]
+    return lambda users: [most_popular for _ in users]
 
 
-def bm25_rankings(doc_ids: list[str], texts: list[str], queries: list[str], depth: int) -> list[list[str]]:
-    """BM25 (`bm25s`, Lucene variant, English stop words) over the document texts."""
+def bm25_index(doc_ids: list[str], texts: list[str], depth: int) -> Callable[[list[str]], list[list[str]]]:
+    """BM25 (`bm25s`, Lucene variant, English stop words) over the document texts: the index's search of queries."""
     import bm25s
 
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-    query_tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
-    rows, _ = retriever.retrieve(query_tokens, k=min(depth, len(doc_ids)), show_progress=False, n_threads=1)
-    return [[doc_ids[row] for row in ranked] for ranked in rows.tolist()]
+
+    def search(queries: list[str]) -> list[list[str]]:
+        query_tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
+        rows, _ = retriever.retrieve(query_tokens, k=min(depth, len(doc_ids)), show_progress=False, n_threads=1)
+        return [[doc_ids[row] for row in ranked] for ranked in rows.tolist()]
+
+    return search
 
 
-def dense_rankings(doc_ids: list[str], texts: list[str], queries: list[str], depth: int) -> list[list[str]]:
-    """Exact cosine search (faiss inner product on unit vectors) with mean-pooled all-MiniLM-L6-v2 embeddings."""
+def dense_index(doc_ids: list[str], texts: list[str], depth: int) -> Callable[[list[str]], list[list[str]]]:
+    """
+    Exact cosine search (faiss inner product on unit vectors) with mean-pooled all-MiniLM-L6-v2 embeddings: the
+    index's search of queries, which embeds them first.
+    """
     import faiss
 
     from modeling_lmindexer.baselines import sentence_embeddings
@@ -413,43 +470,99 @@ def dense_rankings(doc_ids: list[str], texts: list[str], queries: list[str], dep
     document_embeddings = sentence_embeddings(texts, show_progress_bar=True)
     index = faiss.IndexFlatIP(document_embeddings.shape[1])
     index.add(document_embeddings)
-    _, rows = index.search(sentence_embeddings(queries), min(depth, len(doc_ids)))
-    return [[doc_ids[row] for row in ranked if row >= 0] for ranked in rows.tolist()]
+
+    def search(queries: list[str]) -> list[list[str]]:
+        _, rows = index.search(sentence_embeddings(queries), min(depth, len(doc_ids)))
+        return [[doc_ids[row] for row in ranked if row >= 0] for ranked in rows.tolist()]
+
+    return search
 
 
 def reference_rows(args: argparse.Namespace, seed: int) -> list[dict]:
-    """The non-generative rows on the same test queries and metrics, each with its wall time."""
+    """
+    The non-generative rows on the same test queries and metrics, each with its wall time (building its index
+    included) and its milliseconds per query: the search of the test queries alone (query encoding included).
+    """
     task, doc_ids, texts = load_task(args, seed)
     k_values = TASKS[args.task]["k_values"]
+    depth = max(k_values)
     references = [query.relevance for query in task.test]
     if args.task == "rec":
-        methods = {"popularity (most frequent training targets)": lambda: popularity_rankings(task, max(k_values))}
+        queries = task.test
+        indexes = {"popularity (most frequent training targets)": partial(popularity_index, task, depth)}
     else:
         queries = [query.source for query in task.test]
-        methods = {
-            "BM25 (bm25s)": lambda: bm25_rankings(doc_ids, texts, queries, max(k_values)),
-            "dense retrieval (MiniLM, exact cosine, faiss)": lambda: dense_rankings(
-                doc_ids, texts, queries, max(k_values)
-            ),
+        indexes = {
+            "BM25 (bm25s)": partial(bm25_index, doc_ids, texts, depth),
+            "dense retrieval (MiniLM, exact cosine, faiss)": partial(dense_index, doc_ids, texts, depth),
         }
     rows = []
-    for name, rank in methods.items():
+    for name, build_index in indexes.items():
         start = time.perf_counter()
-        rankings = rank()
+        rankings, search_milliseconds = timed_rankings(partial(build_index(), queries), len(queries))
         rows.append(
             {
                 "system": name,
                 "metrics": compute_retrieval_metrics(rankings, references, k_values, task.relevance_threshold),
                 "wall_time_seconds": round(time.perf_counter() - start, 1),
+                "milliseconds_per_query": search_milliseconds,
                 "num_test_queries": len(references),
             }
         )
     return rows
 
 
+def zero_shot_rows(args: argparse.Namespace, seed: int, category_of: dict[str, str]) -> list[dict]:
+    """
+    One row per `--zero_shot_beams` width: the retriever built from the indexer with no fine-tuning
+    (`LMIndexerRetriever.from_indexer`, where the `lmindexer` row's training starts) ranks the test queries of the
+    trained rows (those of `seed`'s split), with their metrics and the wall time of ranking them all per query.
+    """
+    indexer = LMIndexerForSemanticID.from_pretrained(args.indexer)
+    tokenizer = AutoTokenizer.from_pretrained(args.indexer)
+    retriever = LMIndexerRetriever.from_indexer(
+        indexer, max_query_length=args.max_query_length, dataset_name=args.dataset
+    )
+    # The device the script's Trainer evaluates on, so that the milliseconds compare with the trained rows'.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    retriever.to(device)
+    task, _, _ = load_task(args, seed, indexed_doc_ids=retriever.semantic_ids.doc_ids)
+    queries = [query.source for query in task.test]
+    references = [query.relevance for query in task.test]
+    k_values = TASKS[args.task]["k_values"]
+    rank = partial(retriever.retrieve, queries, tokenizer, k=max(k_values))
+    # One-time costs (the prefix tree of the IDs, the first CUDA kernels) are paid before the timed rankings, as a
+    # served retriever pays them once at start.
+    retriever.retrieve(queries[:1], tokenizer, k=max(k_values), num_beams=args.zero_shot_beams[0])
+    quality = id_quality(retriever.semantic_ids, category_of)
+    backbone = retriever.config.backbone_name_or_path or retriever.config.seq2seq_config.model_type
+    rows = []
+    for num_beams in args.zero_shot_beams:
+        rankings, milliseconds = timed_rankings(partial(rank, num_beams=num_beams), len(queries))
+        rows.append(
+            {
+                "scheme": "lmindexer_zero_shot",
+                "system": ZERO_SHOT_NAME.format(num_beams=num_beams),
+                "seed": seed,
+                "retriever": f"{backbone} (the indexer's, no fine-tuning)",
+                "num_beams": num_beams,
+                "metrics": compute_retrieval_metrics(rankings, references, k_values, task.relevance_threshold),
+                "milliseconds_per_query": milliseconds,
+                "device": device,
+                "id_quality": quality,
+                "training_wall_time_seconds": 0.0,
+                "num_test_queries": len(queries),
+                "labels": task.labels,
+            }
+        )
+        logger.info(f"{rows[-1]['system']}: {rows[-1]['metrics']}, {milliseconds:.1f} ms per query.")
+    return rows
+
+
 def scheme_row(scheme: str, seed: int, report: dict, run_dir: Path, category_of: dict[str, str]) -> dict:
     """One table row from a run's report and saved IDs."""
     semantic_ids = SemanticIDs.load(run_dir / "semantic_ids.json")
+    evaluation_seconds = report["wall_time_seconds"].get("evaluation")
     return {
         "scheme": scheme,
         "system": SCHEME_NAMES[scheme],
@@ -459,7 +572,12 @@ def scheme_row(scheme: str, seed: int, report: dict, run_dir: Path, category_of:
         "metrics": report["metrics"],
         "id_quality": id_quality(semantic_ids, category_of),
         "training_wall_time_seconds": round(report["wall_time_seconds"].get("training", 0.0), 1),
-        "evaluation_wall_time_seconds": round(report["wall_time_seconds"].get("evaluation", 0.0), 1),
+        "evaluation_wall_time_seconds": round(evaluation_seconds or 0.0, 1),
+        # The recommendation report keeps its beam width with the training fields.
+        "num_beams": report.get("num_beams", report["training"].get("beams")),
+        "milliseconds_per_query": None
+        if evaluation_seconds is None
+        else milliseconds_per_query(evaluation_seconds, report["num_test_queries"]),
         "stopped_by_time_budget": report["stopped_by_time_budget"],
         "optimizer_steps": report["training"].get("optimizer steps"),
         "epochs_done": report["training"].get("epochs done"),
@@ -504,9 +622,9 @@ def _format(value: object) -> str:
 
 def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
     """
-    Two PNG files: the headline metrics of every row (schemes, peers, references, published), and Recall@10 against
-    training minutes of every trained row (its validation curve where it has one, else its final test value), with
-    the reference rows as horizontal lines. Returns their file names.
+    Two PNG files: the headline metrics of every row (schemes, zero-shot, peers, references, published), and
+    Recall@10 against training minutes of every trained row (its validation curve where it has one, else its final
+    test value), with the reference rows as horizontal lines. Returns their file names.
     """
     import matplotlib
 
@@ -514,8 +632,8 @@ def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     metric_names = [metric for metric in result["metric_columns"] if metric.endswith("@10")]
-    trained = [*result["rows"], *result.get("peer_rows", [])]
-    rows = [(f"{row['system']} (seed {row['seed']})", row["metrics"]) for row in trained]
+    generative = [*result["rows"], *result.get("zero_shot_rows", []), *result.get("peer_rows", [])]
+    rows = [(f"{row['system']} (seed {row['seed']})", row["metrics"]) for row in generative]
     rows += [(row["system"], row["metrics"]) for row in result["reference_rows"]]
     rows += list(result["published"].items())
     figure, axis = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
@@ -571,8 +689,32 @@ def _other_commits_note(result: dict) -> list[str]:
     return [f"> **Rows kept from runs at another commit (`--resume`): {runs}.**", ""]
 
 
+def _milliseconds(row: dict) -> str:
+    """A row's milliseconds per query for the tables; n/a where it was not measured."""
+    value = row.get("milliseconds_per_query")
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _latency_note(result: dict) -> str:
+    """What the ms per query columns measure, on which machine."""
+    machine = result["machine"]
+    device = machine.get("cuda_device") or "CPU"
+    return (
+        f"ms per query: the wall time of ranking all test queries divided by their number, on this machine ({device}, "
+        f"{result['torch_threads']} torch threads). Trained rows: the script's test evaluation at the row's beam "
+        "width (`Trainer.evaluate`, constrained beam search in batches of the eval batch size, the metrics and "
+        "one-time setup such as the IDs' prefix tree included). Zero-shot rows: `LMIndexerRetriever.retrieve` in "
+        "batches of 16, after one warm-up query. References: query encoding and search only, building the index "
+        "excluded (dense retrieval includes loading the MiniLM encoder once, which `sentence_embeddings` does per "
+        "call). n/a: not measured."
+    )
+
+
 def markdown_report(result: dict, plots: Sequence[str]) -> str:
-    """The readable table: labels, one row per scheme and seed, reference and published rows, spread, plots."""
+    """
+    The readable table: labels, one row per scheme and seed and per zero-shot beam width, reference and published
+    rows, spread, plots.
+    """
     metrics = result["metric_columns"]
     machine = result["machine"]
     lines = [
@@ -590,20 +732,23 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
         "",
         "| IDs | retriever | seed | "
         + " | ".join(metrics)
-        + " | AMI level 1 | AMI full ID | collisions before resolution | code-usage perplexity per level | "
-        "training (min) | steps | epochs | targets/s | stopped by budget |",
-        "|---|---|---|" + "---|" * (len(metrics) + 9),
+        + " | beams | ms per query | AMI level 1 | AMI full ID | collisions before resolution | "
+        "code-usage perplexity per level | training (min) | steps | epochs | targets/s | stopped by budget |",
+        "|---|---|---|" + "---|" * (len(metrics) + 11),
     ]
-    for row in result["rows"]:
+    # The zero-shot rows (not trained: no steps, epochs or budget) follow the trained rows they compare with.
+    for row in [*result["rows"], *result.get("zero_shot_rows", [])]:
         quality = row["id_quality"]
         lines.append(
             f"| {row['system']} | {row['retriever']} | {row['seed']} | "
             + " | ".join(_format(row["metrics"].get(metric)) for metric in metrics)
-            + f" | {_format(quality['ami_level_1'])} | {_format(quality['ami_full_id'])} | "
-            f"{_format(quality['collision_rate_before_resolution'])} | {_format(quality['code_usage_perplexity'])} | "
-            f"{row['training_wall_time_seconds'] / 60:.1f} | {row['optimizer_steps']} | {row['epochs_done']} | "
-            f"{_format(row.get('targets_per_second'))} | {row['stopped_by_time_budget']} |"
+            + f" | {_format(row.get('num_beams'))} | {_milliseconds(row)} | {_format(quality['ami_level_1'])} | "
+            f"{_format(quality['ami_full_id'])} | {_format(quality['collision_rate_before_resolution'])} | "
+            f"{_format(quality['code_usage_perplexity'])} | {row['training_wall_time_seconds'] / 60:.1f} | "
+            f"{row.get('optimizer_steps', '-')} | {row.get('epochs_done', '-')} | "
+            f"{_format(row.get('targets_per_second'))} | {_format(row.get('stopped_by_time_budget'))} |"
         )
+    lines += ["", _latency_note(result)]
     if result.get("peer_rows"):
         lines += [
             "",
@@ -622,12 +767,16 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
                 f"{row['epochs_done']} | {_format(row['targets_per_second'])} | {row['stopped_by']} |"
             )
     lines += ["", "## Reference rows (not generative) and published numbers", ""]
-    lines += ["| system | " + " | ".join(metrics) + " | wall time (s) |", "|---|" + "---|" * (len(metrics) + 1)]
+    lines += [
+        "| system | " + " | ".join(metrics) + " | ms per query | wall time with the index (s) |",
+        "|---|" + "---|" * (len(metrics) + 2),
+    ]
     for row in result["reference_rows"]:
         values = " | ".join(_format(row["metrics"].get(metric)) for metric in metrics)
-        lines.append(f"| {row['system']} | {values} | {row['wall_time_seconds']} |")
+        lines.append(f"| {row['system']} | {values} | {_milliseconds(row)} | {row['wall_time_seconds']} |")
     for system, values in result["published"].items():
-        lines.append(f"| {system} | " + " | ".join(_format(values.get(metric)) for metric in metrics) + " | - |")
+        cells = " | ".join(_format(values.get(metric)) for metric in metrics)
+        lines.append(f"| {system} | {cells} | n/a | - |")
     if len(result["seeds"]) > 1:
         lines += ["", "## Seed-to-seed spread: mean (min-max, standard deviation)", ""]
         lines += ["| IDs | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
@@ -684,11 +833,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "labels": labels,
         "metric_columns": list(metric_columns),
         "rows": rows,
+        "zero_shot_rows": zero_shot_rows(args, args.seeds[0], category_of) if args.zero_shot_beams else [],
         "peer_rows": peer_rows,
         "reference_rows": reference_rows(args, args.seeds[0]),
         "published": PUBLISHED.get((args.task, args.dataset), {}),
         "seed_spread": seed_spread(rows + peer_rows, metric_columns),
         "machine": machine,
+        # The threads of every timed ranking: the example scripts inherit this process's environment.
+        "torch_threads": torch.get_num_threads(),
     }
     result["wall_time_seconds"] = round(time.time() - start, 1)
     json_file, markdown_file = write_results(result, Path(args.results_dir))

@@ -16,6 +16,9 @@ ID-only score is always 0. [`search_id_codes`]:
    masks them with [`IDTrie.allowed_next`], and keeps the `num_beams` best extensions of each query;
 3. stops after the last level.
 
+[`ranked_doc_ids`] maps the beams to doc ids with their scores (the log-probabilities of the IDs): the ranking the
+retriever's `retrieve()` and the recommender's `recommend()` return.
+
 The model side of a step is an [`IDDecodingSteps`]: [`EncoderDecoderSteps`] for the retriever, [`DecoderOnlySteps`]
 for the recommender. [`id_beam_search`] wraps the search as a `generate(custom_generate=...)` loop: it returns the
 sequences that generic beam search returns with the ID-only head and a [`TrieConstrainedLogitsProcessor`], in the
@@ -253,6 +256,41 @@ def search_id_codes(
     return prefix_codes.reshape(batch_size, num_beams, num_levels), beam_scores
 
 
+def ranked_doc_ids(
+    model, steps: IDDecodingSteps, batch_size: int, num_beams: int, k: int, constrain_to_trie: bool = True
+) -> tuple[list[list[str]], list[list[float]]]:
+    """
+    [`search_id_codes`] read as documents, the ranking that [`LMIndexerRetriever.retrieve`] and
+    [`LMIndexerRecommender.recommend`] return: the doc ids of every query's `k` best beams with their scores, best
+    first. Beams that are not indexed IDs (possible only without the constraint) and beams past the number of valid
+    IDs (scored `-inf`) are left out.
+
+    Args:
+        model: The model; `model.semantic_ids` and `model.trie` map codes to doc ids, and [`search_id_codes`] reads
+            the rest.
+        steps ([`IDDecodingSteps`]): The model's decoding steps for the batch.
+        batch_size (`int`): Number of queries.
+        num_beams (`int`): Beams kept per query, at least `k`.
+        k (`int`): Best beams read per query.
+        constrain_to_trie (`bool`): Search the indexed IDs only.
+
+    Returns:
+        `tuple[list[list[str]], list[list[float]]]`: For every query, at most `k` distinct doc ids and their scores,
+        the log-probability of the ID (the summed log-probabilities of its codes), in descending order.
+    """
+    trie = model.trie
+    codes, beam_scores = search_id_codes(model, steps, batch_size, num_beams, trie if constrain_to_trie else None)
+    best_codes = codes[:, :k].reshape(batch_size * k, -1).to(trie.leaf_doc_rows.device)
+    rows = trie.doc_rows(best_codes).reshape(batch_size, k)
+    doc_ids = model.semantic_ids.doc_ids
+    rankings, scores = [], []
+    for query_rows, query_scores in zip(rows.tolist(), beam_scores[:, :k].tolist()):
+        kept = [(row, score) for row, score in zip(query_rows, query_scores) if row >= 0 and score > -math.inf]
+        rankings.append([doc_ids[row] for row, _ in kept])
+        scores.append([score for _, score in kept])
+    return rankings, scores
+
+
 # generate() arguments that only the generic loop serves.
 GENERIC_ONLY_ARGUMENTS = (
     "stopping_criteria",
@@ -403,4 +441,11 @@ def id_beam_search(
     return torch.cat([prompts, layout.codes_to_tokens(best_codes), end_tokens], dim=1)
 
 
-__all__ = ["DecoderOnlySteps", "EncoderDecoderSteps", "IDDecodingSteps", "id_beam_search", "search_id_codes"]
+__all__ = [
+    "DecoderOnlySteps",
+    "EncoderDecoderSteps",
+    "IDDecodingSteps",
+    "id_beam_search",
+    "ranked_doc_ids",
+    "search_id_codes",
+]

@@ -22,7 +22,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_recommender import LMIndexerRecommenderConfig
 from .hub_utils import SemanticIDsHubMixin, render_model_card
-from .id_beam_search import DecoderOnlySteps, apply_id_generation_defaults, search_id_codes
+from .id_beam_search import DecoderOnlySteps, apply_id_generation_defaults, ranked_doc_ids
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import skip_output_head
 from .semantic_ids import SemanticIDs
@@ -415,12 +415,9 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         for start in range(0, len(histories), batch_size):
             prompts, attention_mask = self.history_prompts(histories[start : start + batch_size])
             steps = DecoderOnlySteps(self, prompts, attention_mask)
-            codes, beam_scores = search_id_codes(self, steps, len(prompts), num_beams, self.trie)
-            rows = self.trie.doc_rows(codes[:, :k].reshape(-1, self.config.num_levels)).reshape(len(prompts), k)
-            for user_rows, user_scores in zip(rows.tolist(), beam_scores[:, :k].tolist()):
-                kept = [(semantic_ids.doc_ids[row], score) for row, score in zip(user_rows, user_scores) if row >= 0]
-                rankings.append([item for item, _ in kept])
-                scores.append([score for _, score in kept])
+            batch_rankings, batch_scores = ranked_doc_ids(self, steps, len(prompts), num_beams, k)
+            rankings += batch_rankings
+            scores += batch_scores
         self.train(was_training)
         return (rankings, scores) if return_scores else rankings
 

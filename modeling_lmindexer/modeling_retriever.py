@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from transformers import (
     AutoModelForSeq2SeqLM,
+    AutoTokenizer,
     EncoderDecoderModel,
     GenerationConfig,
     GenerationMixin,
@@ -23,7 +24,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .codebook import PrefixGroupMeans
 from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_config
 from .hub_utils import SemanticIDsHubMixin, render_model_card
-from .id_beam_search import EncoderDecoderSteps, apply_id_generation_defaults
+from .id_beam_search import EncoderDecoderSteps, apply_id_generation_defaults, ranked_doc_ids
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import skip_output_head
 from .semantic_ids import SemanticIDs
@@ -92,6 +93,8 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
         self._semantic_ids: SemanticIDs | None = None
         self.trie: IDTrie | None = None
         self.prefix_group_means = PrefixGroupMeans(config.codebook_sizes)
+        # The tokenizer saved next to the model, loaded by `retrieve` when it is given none.
+        self._tokenizer: PreTrainedTokenizerBase | None = None
         self.post_init()
         # An ID starts with a level-0 code and ends with eos_token_id: the text tokens a backbone forces there (BART's
         # forced_bos_token_id and forced_eos_token_id) would break it.
@@ -585,29 +588,40 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
     def retrieve(
         self,
         queries: Sequence[str],
-        tokenizer: PreTrainedTokenizerBase,
+        tokenizer: PreTrainedTokenizerBase | None = None,
         k: int = 10,
         num_beams: int | None = None,
         batch_size: int = 16,
+        return_scores: bool = False,
         **generate_kwargs,
-    ) -> list[list[str]]:
+    ) -> list[list[str]] | tuple[list[list[str]], list[list[float]]]:
         """
         The `k` best documents of every query, by constrained beam search.
+
+        With the ID-only head and nothing in `generate_kwargs` but `constrain_to_trie` and `id_beam_search`, the
+        queries are decoded by [`ranked_doc_ids`] (the search `generate()` runs with [`id_beam_search`], without its
+        copies of the encoder states for the beams); otherwise by `generate()`, ranked by the log-probabilities of
+        the generated sequences.
 
         Args:
             queries (`Sequence[str]`): Query texts; those longer than `config.max_query_length` tokens are truncated
                 (one warning says how many).
-            tokenizer (`PreTrainedTokenizerBase`): The backbone's tokenizer.
+            tokenizer (`PreTrainedTokenizerBase`, *optional*): The backbone's tokenizer. Defaults to the tokenizer
+                saved next to the model, loaded once from the folder or Hub repository the model was loaded from.
             k (`int`): Documents per query (at most the number of indexed documents).
             num_beams (`int`, *optional*): Beam width; at least `k`, which is the default.
             batch_size (`int`): Queries decoded at once.
-            generate_kwargs: Other `generate()` arguments, e.g. `constrain_to_trie=False` or `length_penalty`.
+            return_scores (`bool`): Also return every document's score: the log-probability of its ID (with a
+                full-vocabulary head, of the ID and its end token).
+            generate_kwargs: Other `generate()` arguments, e.g. `constrain_to_trie=False` or `repetition_penalty`.
 
         Returns:
-            `list[list[str]]`: For every query, doc ids best first.
+            `list[list[str]]`: For every query, distinct doc ids best first; with `return_scores`, also
+            `list[list[float]]`: their scores, in descending order.
 
         Raises:
-            `ValueError`: For an empty query (naming its index), `k < 1`, or a retriever without IDs.
+            `ValueError`: For an empty query (naming its index), `k < 1`, a retriever without IDs, or no `tokenizer`
+            for a retriever saved without one.
         """
         semantic_ids = self._require_semantic_ids()
         if k < 1 or batch_size < 1:
@@ -616,12 +630,14 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
         for index, query in enumerate(queries):
             if not isinstance(query, str) or not query.strip():
                 raise ValueError(f"queries[{index}] = {query!r} is empty: every query needs some text.")
+        if tokenizer is None:
+            tokenizer = self._saved_tokenizer()
         self._warn_about_truncation(queries, tokenizer)
         num_return_sequences = min(k, len(semantic_ids))
         num_beams = max(num_return_sequences, k if num_beams is None else num_beams)
         was_training = self.training
         self.eval()
-        rankings = []
+        rankings, scores = [], []
         for batch_start in range(0, len(queries), batch_size):
             batch = tokenizer(
                 queries[batch_start : batch_start + batch_size],
@@ -630,20 +646,92 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
                 padding=True,
                 return_tensors="pt",
             ).to(self.device)
-            sequences = self.generate(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                num_beams=num_beams,
-                num_return_sequences=num_return_sequences,
-                do_sample=False,
-                **generate_kwargs,
+            batch_rankings, batch_scores = self._rank_batch(
+                batch["input_ids"], batch["attention_mask"], num_beams, num_return_sequences, generate_kwargs
             )
-            doc_ids = self.doc_ids_from_sequences(sequences)
-            for query_start in range(0, len(doc_ids), num_return_sequences):
-                beams = doc_ids[query_start : query_start + num_return_sequences]
-                rankings.append(list(dict.fromkeys(doc_id for doc_id in beams if doc_id is not None)))
+            rankings += batch_rankings
+            scores += batch_scores
         self.train(was_training)
-        return rankings
+        return (rankings, scores) if return_scores else rankings
+
+    def _rank_batch(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor,
+        num_beams: int,
+        num_return_sequences: int,
+        generate_kwargs: dict,
+    ) -> tuple[list[list[str]], list[list[float]]]:
+        """Every query's doc ids and scores, best first, for [`~LMIndexerRetriever.retrieve`]."""
+        start_tokens = input_ids.new_full((input_ids.shape[0], 1), self.generation_config.decoder_start_token_id)
+        use_id_beam_search = generate_kwargs.get("id_beam_search")
+        if use_id_beam_search is None:
+            use_id_beam_search = self.config.id_beam_search
+        # The search generate() runs as id_beam_search, called directly: generate() does not return its scores.
+        if (
+            use_id_beam_search
+            and set(generate_kwargs) <= {"constrain_to_trie", "id_beam_search"}
+            and self.id_beam_search_unsupported_reason(start_tokens) is None
+        ):
+            encoder_outputs = self.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+            steps = self.id_decoding_steps(
+                start_tokens, {"encoder_outputs": encoder_outputs, "attention_mask": attention_mask}
+            )
+            constrain_to_trie = generate_kwargs.get("constrain_to_trie")
+            if constrain_to_trie is None:
+                constrain_to_trie = self.config.constrain_to_trie
+            return ranked_doc_ids(self, steps, input_ids.shape[0], num_beams, num_return_sequences, constrain_to_trie)
+        outputs = self.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            num_beams=num_beams,
+            num_return_sequences=num_return_sequences,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **generate_kwargs,
+        )
+        # generate() ranks beams by log-probability / length ** length_penalty: rank them by log-probability.
+        transition_scores = self.compute_transition_scores(
+            outputs.sequences, outputs.scores, outputs.get("beam_indices")
+        )
+        log_probs = transition_scores.sum(-1).tolist()
+        doc_ids = self.doc_ids_from_sequences(outputs.sequences)
+        rankings, scores = [], []
+        for query_start in range(0, len(doc_ids), num_return_sequences):
+            query_rows = range(query_start, query_start + num_return_sequences)
+            beams = [(doc_ids[row], log_probs[row]) for row in query_rows if doc_ids[row] is not None]
+            # Without the constraint, sequences that differ after the ID name the same document: keep its best.
+            best_scores = {}
+            for doc_id, score in sorted(beams, key=lambda beam: beam[1], reverse=True):
+                best_scores.setdefault(doc_id, score)
+            rankings.append(list(best_scores))
+            scores.append(list(best_scores.values()))
+        return rankings, scores
+
+    def _saved_tokenizer(self) -> PreTrainedTokenizerBase:
+        """
+        The tokenizer saved next to the model, loaded with `AutoTokenizer` from the folder or Hub repository the model
+        was loaded from (`self.name_or_path`) on first use, then kept.
+
+        Raises:
+            `ValueError`: Naming the folder, when the model was not loaded from a folder or Hub repository, or that
+            has no tokenizer.
+        """
+        if self._tokenizer is None:
+            advice = "pass `tokenizer=` or save the tokenizer next to the model (`tokenizer.save_pretrained(folder)`)"
+            if not self.name_or_path:
+                raise ValueError(
+                    f"The retriever was not loaded from a folder, so it has no saved tokenizer: {advice}."
+                )
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
+            except (OSError, ValueError) as error:
+                raise ValueError(
+                    f"No tokenizer could be loaded from {self.name_or_path!r}, the folder (or Hub repository) the "
+                    f"retriever was loaded from: {advice}."
+                ) from error
+        return self._tokenizer
 
     def _warn_about_truncation(self, queries: list[str], tokenizer: PreTrainedTokenizerBase) -> None:
         lengths = [len(token_ids) for token_ids in tokenizer(queries)["input_ids"]]
@@ -683,11 +771,12 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             metrics=config.retrieval_metrics,
             usage=[
                 "import modeling_lmindexer",
-                "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
+                "from transformers import AutoModelForSeq2SeqLM",
                 "",
                 f'model = AutoModelForSeq2SeqLM.from_pretrained("{model_path}")',
-                f'tokenizer = AutoTokenizer.from_pretrained("{model_path}")  # saved with it by the scripts',
-                'model.retrieve(["a query"], tokenizer, k=10)  # doc ids, best first',
+                "# Queries are tokenized with the tokenizer saved next to the model (or pass tokenizer=...).",
+                'model.retrieve(["a query"], k=10)  # doc ids, best first',
+                'doc_ids, scores = model.retrieve(["a query"], k=10, return_scores=True)  # and ID log-probabilities',
             ],
         )
 

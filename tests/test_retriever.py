@@ -2,7 +2,9 @@
 
 import json
 import logging
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -552,6 +554,73 @@ def test_retrieve_caps_k_at_the_number_of_documents(trained_retriever, t5_tokeni
     assert sorted(ranking) == sorted(DOC_IDS)
 
 
+def teacher_forced_log_probs(model: LMIndexerRetriever, tokenizer, query: str, doc_ids: list[str]) -> list[float]:
+    """log p(ID tokens, end token | query) of every document, from one forward pass with the IDs as labels."""
+    inputs = tokenizer([query] * len(doc_ids), return_tensors="pt")
+    labels = torch.tensor([model.id_tokens(doc_id) for doc_id in doc_ids])
+    with torch.no_grad():
+        logits = model(**inputs, labels=labels).logits
+    return logits.log_softmax(-1).gather(-1, labels[..., None]).sum((1, 2)).tolist()
+
+
+def test_retrieve_scores_are_the_log_probabilities_of_its_ranking(trained_retriever, t5_tokenizer):
+    queries = QUERIES[:4] + ["an unrelated query about garden tools"]
+    rankings, scores = trained_retriever.retrieve(queries, t5_tokenizer, k=5, batch_size=2, return_scores=True)
+    assert rankings == trained_retriever.retrieve(queries, t5_tokenizer, k=5, batch_size=2)
+    assert [ranking[0] for ranking in rankings[:4]] == DOC_IDS[:4]
+    for query, ranking, query_scores in zip(queries, rankings, scores):
+        assert len(ranking) == len(set(ranking)) == len(query_scores) == 5
+        assert query_scores == sorted(query_scores, reverse=True)
+        assert all(math.isfinite(score) and score <= 0 for score in query_scores)
+        expected = teacher_forced_log_probs(trained_retriever, t5_tokenizer, query, ranking)
+        torch.testing.assert_close(torch.tensor(query_scores), torch.tensor(expected), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["t5", "bart", "bert2bert"])
+@pytest.mark.parametrize("constrain_to_trie", [True, False])
+def test_retrieve_ranks_and_scores_as_generate_does(kind, constrain_to_trie, t5_tokenizer, monkeypatch):
+    model = tiny_retriever(kind, random_ids(60, (6, 5, 4), seed=1)).eval()
+    arguments = dict(k=6, num_beams=8, batch_size=3, return_scores=True, constrain_to_trie=constrain_to_trie)
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "generate", lambda *args, **kwargs: pytest.fail("retrieve ran generate()"))
+        fast_rankings, fast_scores = model.retrieve(QUERIES, t5_tokenizer, **arguments)
+    generic_rankings, generic_scores = model.retrieve(QUERIES, t5_tokenizer, id_beam_search=False, **arguments)
+    assert fast_rankings == generic_rankings
+    assert all(fast_rankings)  # without the constraint too, some beams of every query are indexed IDs
+    for fast, generic in zip(fast_scores, generic_scores):
+        assert fast == sorted(fast, reverse=True)
+        torch.testing.assert_close(torch.tensor(fast), torch.tensor(generic))
+
+
+def test_retrieve_uses_the_tokenizer_saved_next_to_the_model(trained_retriever, t5_tokenizer, tmp_path, monkeypatch):
+    trained_retriever.save_pretrained(tmp_path)
+    t5_tokenizer.save_pretrained(tmp_path)
+    reloaded = LMIndexerRetriever.from_pretrained(tmp_path)
+    loaded_from = []
+    load_tokenizer = AutoTokenizer.from_pretrained
+
+    def counting_load(source, *args, **kwargs):
+        loaded_from.append(source)
+        return load_tokenizer(source, *args, **kwargs)
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", counting_load)
+    queries = QUERIES[:3] + ["an unrelated query about garden tools"]
+    expected = trained_retriever.retrieve(queries, t5_tokenizer, k=4)
+    assert reloaded.retrieve(queries, k=4) == expected
+    assert reloaded.retrieve(queries, k=4, return_scores=True)[0] == expected
+    assert loaded_from == [str(tmp_path)]  # once, from the model's folder
+
+
+def test_retrieve_without_a_saved_tokenizer_says_how_to_give_one(trained_retriever, tmp_path):
+    trained_retriever.save_pretrained(tmp_path)
+    reloaded = LMIndexerRetriever.from_pretrained(tmp_path)
+    message = rf"No tokenizer could be loaded from '{re.escape(str(tmp_path))}'.*`tokenizer.save_pretrained\(folder\)`"
+    with pytest.raises(ValueError, match=message):
+        reloaded.retrieve(QUERIES[:1])
+    with pytest.raises(ValueError, match="not loaded from a folder, so it has no saved tokenizer: pass `tokenizer=`"):
+        trained_retriever.retrieve(QUERIES[:1])
+
+
 def test_push_to_hub_sends_config_weights_ids_card_and_code(trained_retriever, monkeypatch):
     sent = {}
 
@@ -574,14 +643,17 @@ def test_push_to_hub_sends_config_weights_ids_card_and_code(trained_retriever, m
     assert "Codebook sizes: 4, 3, 2" in sent["card"]
 
 
-def test_model_card_loads_the_tokenizer_saved_with_the_model(trained_retriever, t5_tokenizer, tmp_path):
+def test_model_card_usage_runs_with_the_tokenizer_saved_next_to_the_model(trained_retriever, t5_tokenizer, tmp_path):
     trained_retriever.save_pretrained(tmp_path)
     t5_tokenizer.save_pretrained(tmp_path)
-    reloaded = LMIndexerRetriever.from_pretrained(tmp_path)
-    card = reloaded.model_card()
-    assert f'tokenizer = AutoTokenizer.from_pretrained("{tmp_path}")' in card
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
-    assert reloaded.retrieve(QUERIES[:1], tokenizer, k=2) == trained_retriever.retrieve(QUERIES[:1], t5_tokenizer, k=2)
+    card = LMIndexerRetriever.from_pretrained(tmp_path).model_card()
+    usage = card.split("```python\n")[1].split("```")[0]
+    assert f'AutoModelForSeq2SeqLM.from_pretrained("{tmp_path}")' in usage
+    assert 'model.retrieve(["a query"], k=10)' in usage and "return_scores=True" in usage
+    namespace = {}
+    exec(usage, namespace)
+    assert namespace["doc_ids"] == trained_retriever.retrieve(["a query"], t5_tokenizer, k=10)
+    assert len(namespace["scores"][0]) == len(namespace["doc_ids"][0]) == len(DOC_IDS)
 
 
 @pytest.mark.parametrize(

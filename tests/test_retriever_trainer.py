@@ -19,7 +19,7 @@ from conftest import tiny_indexer_config, tiny_t5_config
 from datasets import Dataset
 from test_retrieval_tasks import write_synthetic_cranfield, write_synthetic_office
 from test_retriever import DOC_IDS, QUERIES, tiny_retriever
-from transformers import Seq2SeqTrainingArguments, T5ForConditionalGeneration
+from transformers import Seq2SeqTrainingArguments
 
 from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs
 from modeling_lmindexer.data.retrieval_tasks import PRODUCT_SEARCH_SUBSTITUTE_LABEL
@@ -227,16 +227,6 @@ def test_report_shows_labels_and_published_results(tmp_path):
 
 
 # --- the example scripts, in subprocesses ---
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(t5_tokenizer, tmp_path_factory) -> Path:
-    """A folder with a tiny random T5 and the real T5 tokenizer, loadable by `--backbone`."""
-    path = tmp_path_factory.mktemp("tiny-t5")
-    torch.manual_seed(0)
-    T5ForConditionalGeneration(tiny_t5_config()).save_pretrained(path)
-    t5_tokenizer.save_pretrained(path)
-    return path
 
 
 def run_script(script: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess:

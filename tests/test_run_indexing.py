@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_t5_config
 from safetensors.torch import load_file
-from transformers import T5ForConditionalGeneration
 
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_indexing.py"
@@ -36,16 +34,6 @@ def assert_stops_with_one_error_line(completed: subprocess.CompletedProcess, mes
     assert len(error_lines) == 1 and message in error_lines[0], completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr
     assert not (output / "indexer_progress.json").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory, t5_tokenizer) -> Path:
-    """A folder holding a 1-layer T5 of width 32 (random weights) and the T5 tokenizer, for `--backbone`."""
-    folder = tmp_path_factory.mktemp("tiny-t5-backbone")
-    torch.manual_seed(0)
-    T5ForConditionalGeneration(tiny_t5_config()).save_pretrained(folder)
-    t5_tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.mark.parametrize(

@@ -375,6 +375,7 @@ class IndexingReport:
             [`~LMIndexerForSemanticID.add_documents`]: `rows` (see [`new_document_metrics`]) and the cost.
         disk_use_mb (`dict`, *optional*): Size of the output folder: `peak` (the largest at a stage's save, stage
             checkpoints included), `final` (after the run) and `model` (the saved weights).
+        skipped_rows (`int`): Bad rows of your corpus file left out with `--skip_bad_rows`.
     """
 
     dataset: str
@@ -393,6 +394,7 @@ class IndexingReport:
     prediction_agreement: dict | None = None
     new_documents: dict | None = None
     disk_use_mb: dict | None = None
+    skipped_rows: int = 0
 
     @classmethod
     def build(
@@ -463,6 +465,11 @@ class IndexingReport:
     def _summary_table(self) -> list[str]:
         rows = [
             ("documents", self.num_documents),
+            *(
+                [("bad rows of the corpus file left out (--skip_bad_rows)", self.skipped_rows)]
+                if self.skipped_rows
+                else []
+            ),
             ("backbone", f"`{self.backbone}`"),
             ("levels", self._levels_description()),
             ("codebook sizes", ", ".join(map(str, self.codebook_sizes))),

@@ -552,10 +552,11 @@ def _read_cranfield_qrels(path: Path) -> Qrels:
 
 def judged_query_halves(qrels: Qrels) -> tuple[set[str], set[str]]:
     """
-    The fixed 50/50 split by id of Cranfield and CACM: the judged query ids sorted numerically, the first
-    `n // 2` for training and the rest for evaluation.
+    The fixed 50/50 split by id of Cranfield and CACM (and of your own queries without a split column): the judged
+    query ids sorted (numerically when every id is a number, else as text), the first `n // 2` for training and the
+    rest for evaluation.
     """
-    judged_ids = sorted(qrels, key=int)
+    judged_ids = sorted(qrels, key=int) if all(query_id.isdigit() for query_id in qrels) else sorted(qrels)
     half = len(judged_ids) // 2
     return set(judged_ids[:half]), set(judged_ids[half:])
 

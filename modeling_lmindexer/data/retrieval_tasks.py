@@ -365,6 +365,45 @@ def split_queries_by_id(queries: Dataset, qrels: Qrels) -> tuple[Dataset, Datase
     return queries.select(train_rows), queries.select(test_rows)
 
 
+def queries_file_retrieval_task(
+    name: str,
+    corpus: Dataset,
+    queries: Dataset,
+    qrels: Qrels,
+    pseudo_queries_per_document: int = 0,
+    seed: int = 0,
+) -> RetrievalTask:
+    """
+    [`document_retrieval_task`] of your own queries (see [`~modeling_lmindexer.data.user_files.load_queries_files`]):
+    split by their `split` column (`"train"` / `"test"`) when it is filled, else 50/50 by id as Cranfield and CACM.
+
+    Raises:
+        `ValueError`: When no judged query is left for evaluation.
+    """
+    splits = list(queries["split"])
+    if any(splits):
+        train_queries = queries.select([row for row, split in enumerate(splits) if split == "train"])
+        test_queries = queries.select([row for row, split in enumerate(splits) if split == "test"])
+        description = f"{name}: the queries file's split column (train / test)"
+    else:
+        train_queries, test_queries = split_queries_by_id(queries, qrels)
+        description = f"{name}: judged queries split 50/50 by id (first half training, second half test), fixed"
+    task = document_retrieval_task(
+        name,
+        corpus,
+        test_queries,
+        qrels,
+        description,
+        train_queries=train_queries,
+        train_qrels=qrels,
+        pseudo_queries_per_document=pseudo_queries_per_document,
+        seed=seed,
+    )
+    if not task.test:
+        raise ValueError(f"{name}: no test query has a relevant document; give some queries the split 'test'.")
+    return task
+
+
 def load_document_retrieval_task(
     name: str,
     data_dir: DataDir | None,
@@ -541,6 +580,7 @@ __all__ = [
     "load_recommendation_task",
     "load_retrieval_task",
     "product_search_substitute_task",
+    "queries_file_retrieval_task",
     "pseudo_queries",
     "recommendation_task",
     "split_queries_by_id",

@@ -1,11 +1,11 @@
 """
-What every example script does the same way: parse its arguments, set up logging, compute (or reuse) baseline IDs,
-and push its results once.
+What every command does the same way: parse its arguments, read the corpus (a benchmark by name, or your own file or
+Hub dataset), set up logging, compute (or reuse) baseline IDs, and push its results once.
 """
 
 import logging
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import transformers
@@ -14,19 +14,100 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_lmindexer import SemanticIDs
 from modeling_lmindexer.baselines import baseline_semantic_ids
+from modeling_lmindexer.data import load_corpus
+from modeling_lmindexer.data.user_files import TableSource, load_corpus_file
 
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class CorpusFileArguments:
+    """Your own corpus, instead of a benchmark `--dataset`: a file or a Hub dataset, and which columns hold what."""
+
+    corpus_file: str | None = field(
+        default=None,
+        metadata={"help": "Your own corpus, one document per row: a .jsonl, .csv, .tsv or .parquet file."},
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Your own corpus from the Hub: a dataset id for datasets.load_dataset."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    dataset_split: str = field(default="train", metadata={"help": "The Hub dataset's split."})
+    id_column: str = field(default="id", metadata={"help": "Column of the document ids."})
+    text_column: list[str] = field(
+        default_factory=lambda: ["text"],
+        metadata={"help": "Column(s) of the text; several are joined with spaces (e.g. --text_column title body)."},
+    )
+    category_column: str | None = field(
+        default=None, metadata={"help": "Column of a category, for the AMI of the IDs in the indexing report."}
+    )
+    skip_bad_rows: bool = field(
+        default=False,
+        metadata={"help": "Leave out bad rows (empty text, duplicate or unknown id), counted in the log and report."},
+    )
+
+    @property
+    def source(self) -> TableSource | None:
+        """Where your corpus is read from; None for a benchmark dataset."""
+        if self.corpus_file is None and self.dataset_name is None:
+            return None
+        if self.corpus_file is not None and self.dataset_name is not None:
+            raise ValueError("pass either --corpus_file or --dataset_name, not both.")
+        return TableSource(self.corpus_file, self.dataset_name, self.dataset_config_name, self.dataset_split)
+
+
+@dataclass
+class Documents:
+    """
+    The corpus a command works on.
+
+    Args:
+        table (`Dataset`): Columns `doc_id`, `text` and `category` (`""` when unknown).
+        name (`str`): The benchmark's name, or your file's stem or Hub dataset's name: the reports' dataset name.
+        skipped_rows (`int`): Bad rows `--skip_bad_rows` left out of your corpus.
+    """
+
+    table: Dataset
+    name: str
+    skipped_rows: int = 0
+
+
+def load_documents(dataset: str, data_dir: str | None, corpus_args: CorpusFileArguments) -> Documents:
+    """
+    Your corpus when `--corpus_file` or `--dataset_name` is given, else the benchmark corpus `dataset`.
+
+    Raises:
+        `ValueError` (a [`~modeling_lmindexer.data.user_files.DataFileError`] for a bad file or row) and
+        `FileNotFoundError`, each with one line naming the file, line and id.
+    """
+    source = corpus_args.source
+    if source is None:
+        return Documents(load_corpus(dataset, data_dir), dataset)
+    corpus = load_corpus_file(
+        source, corpus_args.id_column, corpus_args.text_column, corpus_args.category_column, corpus_args.skip_bad_rows
+    )
+    return Documents(corpus.documents, corpus.name, corpus.skipped_rows)
+
+
+def _flag_value(flag: str) -> str | None:
+    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv[:-1] else None
+
+
 def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dataset: str) -> tuple:
     """
-    The parser's dataclasses from `sys.argv`, `--output_dir` defaulting to `outputs/<output_prefix>-<dataset>`; an
+    The parser's dataclasses from `sys.argv`, `--output_dir` defaulting to `outputs/<output_prefix>-<dataset>` (the
+    stem of `--corpus_file` or the name of `--dataset_name` for your own corpus, else of `--interactions_file`); an
     unknown flag or a value the arguments refuse (e.g. a training argument `TrainingArguments` rejects) ends the run
     with one error line instead of a traceback.
     """
     if "--output_dir" not in sys.argv:
-        dataset = sys.argv[sys.argv.index("--dataset") + 1] if "--dataset" in sys.argv else default_dataset
+        corpus_file = _flag_value("--corpus_file") or _flag_value("--interactions_file")
+        hub_dataset = _flag_value("--dataset_name")
+        if corpus_file is not None or hub_dataset is not None:
+            dataset = TableSource(corpus_file, None if corpus_file else hub_dataset).name
+        else:
+            dataset = _flag_value("--dataset") or default_dataset
         sys.argv += ["--output_dir", f"outputs/{output_prefix}-{dataset}"]
     try:
         parsed = parser.parse_args_into_dataclasses(return_remaining_strings=True)
