@@ -17,6 +17,7 @@ def load_benchmark():
     return module
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_quick_tiny_run_writes_the_grid_checks_and_ratios(tmp_path):
     bench = load_benchmark()
     bench.main(["--quick", "--model_size", "tiny", "--repeats", "1", "--threads", "1", "--results_dir", str(tmp_path)])

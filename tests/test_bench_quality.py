@@ -120,6 +120,7 @@ def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, 
     assert "no fine-tuning (zero-shot)" not in (results_dir / "quality_retrieval_cranfield.md").read_text()
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_a_failing_scheme_names_its_log(tmp_path, quiet_subprocesses):
     bench = load_benchmark()
     data_dir = write_synthetic_cranfield(tmp_path / "data")
@@ -281,6 +282,7 @@ def test_a_retriever_trained_from_scratch_serves_every_row_but_lmindexer(tmp_pat
             assert command[-4:] == from_scratch
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_beauty_table_with_recommender_rows_a_cornac_peer_and_curves(t5_tokenizer, tmp_path, quiet_subprocesses):
     bench = load_benchmark()
     data_dir = write_synthetic_beauty(tmp_path / "data")

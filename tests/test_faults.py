@@ -72,6 +72,7 @@ def test_killed_mid_training_and_rerun_gives_the_same_ids(tmp_path):
     assert outcomes[("model.safetensors", "truncated")] == outcomes[("semantic_ids.json", "garbage")] == "clear error"
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_corrupt_indexer_files_give_one_error_naming_the_file(tmp_path, saved_indexer):
     rows = load_benchmark().indexer_corruption_rows(saved_indexer, tmp_path)
     checked = [row for row in rows if row["file"] in MODEL_FOLDER_JSON_FILES or row["file"].endswith(".safetensors")]
@@ -115,6 +116,7 @@ def assert_one_error_line(completed: subprocess.CompletedProcess, file_name: str
     assert "Traceback" not in completed.stderr
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_example_scripts_turn_corrupt_files_into_one_error_line(tmp_path, saved_indexer):
     """A truncated model.safetensors given to run_retrieval, and a garbled Cranfield qrels file (a copy of
     ../shared/data/cranfield) given to run_retrieval, each stop it with one error line naming the file."""
@@ -138,6 +140,7 @@ def test_example_scripts_turn_corrupt_files_into_one_error_line(tmp_path, saved_
     assert_one_error_line(completed, "cranqrel")
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_a_corrupt_resume_state_stops_run_indexing_with_one_error_line(tmp_path):
     """A garbled progress file in the output folder of a stopped run (MovieLens-1M catalogue, first 48 movies)."""
     output = tmp_path / "out"

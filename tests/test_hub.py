@@ -131,6 +131,7 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_exact_user_call_loads_from_hub_cache_offline(trained_model, tmp_path):
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo_cache = tmp_path / "hub" / "models--org--lmindexer-beauty"
@@ -156,6 +157,7 @@ def test_exact_user_call_loads_from_hub_cache_offline(trained_model, tmp_path):
     assert {doc_id: tuple(codes) for doc_id, codes in result["ids"].items()} == trained_model.semantic_ids.to_dict()
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_trust_remote_code_loads_without_the_package(trained_model, tmp_path):
     model_dir = tmp_path / "saved"
     trained_model.save_pretrained(model_dir)

@@ -332,6 +332,7 @@ def test_codebooks_are_initialised_from_kmeans_centres(tmp_path, t5_tokenizer, d
         np.testing.assert_array_equal(trainer.model.semantic_ids.codes[:, level], assigned)
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 @pytest.mark.parametrize("kill_stage, kill_step", [("level-1/continuous", 4), ("level-2/joint", 2)])
 def test_resume_after_kill_gives_identical_ids(tmp_path, t5_tokenizer, documents, kill_stage, kill_step):
     uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
@@ -365,6 +366,7 @@ def test_resume_after_kill_gives_identical_ids(tmp_path, t5_tokenizer, documents
     assert not set(executed_stages) & {stage.name for stage in killed.stage_plan[: killed.current_stage_index]}
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_a_checkpoint_cut_short_during_its_save_is_skipped_on_resume(tmp_path, t5_tokenizer, documents):
     uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
     uninterrupted.train()
@@ -388,6 +390,7 @@ def test_a_checkpoint_cut_short_during_its_save_is_skipped_on_resume(tmp_path, t
     assert resumed.model.semantic_ids == uninterrupted.model.semantic_ids
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_resume_after_kill_between_saving_a_stage_and_recording_it(tmp_path, t5_tokenizer, documents, monkeypatch):
     uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
     uninterrupted.train()
@@ -413,6 +416,7 @@ def test_resume_after_kill_between_saving_a_stage_and_recording_it(tmp_path, t5_
     assert resumed.model.semantic_ids == uninterrupted.model.semantic_ids
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_resume_after_kill_between_stages(tmp_path, t5_tokenizer, documents, monkeypatch):
     uninterrupted = make_trainer(tmp_path / "full", t5_tokenizer, documents)
     uninterrupted.train()
@@ -460,6 +464,7 @@ class CountCheckpoints(TrainerCallback):
         self.counts.append(len(list(Path(args.output_dir).glob("checkpoint-*"))))
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_finished_stages_leave_no_checkpoints_and_the_resume_state_goes_on_request(tmp_path, t5_tokenizer, documents):
     counter = CountCheckpoints()
     trainer = make_trainer(tmp_path, t5_tokenizer, documents, callbacks=[counter])

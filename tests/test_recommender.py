@@ -213,6 +213,7 @@ def run_script(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_run_recommendation_end_to_end_reports_tiger_next_to_ours(tmp_path):
     data_dir = write_synthetic_beauty(tmp_path / "data")
     output_dir = tmp_path / "out"
@@ -237,6 +238,7 @@ def test_run_recommendation_end_to_end_reports_tiger_next_to_ours(tmp_path):
     assert all(set(ranking) <= {str(item) for item in range(12)} for ranking in model.recommend([["0", "1"]], k=5))
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 @pytest.mark.parametrize("arguments, message", [
     (["--dataset", "cranfield", "--id_scheme", "random"], "unknown recommendation dataset 'cranfield'"),
     (["--dataset", "beauty", "--data_dir", "{empty}", "--id_scheme", "random"], "Beauty.inter.json"),

@@ -213,6 +213,7 @@ def test_markdown_has_no_comparison_without_baselines(stages):
     assert "| levels | 1 learned |" in markdown
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_trainers_import_without_scikit_learn_and_ami_names_the_extra():
     script = (
         "import sys; sys.modules['sklearn'] = None\n"

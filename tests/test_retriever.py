@@ -483,6 +483,7 @@ def test_auto_classes_return_the_retriever(trained_retriever, tmp_path):
     assert model.semantic_ids == trained_retriever.semantic_ids
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_trust_remote_code_loads_without_the_package(trained_retriever, tmp_path):
     trained_retriever.save_pretrained(tmp_path / "saved")
     repo_root = str(Path(__file__).resolve().parents[1])

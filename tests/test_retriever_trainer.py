@@ -239,6 +239,7 @@ def read_report(output_dir: Path) -> dict:
     return json.loads((output_dir / "retrieval_report.json").read_text())
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 @pytest.mark.parametrize("script, arguments, message", [
     ("run_retrieval.py", ["--dataset", "nq320k", "--id_scheme", "random"], "unknown retrieval dataset 'nq320k'"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}"], "pass either --indexer"),
@@ -268,6 +269,7 @@ def test_bad_input_stops_with_one_error_line(script, arguments, message, tmp_pat
     assert "Traceback" not in completed.stderr
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_run_retrieval_product_search_substitute_end_to_end(tiny_backbone, tmp_path):
     data_dir = write_synthetic_office(tmp_path / "data")
     output_dir = tmp_path / "out"
@@ -301,6 +303,7 @@ def save_tiny_indexer(path: Path, doc_ids: list[str], tokenizer) -> Path:
     return path
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_run_retrieval_from_a_saved_indexer_within_a_time_budget(t5_tokenizer, tmp_path):
     data_dir = write_synthetic_cranfield(tmp_path / "data")
     indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
@@ -317,6 +320,7 @@ def test_run_retrieval_from_a_saved_indexer_within_a_time_budget(t5_tokenizer, t
     assert report["training_examples"] == {"query": 12, "indexing": 12} and report["labels"] == []
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_run_retrieval_with_the_ids_of_an_indexer_on_a_pretrained_backbone(tiny_backbone, t5_tokenizer, tmp_path):
     data_dir = write_synthetic_cranfield(tmp_path / "data")
     indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)

@@ -36,6 +36,7 @@ def assert_stops_with_one_error_line(completed: subprocess.CompletedProcess, mes
     assert not (output / "indexer_progress.json").exists()
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -63,6 +64,7 @@ def passage(doc_id: str, text: str) -> str:
     return json.dumps({"_id": doc_id, "title": "", "text": text})
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 @pytest.mark.parametrize(
     "bad_line, message",
     [
@@ -175,6 +177,7 @@ def lora_plan_hub_run(tmp_path_factory, tiny_backbone) -> tuple[Path, list[dict]
     return folder / "out", json.loads((folder / "hub_calls.json").read_text())
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_the_script_trains_the_stages_of_the_plan_file(lora_plan_hub_run):
     output, _ = lora_plan_hub_run
     report = json.loads((output / "indexing_report.json").read_text())
@@ -184,6 +187,7 @@ def test_the_script_trains_the_stages_of_the_plan_file(lora_plan_hub_run):
     ]
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_the_script_merges_the_lora_adapters_before_saving(lora_plan_hub_run, tiny_backbone):
     """The saved weights are a plain indexer's; the adapters' training is folded into exactly the target weights."""
     output, _ = lora_plan_hub_run
@@ -207,6 +211,7 @@ def commits_with(calls: list[dict], file_name: str) -> list[dict]:
     return [call for call in calls if call["call"] == "create_commit" and file_name in call["files"]]
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_the_script_pushes_the_saved_model_ids_and_tokenizer(lora_plan_hub_run):
     output, calls = lora_plan_hub_run
     assert calls and all(call["repo_id"] == HUB_REPO and call["token"] == HUB_TOKEN for call in calls)
@@ -229,12 +234,14 @@ def test_the_script_pushes_the_saved_model_ids_and_tokenizer(lora_plan_hub_run):
     assert [call["call"] for call in calls if call["call"] != "create_repo"] == ["create_commit", "create_commit"]
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_push_to_hub_leaves_the_indexer_model_card_in_the_output_folder(lora_plan_hub_run):
     output, _ = lora_plan_hub_run
     card = (output / "README.md").read_text()
     assert "# LMIndexer semantic indexer" in card and "generated_from_trainer" not in card
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_push_to_hub_sends_no_resume_state(lora_plan_hub_run):
     _, calls = lora_plan_hub_run
     sent = {name for call in calls if "files" in call for name in call["files"]}

@@ -276,6 +276,7 @@ TINY_INDEXING = (
 )  # fmt: skip
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_lmindexer_index_learns_ids_for_a_jsonl_corpus(tmp_path, tiny_backbone):
     """A JSON-lines corpus with two text columns and no category, indexed through the installed command."""
     rows = documents(16)
@@ -293,6 +294,7 @@ def test_lmindexer_index_learns_ids_for_a_jsonl_corpus(tmp_path, tiny_backbone):
     assert report["prediction_agreement"]["num_documents"] == 16
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_lmindexer_index_on_a_csv_with_categories_stops_on_a_bad_row_or_skips_and_reports_it(tmp_path, tiny_backbone):
     """A CSV corpus with a category column and one duplicate id: one error line before training, or with
     `--skip_bad_rows` the row left out, counted in the report, and the AMI computed against the categories."""
@@ -320,6 +322,7 @@ TINY_DECODER = (
 )
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_lmindexer_recommend_trains_on_your_interactions_file(tmp_path):
     write_jsonl(tmp_path / "items.jsonl", documents(12))
     interactions = [
@@ -349,6 +352,7 @@ def test_lmindexer_recommend_trains_on_your_interactions_file(tmp_path):
     assert "bad.csv, line 6: item 'd77' of user 'u0' is not in the corpus" in error
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_lmindexer_retrieve_trains_on_your_queries_and_qrels(tmp_path, tiny_backbone):
     write_jsonl(tmp_path / "docs.jsonl", documents(12))
     write_queries(tmp_path, with_split=True)
