@@ -176,14 +176,14 @@ def _cell(row: dict, column: str) -> str:
 
 
 @dataclass
-class UserCorpus:
+class NamedCorpus:
     """
-    A corpus read from a file or Hub dataset.
+    A document table with the name reports give it: a benchmark's, or one read from a file or Hub dataset.
 
     Args:
-        documents (`Dataset`): Columns `doc_id`, `text` and `category` (`""` without a category column), as the
-            benchmark loaders return.
-        name (`str`): The source's short name.
+        documents (`Dataset`): Columns `doc_id`, `text` and `category` (`""` when unknown), as the benchmark loaders
+            return.
+        name (`str`): The benchmark's name, or the source's short name (see [`TableSource.name`]).
         skipped_rows (`int`): Bad rows left out with `skip_bad_rows`.
     """
 
@@ -198,7 +198,7 @@ def load_corpus_file(
     text_columns: Sequence[str] = ("text",),
     category_column: str | None = None,
     skip_bad_rows: bool = False,
-) -> UserCorpus:
+) -> NamedCorpus:
     """
     Documents of your own: one row per document, its id in `id_column`, its text in `text_columns` (several are
     joined with spaces in the given order, empty ones left out, as the benchmarks join title and body) and
@@ -233,7 +233,7 @@ def load_corpus_file(
     checker.log_summary()
     if not documents:
         raise DataFileError(f"{source}: no usable document.")
-    return UserCorpus(Dataset.from_list(documents), source.name, checker.skipped)
+    return NamedCorpus(Dataset.from_list(documents), source.name, checker.skipped)
 
 
 def _timestamp(value: str) -> float | None:
@@ -427,7 +427,7 @@ __all__ = [
     "DataFileError",
     "RowChecker",
     "TableSource",
-    "UserCorpus",
+    "NamedCorpus",
     "UserInteractions",
     "UserQueries",
     "complete_rows",

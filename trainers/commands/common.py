@@ -15,7 +15,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from modeling_lmindexer import SemanticIDs
 from modeling_lmindexer.baselines import baseline_semantic_ids
 from modeling_lmindexer.data import load_corpus
-from modeling_lmindexer.data.user_files import TableSource, load_corpus_file
+from modeling_lmindexer.data.user_files import NamedCorpus, TableSource, load_corpus_file
 
 
 logger = logging.getLogger(__name__)
@@ -57,23 +57,7 @@ class CorpusFileArguments:
         return TableSource(self.corpus_file, self.dataset_name, self.dataset_config_name, self.dataset_split)
 
 
-@dataclass
-class Documents:
-    """
-    The corpus a command works on.
-
-    Args:
-        table (`Dataset`): Columns `doc_id`, `text` and `category` (`""` when unknown).
-        name (`str`): The benchmark's name, or your file's stem or Hub dataset's name: the reports' dataset name.
-        skipped_rows (`int`): Bad rows `--skip_bad_rows` left out of your corpus.
-    """
-
-    table: Dataset
-    name: str
-    skipped_rows: int = 0
-
-
-def load_documents(dataset: str, data_dir: str | None, corpus_args: CorpusFileArguments) -> Documents:
+def load_documents(dataset: str, data_dir: str | None, corpus_args: CorpusFileArguments) -> NamedCorpus:
     """
     Your corpus when `--corpus_file` or `--dataset_name` is given, else the benchmark corpus `dataset`.
 
@@ -83,11 +67,10 @@ def load_documents(dataset: str, data_dir: str | None, corpus_args: CorpusFileAr
     """
     source = corpus_args.source
     if source is None:
-        return Documents(load_corpus(dataset, data_dir), dataset)
-    corpus = load_corpus_file(
+        return NamedCorpus(load_corpus(dataset, data_dir), dataset)
+    return load_corpus_file(
         source, corpus_args.id_column, corpus_args.text_column, corpus_args.category_column, corpus_args.skip_bad_rows
     )
-    return Documents(corpus.documents, corpus.name, corpus.skipped_rows)
 
 
 def _flag_value(flag: str) -> str | None:

@@ -35,10 +35,10 @@ from transformers import AutoTokenizer, HfArgumentParser, set_seed
 from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerConfig, LMIndexerForSemanticID, SemanticIDs, load_backbone
 from modeling_lmindexer.backbones import parse_config_overrides
 from modeling_lmindexer.baselines import hierarchical_kmeans_codes, sentence_embeddings
+from modeling_lmindexer.data.user_files import NamedCorpus
 from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
 from trainers.commands.common import (
     CorpusFileArguments,
-    Documents,
     HubPush,
     configure_logging,
     load_documents,
@@ -108,7 +108,7 @@ class IndexingArguments:
 
 def load_checked_corpus(
     args: IndexingArguments, corpus_args: CorpusFileArguments, seed: int
-) -> tuple[Documents, Dataset | None]:
+) -> tuple[NamedCorpus, Dataset | None]:
     """
     The documents to index and, with `--new_document_fraction`, the held-out documents to add after training (a
     seeded random share); any problem ends the run with one error line, before training starts.
@@ -116,8 +116,8 @@ def load_checked_corpus(
     if not 0.0 <= args.new_document_fraction < 1.0:
         sys.exit(f"error: --new_document_fraction {args.new_document_fraction} must be in [0, 1).")
     try:
-        documents = load_documents(args.dataset, args.data_dir, corpus_args)
-        corpus = documents.table
+        named_corpus = load_documents(args.dataset, args.data_dir, corpus_args)
+        corpus = named_corpus.documents
         if args.max_documents is not None:
             corpus = corpus.select(range(min(args.max_documents, len(corpus))))
         num_new = round(args.new_document_fraction * len(corpus))
@@ -130,7 +130,7 @@ def load_checked_corpus(
         check_corpus(corpus, args.codebook_sizes)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    return replace(documents, table=corpus), new_corpus
+    return replace(named_corpus, documents=corpus), new_corpus
 
 
 def add_new_documents(model: LMIndexerForSemanticID, new_corpus: Dataset, tokenizer, batch_size: int) -> dict:
@@ -205,9 +205,11 @@ def main() -> None:
         # `accelerate launch` sets OMP_NUM_THREADS=1; on CPU, give each process its share of the cores instead.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // training_args.world_size))
     config_overrides = indexer_config_overrides(args.config_overrides)
-    documents, new_corpus = load_checked_corpus(args, corpus_args, training_args.seed)
-    corpus = documents.table
-    logger.info(f"Indexing {len(corpus)} documents of '{documents.name}' with codebook sizes {args.codebook_sizes}.")
+    named_corpus, new_corpus = load_checked_corpus(args, corpus_args, training_args.seed)
+    corpus = named_corpus.documents
+    logger.info(
+        f"Indexing {len(corpus)} documents of '{named_corpus.name}' with codebook sizes {args.codebook_sizes}."
+    )
 
     # Before any weight is drawn: the codebooks and the reconstructor start random, so the same command and seed
     # give the same IDs.
@@ -219,7 +221,7 @@ def main() -> None:
         "max_document_length": args.max_document_length,
         "num_hard_negatives": args.num_hard_negatives,
         "center_by_prefix": args.center_by_prefix,
-        "dataset_name": documents.name,
+        "dataset_name": named_corpus.name,
     }
     model = LMIndexerForSemanticID.from_backbone(backbone, **{**config_kwargs, **config_overrides})
     if args.lora_r is not None:
@@ -250,7 +252,7 @@ def main() -> None:
             corpus, args.codebook_sizes, training_args.seed, batch_size
         )
     report = IndexingReport.build(
-        dataset=documents.name,
+        dataset=named_corpus.name,
         backbone=model.config.backbone_name_or_path,
         semantic_ids=semantic_ids,
         categories=categories,
@@ -258,7 +260,7 @@ def main() -> None:
         baselines=baselines,
         extra={**machine_info(), "seed": training_args.seed, **result.metrics},
     )
-    report.skipped_rows = documents.skipped_rows
+    report.skipped_rows = named_corpus.skipped_rows
     if new_documents is not None:
         num_indexed = len(semantic_ids) - len(new_corpus)
         report.new_documents = {**new_documents, "rows": new_document_metrics(semantic_ids, num_indexed, categories)}

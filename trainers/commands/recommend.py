@@ -44,7 +44,7 @@ from modeling_lmindexer.data.recommendation import (
     load_sequences,
     training_windows,
 )
-from modeling_lmindexer.data.user_files import load_interactions_file
+from modeling_lmindexer.data.user_files import NamedCorpus, load_interactions_file
 from trainers import (
     LMIndexerRecommenderTrainer,
     TimeBudgetCallback,
@@ -53,7 +53,6 @@ from trainers import (
 )
 from trainers.commands.common import (
     CorpusFileArguments,
-    Documents,
     HubPush,
     cached_baseline_semantic_ids,
     configure_logging,
@@ -126,7 +125,7 @@ class RecommendationArguments:
 
 
 def semantic_ids_of(
-    args: RecommendationArguments, documents: Documents | None, training_args: TrainingArguments
+    args: RecommendationArguments, documents: NamedCorpus | None, training_args: TrainingArguments
 ) -> tuple[SemanticIDs, list, str]:
     """
     The catalogue's IDs, the codebook vectors to start from (or none) and a description of the IDs: an indexer's,
@@ -149,7 +148,7 @@ def semantic_ids_of(
         sys.exit(f"error: --id_scheme {args.id_scheme} needs the item texts: add --corpus_file or --dataset_name.")
     try:
         return (
-            cached_baseline_semantic_ids(args.id_scheme, documents.table, args.codebook_sizes, training_args),
+            cached_baseline_semantic_ids(args.id_scheme, documents.documents, args.codebook_sizes, training_args),
             [],
             args.id_scheme,
         )
@@ -157,7 +156,7 @@ def semantic_ids_of(
         sys.exit(f"error: {args.id_scheme} IDs: {error}")
 
 
-def load_catalogue(args: RecommendationArguments, corpus_args: CorpusFileArguments) -> Documents | None:
+def load_catalogue(args: RecommendationArguments, corpus_args: CorpusFileArguments) -> NamedCorpus | None:
     """
     The items' documents: your `--corpus_file` / `--dataset_name`, or the benchmark's catalogue when baseline IDs
     need its texts; None with an indexer alone (its IDs are the catalogue).
@@ -180,7 +179,7 @@ def load_benchmark_sequences(args: RecommendationArguments) -> tuple[dict[str, l
 
 
 def load_interaction_sequences(
-    args: RecommendationArguments, catalogue: list[str], documents: Documents | None, skip_bad_rows: bool
+    args: RecommendationArguments, catalogue: list[str], documents: NamedCorpus | None, skip_bad_rows: bool
 ) -> tuple[dict[str, list[str]], str, list[str]]:
     """
     The users' items of `--interactions_file` in time order, matched against the `catalogue` ids, the dataset's

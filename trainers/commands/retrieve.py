@@ -377,7 +377,7 @@ def load_task(args: RetrievalArguments, corpus_args: CorpusFileArguments, seed: 
         sys.exit(f"error: unknown retrieval dataset '{args.dataset}'; choose from {', '.join(RETRIEVAL_DATASETS)}.")
     try:
         documents = load_documents(args.dataset, args.data_dir, corpus_args)
-        corpus = documents.table
+        corpus = documents.documents
         if args.max_documents is not None:
             corpus = corpus.select(range(min(args.max_documents, len(corpus))))
         if not own_queries:
@@ -387,7 +387,7 @@ def load_task(args: RetrievalArguments, corpus_args: CorpusFileArguments, seed: 
         queries = load_queries_files(
             args.queries_file,
             args.qrels_file,
-            documents.table["doc_id"],
+            documents.documents["doc_id"],
             args.query_id_column,
             args.query_text_column,
             args.query_split_column,
