@@ -19,18 +19,24 @@ example script, then evaluates it on the test split with beam search constrained
   With an indexer, the zero-shot rows rank the same test queries with the retriever built from it and not fine-tuned
   (`LMIndexerRetriever.from_indexer`), at every beam width of `--zero_shot_beams` (20 50 100; none: no such rows).
 
+`--variants NAME=FLAGS ...` compares training choices side by side: every scheme and seed is trained once per variant
+with the variant's script flags (e.g. `queries_only='--training_pairs query pseudo-query'`); with
+`--eval_every_minutes` every run records validation Recall@10 against training minutes (retrieval: on
+`--validation_queries N` training queries the script holds out, never the test split), drawn in one plot.
+
 Published numbers (TIGER on Beauty ...) are shown where known, labelled as published.
 
-Writes `--results_dir/quality_<task>_<dataset>.json` + `.md` + two plots (`.png`, embedded in the markdown): one row
-per ID scheme (and seed) with the item-level metrics, the ID quality (AMI of level-1 codes and of full IDs with the
-leaf category, collision rate before resolution, code-usage perplexity per level), the training wall time and
-throughput, the milliseconds per test query on this machine and the commit its run was trained at, plus the
-zero-shot, peer, reference and published rows (the references with their milliseconds per query too), the commit the
-script started at (the markdown names any row kept by `--resume` from another commit), the machine, the seeds and the
-total wall time. With several `--seeds`, a spread table gives each scheme's mean, minimum and maximum.
+Writes `--results_dir/quality_<task>_<dataset>.json` (stem: `--results_name`) + `.md` + two plots (`.png`,
+embedded in the markdown): one row per ID scheme, variant and seed with the item-level metrics, the ID quality (AMI
+of level-1 codes and of full IDs with the leaf category, collision rate before resolution, code-usage perplexity per
+level), the training wall time and throughput, the milliseconds per test query on this machine and the commit its run
+was trained at, plus the zero-shot, peer, reference and published rows (the references with their milliseconds per
+query too), the commit the script started at (the markdown names any row kept by `--resume` from another commit),
+the machine, the seeds and the total wall time. With several `--seeds`, a spread table gives each scheme's mean,
+minimum and maximum.
 
-Every run's files stay in `--output_dir/<scheme>-seed<seed>`; `--resume` keeps the finished runs there (and the
-example scripts continue a stopped run from its last checkpoint, counting the training time it already spent
+Every run's files stay in `--output_dir/<scheme>[-<variant>]-seed<seed>`; `--resume` keeps the finished runs there
+(and the example scripts continue a stopped run from its last checkpoint, counting the training time it already spent
 against `--budget_minutes`), so a comparison longer than a session continues where it stopped with equal budgets.
 Other arguments are passed to the example script unchanged, e.g. `--max_users 200` or
 `--per_device_train_batch_size 64`.
@@ -40,6 +46,8 @@ import argparse
 import importlib.util
 import json
 import logging
+import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -158,7 +166,23 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         "--eval_every_minutes",
         type=float,
         default=None,
-        help="rec: validation Recall@10 at this interval of training minutes, for every row's curve.",
+        help="Validation Recall@10 at this interval of training minutes, for every row's curve (retrieval: with "
+        "--validation_queries N, passed to the script, which holds N training queries out for it).",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        metavar="NAME=FLAGS",
+        help="Training choices compared side by side: every scheme and seed is trained once per variant, with the "
+        "variant's script flags added, e.g. all= queries_only='--training_pairs query pseudo-query' "
+        "lr_1e-3='--learning_rate 1e-3' (an empty FLAGS is the script's defaults). Default: one run per scheme.",
+    )
+    parser.add_argument(
+        "--results_name",
+        default=None,
+        help="Stem of the result files (default quality_<task>_<dataset>), e.g. to keep a comparison of variants "
+        "beside the main table.",
     )
     parser.add_argument(
         "--num_validation_users",
@@ -208,6 +232,18 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         parser.error(f"--budget_minutes must be positive, got {args.budget_minutes}")
     if args.eval_every_minutes is not None and args.eval_every_minutes <= 0:
         parser.error(f"--eval_every_minutes must be positive, got {args.eval_every_minutes}")
+    args.variants = parse_variants(parser, args.variants)
+    if args.eval_every_minutes is not None and args.task != "rec":
+        missing = [
+            name or "default"
+            for name, flags in args.variants
+            if "--validation_queries" not in script_arguments + flags
+        ]
+        if missing:
+            parser.error(
+                "--eval_every_minutes in retrieval ranks validation queries held out of the training queries: pass "
+                f"--validation_queries N (missing for {', '.join(missing)})"
+            )
     task = TASKS[args.task]
     args.schemes = list(task["schemes"]) if args.schemes is None else args.schemes
     other_task_schemes = [scheme for scheme in args.schemes if scheme not in task["schemes"]]
@@ -246,6 +282,27 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
     return args, script_arguments
 
 
+def parse_variants(parser: argparse.ArgumentParser, values: list[str] | None) -> list[tuple[str, list[str]]]:
+    """`--variants NAME=FLAGS ...` as `(name, script flags)` pairs; no variants is one unnamed run with no flags."""
+    if values is None:
+        return [("", [])]
+    variants = []
+    for value in values:
+        name, separator, flags = value.partition("=")
+        if not separator or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            parser.error(f"--variants takes NAME=FLAGS with a name of letters, digits, '_', '.' or '-', got '{value}'")
+        variants.append((name, shlex.split(flags)))
+    names = [name for name, _ in variants]
+    if len(set(names)) < len(names):
+        parser.error(f"--variants names must differ, got {names}")
+    return variants
+
+
+def run_name(scheme: str, variant: str) -> str:
+    """The key of a scheme's run under a variant: its folder stem and its row's `scheme`."""
+    return f"{scheme}-{variant}" if variant else scheme
+
+
 def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Path, extra: list[str]) -> list[str]:
     """The example-script command that trains and evaluates the model (retriever or recommender) of one scheme and
     seed."""
@@ -280,11 +337,11 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
         command += ["--backbone_config", args.retriever_config]
         if args.retriever_config_overrides is not None:
             command += ["--backbone_config_overrides", args.retriever_config_overrides]
+    if args.task == "rec" and args.max_users is not None:
+        command += ["--max_users", str(args.max_users)]
+    if args.eval_every_minutes is not None:
+        command += ["--eval_every_minutes", str(args.eval_every_minutes)]
     if args.task == "rec":
-        if args.max_users is not None:
-            command += ["--max_users", str(args.max_users)]
-        if args.eval_every_minutes is not None:
-            command += ["--eval_every_minutes", str(args.eval_every_minutes)]
         command += ["--num_validation_users", str(args.num_validation_users)]
     else:
         for name in ("max_documents", "max_test_queries"):
@@ -293,29 +350,31 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
     return command + extra
 
 
-def run_scheme(args: argparse.Namespace, scheme: str, seed: int, extra: list[str]) -> dict:
+def run_scheme(args: argparse.Namespace, scheme: str, variant: str, seed: int, extra: list[str]) -> dict:
     """
-    Train and evaluate one scheme and seed (or, with `--resume`, reuse its finished run) and return its report
-    (`retrieval_report.json` or `recommendation_report.json`). The script's output goes to `<run_dir>/bench.log`.
+    Train and evaluate one scheme, variant and seed (or, with `--resume`, reuse its finished run) and return its
+    report (`retrieval_report.json` or `recommendation_report.json`). The script's output goes to
+    `<run_dir>/bench.log`; `extra` holds the pass-through flags, then the variant's.
     """
-    run_dir = args.output_dir / f"{scheme}-seed{seed}"
+    name = run_name(scheme, variant)
+    run_dir = args.output_dir / f"{name}-seed{seed}"
     report_file = run_dir / TASKS[args.task]["report"]
     if args.resume and report_file.is_file():
-        logger.info(f"Reusing the finished {scheme} run (seed {seed}) in {run_dir}.")
+        logger.info(f"Reusing the finished {name} run (seed {seed}) in {run_dir}.")
         return json.loads(report_file.read_text())
     if not args.resume:
         shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     command = script_command(args, scheme, seed, run_dir, extra)
     model = "recommender" if args.task == "rec" else "retriever"
-    logger.info(f"Training the {scheme} {model} (seed {seed}): {' '.join(command)}")
+    logger.info(f"Training the {name} {model} (seed {seed}): {' '.join(command)}")
     log_file = run_dir / "bench.log"
     with log_file.open("a") as log:
         completed = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
     if completed.returncode != 0 or not report_file.is_file():
         last_lines = log_file.read_text().strip().splitlines()[-5:]
         raise RuntimeError(
-            f"the {scheme} run (seed {seed}) failed with exit code {completed.returncode}; see {log_file}:\n"
+            f"the {name} run (seed {seed}) failed with exit code {completed.returncode}; see {log_file}:\n"
             + "\n".join(last_lines)
         )
     return json.loads(report_file.read_text())
@@ -559,13 +618,20 @@ def zero_shot_rows(args: argparse.Namespace, seed: int, category_of: dict[str, s
     return rows
 
 
-def scheme_row(scheme: str, seed: int, report: dict, run_dir: Path, category_of: dict[str, str]) -> dict:
-    """One table row from a run's report and saved IDs."""
+def scheme_row(
+    scheme: str, variant: tuple[str, list[str]], seed: int, report: dict, run_dir: Path, category_of: dict[str, str]
+) -> dict:
+    """One table row from a run's report and saved IDs; `variant` is the `(name, script flags)` it was trained with."""
     semantic_ids = SemanticIDs.load(run_dir / "semantic_ids.json")
     evaluation_seconds = report["wall_time_seconds"].get("evaluation")
+    variant_name, variant_flags = variant
     return {
-        "scheme": scheme,
-        "system": SCHEME_NAMES[scheme],
+        "scheme": run_name(scheme, variant_name),
+        "id_scheme": scheme,
+        "variant": variant_name,
+        "variant_flags": variant_flags,
+        "system": SCHEME_NAMES[scheme]
+        + (f" [{variant_name}: {shlex.join(variant_flags) or 'defaults'}]" if variant_name else ""),
         "seed": seed,
         "commit": report["machine"].get("git_commit"),
         "retriever": report["backbone"],
@@ -582,7 +648,7 @@ def scheme_row(scheme: str, seed: int, report: dict, run_dir: Path, category_of:
         "optimizer_steps": report["training"].get("optimizer steps"),
         "epochs_done": report["training"].get("epochs done"),
         "targets_per_second": report["training"].get("next-item targets per second"),
-        # Validation Recall@10 against training minutes (recommendation runs with --eval_every_minutes).
+        # Validation Recall@10 against training minutes (runs with --eval_every_minutes).
         "curve": [
             {"training_minutes": point["training_minutes"], "recall@10": point.get("eval_recall@10")}
             for point in report.get("curve", [])
@@ -780,13 +846,14 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
     if len(result["seeds"]) > 1:
         lines += ["", "## Seed-to-seed spread: mean (min-max, standard deviation)", ""]
         lines += ["| IDs | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+        systems = {row["scheme"]: row["system"] for row in [*result["rows"], *result.get("peer_rows", [])]}
         for scheme, spread in result["seed_spread"].items():
             cells = [
                 f"{spread[metric]['mean']:.4f} ({spread[metric]['min']:.4f}-{spread[metric]['max']:.4f}, "
                 f"{spread[metric]['std']:.4f})"
                 for metric in metrics
             ]
-            lines.append(f"| {SCHEME_NAMES.get(scheme) or PEER_NAMES[scheme]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {systems[scheme]} | " + " | ".join(cells) + " |")
     lines += ["", "## Plots", ""] + [f"![{plot}]({plot})" for plot in plots]
     return "\n".join(lines) + "\n"
 
@@ -794,7 +861,7 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
 def write_results(result: dict, results_dir: Path) -> tuple[Path, Path]:
     """Write `quality_<task>_<dataset>.json`, its plots and `.md` into `results_dir`."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    name = f"quality_{result['task']}_{result['dataset']}"
+    name = result.get("results_name") or f"quality_{result['task']}_{result['dataset']}"
     plots = write_plots(result, results_dir, name)
     json_file, markdown_file = results_dir / f"{name}.json", results_dir / f"{name}.md"
     json_file.write_text(json.dumps(result, indent=2))
@@ -811,9 +878,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = []
     for seed in args.seeds:
         for scheme in args.schemes:
-            report = run_scheme(args, scheme, seed, extra)
-            rows.append(scheme_row(scheme, seed, report, args.output_dir / f"{scheme}-seed{seed}", category_of))
-            logger.info(f"{scheme} (seed {seed}): {rows[-1]['metrics']}")
+            for variant in args.variants:
+                report = run_scheme(args, scheme, variant[0], seed, extra + variant[1])
+                run_dir = args.output_dir / f"{run_name(scheme, variant[0])}-seed{seed}"
+                rows.append(scheme_row(scheme, variant, seed, report, run_dir, category_of))
+                logger.info(f"{rows[-1]['scheme']} (seed {seed}): {rows[-1]['metrics']}")
     peer_rows = []
     for seed in args.seeds:
         for peer in args.peers:
@@ -828,8 +897,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "task": args.task,
         "dataset": args.dataset,
         "command": " ".join(["python", "benchmarks/bench_quality.py", *(argv if argv is not None else sys.argv[1:])]),
+        "results_name": args.results_name,
         "seeds": args.seeds,
         "budget_minutes": args.budget_minutes,
+        "variants": {name: flags for name, flags in args.variants if name},
         "labels": labels,
         "metric_columns": list(metric_columns),
         "rows": rows,

@@ -203,6 +203,79 @@ def test_arguments_of_the_other_task_are_refused(arguments, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_variants_train_every_scheme_once_per_choice_with_its_flags(tmp_path):
+    bench = load_benchmark()
+    indexer = fake_indexer(tmp_path)
+    args, extra = bench.parse_arguments([
+        "--task", "retrieval", "--dataset", "scifact", "--indexer", str(indexer), "--schemes", "lmindexer",
+        "--variants", "all=", "queries_only=--training_pairs query 'pseudo-query'", "--eval_every_minutes", "1",
+        "--validation_queries", "50",
+    ])  # fmt: skip
+    assert args.variants == [("all", []), ("queries_only", ["--training_pairs", "query", "pseudo-query"])]
+    assert extra == ["--validation_queries", "50"]
+    command = bench.script_command(args, "lmindexer", 1, tmp_path, extra + args.variants[1][1])
+    assert command[-9:] == [
+        "--indexer", str(indexer), "--eval_every_minutes", "1.0", "--validation_queries", "50", "--training_pairs",
+        "query", "pseudo-query",
+    ]  # fmt: skip
+    assert [bench.run_name("lmindexer", name) for name, _ in args.variants] == [
+        "lmindexer-all",
+        "lmindexer-queries_only",
+    ]
+    default = bench.parse_arguments(["--task", "retrieval", "--dataset", "scifact", "--schemes", "random"])[0]
+    assert default.variants == [("", [])]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--variants", "no_flags"], "--variants takes NAME=FLAGS"),
+    (["--variants", "a b=--learning_rate 1"], "--variants takes NAME=FLAGS"),
+    (["--variants", "a=", "a=--learning_rate 1"], "--variants names must differ"),
+    (["--eval_every_minutes", "1"], "pass --validation_queries N (missing for default)"),
+    (["--variants", "a=--validation_queries 5", "b=", "--eval_every_minutes", "1"], "(missing for b)"),
+])  # fmt: skip
+def test_bad_variants_are_refused(arguments, message, capsys):
+    bench = load_benchmark()
+    with pytest.raises(SystemExit):
+        bench.parse_arguments(["--task", "retrieval", "--dataset", "scifact", "--schemes", "random", *arguments])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two variants of a real training run each: about 20 s
+def test_retrieval_variants_side_by_side_with_validation_curves(t5_tokenizer, tmp_path, quiet_subprocesses):
+    bench = load_benchmark()
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+    indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
+    result = bench.main([
+        "--task", "retrieval", "--dataset", "cranfield", "--data_dir", str(data_dir), "--schemes", "lmindexer",
+        "--indexer", str(indexer), "--budget_minutes", "1", "--num_train_epochs", "2", "--eval_every_minutes",
+        "0.000001", "--variants", "all=", "queries=--training_pairs query", "--zero_shot_beams",
+        "--output_dir", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "results"), "--results_name",
+        "choices",
+        # passed through to examples/run_retrieval.py
+        "--validation_queries", "1", "--per_device_train_batch_size", "3", "--disable_tqdm", "True",
+        "--log_level", "warning",
+    ])  # fmt: skip
+    assert [(row["scheme"], row["id_scheme"], row["variant"]) for row in result["rows"]] == [
+        ("lmindexer-all", "lmindexer", "all"), ("lmindexer-queries", "lmindexer", "queries")
+    ]  # fmt: skip
+    assert [row["system"] for row in result["rows"]] == [
+        "LMIndexer (learned) [all: defaults]", "LMIndexer (learned) [queries: --training_pairs query]"
+    ]  # fmt: skip
+    assert result["variants"] == {"all": [], "queries": ["--training_pairs", "query"]}
+    # 9 query pairs (one of the 4 training queries held out) and 12 indexing pairs at batch 3: 7 steps an epoch;
+    # 3 steps an epoch on the 9 query pairs alone. One validation point per step.
+    assert [row["optimizer_steps"] for row in result["rows"]] == [14, 6]
+    for row in result["rows"]:
+        assert len(row["curve"]) == row["optimizer_steps"]
+        assert all(0.0 <= point["recall@10"] <= 1.0 for point in row["curve"])
+    assert "trained on query pairs only (--training_pairs)" in result["rows"][1]["labels"]
+    assert set(result["seed_spread"]) == {"lmindexer-all", "lmindexer-queries"}
+    markdown = (tmp_path / "results" / "choices.md").read_text()
+    assert "| LMIndexer (learned) [queries: --training_pairs query] | t5 | 42 |" in markdown
+    assert (tmp_path / "results" / "choices_recall_vs_time.png").is_file()
+    assert (tmp_path / "runs" / "lmindexer-queries-seed42" / "retrieval_report.json").is_file()
+
+
 def test_zero_shot_beams_default_to_three_widths_with_an_indexer_and_none_without(tmp_path):
     bench = load_benchmark()
     indexer = str(fake_indexer(tmp_path))

@@ -5,6 +5,7 @@ missing; each says which dataset file it reads.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from modeling_lmindexer.data.retrieval_tasks import (
     PSEUDO_QUERY_LABEL,
     QUERY,
     SEQUENTIAL_RECOMMENDATION,
+    RetrievalTask,
+    TrainingPair,
     document_retrieval_task,
     load_document_retrieval_task,
     load_recommendation_task,
@@ -278,6 +281,31 @@ def test_restrict_to_documents_drops_what_cannot_be_generated():
     kept = documents.restrict_to_documents({"d1", "d3"})
     assert [query.query_id for query in kept.test] == ["t1"] and dict(kept.test[0].relevance) == {"d3": 1, "d4": 1}
     assert [pair.target for pair in kept.train] == ["d1", "d3"]
+
+
+def test_hold_out_validation_moves_whole_training_queries_drawn_by_the_seed():
+    train = [TrainingPair(f"query {q}", f"d{q}-{r}", QUERY) for q in range(6) for r in range(2)]
+    train += [TrainingPair("the text of d0-0", "d0-0", INDEXING), TrainingPair("d0-0 span", "d0-0", PSEUDO_QUERY)]
+    task = RetrievalTask("synthetic", DOCUMENT_RETRIEVAL, train, [], [], "split")
+    held_out = task.hold_out_validation(2, seed=3)
+    sources = [query.source for query in held_out.validation]
+    assert len(set(sources)) == 2 and [query.query_id for query in held_out.validation] == [
+        "validation-0", "validation-1"
+    ]  # fmt: skip
+    for query in held_out.validation:  # every pair of a held-out query leaves training, and becomes its judgments
+        number = query.source.split()[-1]
+        assert dict(query.relevance) == {f"d{number}-0": 1, f"d{number}-1": 1}
+    assert [pair for pair in train if pair.source not in sources] == held_out.train
+    assert held_out.training_counts() == {QUERY: 8, INDEXING: 1, PSEUDO_QUERY: 1}
+    # The same draw in any order of the pairs; other seeds draw other queries.
+    reordered = replace(task, train=train[::-1]).hold_out_validation(2, seed=3)
+    assert {query.source for query in reordered.validation} == set(sources)
+    assert any(
+        {query.source for query in task.hold_out_validation(2, seed).validation} != set(sources) for seed in range(8)
+    )
+    for num_queries in (0, 6):
+        with pytest.raises(ValueError, match=f"cannot hold out {num_queries} validation queries of 6 training"):
+            task.hold_out_validation(num_queries)
 
 
 def test_unknown_datasets_are_refused():

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,31 @@ def test_time_budget_counts_the_time_of_the_run_a_resumed_run_continues(t5_token
     assert budget.elapsed_seconds >= 30 * 60.0
 
 
+def test_evaluations_during_training_draw_a_curve_off_the_training_clock(t5_tokenizer, tmp_path):
+    budget = TimeBudgetCallback(max_minutes=30, eval_every_minutes=1e-9)  # an evaluation after every step
+    trainer = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, num_train_epochs=3)
+    trainer.add_callback(budget)
+    ranking = trainer.evaluation_loop
+
+    def slow_ranking(*args, **kwargs):
+        time.sleep(0.5)
+        return ranking(*args, **kwargs)
+
+    trainer.evaluation_loop = slow_ranking
+    start = time.monotonic()
+    trainer.train()
+    wall_seconds = time.monotonic() - start
+    assert [point["step"] for point in trainer.curve] == [1, 2, 3]
+    minutes = [point["training_minutes"] for point in trainer.curve]
+    assert 0 < minutes[0] < minutes[1] < minutes[2] <= budget.elapsed_seconds / 60
+    assert all(0.0 <= point["eval_recall@10"] <= 1.0 for point in trainer.curve)
+    # The three evaluations' 1.5 s and more are not training time.
+    assert budget.elapsed_seconds < wall_seconds - 1.5
+    # The test evaluation after training adds no point.
+    trainer.evaluate(metric_key_prefix="test")
+    assert len(trainer.curve) == 3
+
+
 def test_report_shows_labels_and_published_results(tmp_path):
     report = RetrievalReport(
         dataset="beauty",
@@ -251,7 +277,15 @@ def read_report(output_dir: Path) -> dict:
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}",
                           "--retriever_init", "scratch"], "unknown --retriever_init 'scratch'"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
-                          "--eval_strategy", "steps"], "has no validation queries"),
+                          "--eval_strategy", "steps"], "needs validation queries: pass --validation_queries N"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--eval_every_minutes", "1", "--max_train_minutes", "1"], "--eval_every_minutes needs"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--training_pairs", "query", "documents"], "--training_pairs takes kinds among query, "),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--validation_queries", "4"], "cannot hold out 4 validation queries of 4 training queries"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--training_pairs", "pseudo-query"], "has no training pairs of the kinds pseudo-query"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}",
                           "--backbone_config", "t5"], "add --retriever_init backbone"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
@@ -318,6 +352,33 @@ def test_run_retrieval_from_a_saved_indexer_within_a_time_budget(t5_tokenizer, t
     assert report["id_scheme"] == f"LMIndexer ({indexer})" and report["stopped_by_time_budget"]
     assert report["training"]["optimizer steps"] == 1 and report["num_test_queries"] == 4
     assert report["training_examples"] == {"query": 12, "indexing": 12} and report["labels"] == []
+
+
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
+def test_run_retrieval_on_chosen_pairs_with_a_validation_curve(t5_tokenizer, tmp_path):
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+    indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
+    output_dir = tmp_path / "out"
+    completed = run_script(
+        "run_retrieval.py", "--dataset", "cranfield", "--data_dir", str(data_dir), "--indexer", str(indexer),
+        "--training_pairs", "query", "--validation_queries", "1", "--max_train_minutes", "5",
+        "--eval_every_minutes", "0.000001", "--num_train_epochs", "3", "--per_device_train_batch_size", "3",
+        "--output_dir", str(output_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = read_report(output_dir)
+    # 4 training queries with 3 relevant documents each; one query (3 pairs) held out; no indexing pairs.
+    assert report["training_examples"] == {"query": 9} and report["num_test_queries"] == 4
+    assert report["labels"] == [
+        "1 training queries held out for validation (--validation_queries, seed 42)",
+        "trained on query pairs only (--training_pairs)",
+    ]
+    curve = report["curve"]
+    assert [point["step"] for point in curve] == list(range(1, 10))  # 3 steps an epoch, one evaluation each
+    minutes = [point["training_minutes"] for point in curve]
+    assert minutes == sorted(minutes) and minutes[-1] * 60 <= report["wall_time_seconds"]["training"] + 1e-6
+    assert all(0.0 <= point["eval_recall@10"] <= 1.0 for point in curve)
+    assert "## Validation curve" in (output_dir / "retrieval_report.md").read_text()
 
 
 @pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings

@@ -3,7 +3,7 @@ Trainers of the lmindexer models: the progressive semantic-ID trainer and its st
 recommender trainer.
 """
 
-from .callbacks import TimeBudgetCallback
+from .callbacks import LearningCurveMixin, TimeBudgetCallback
 from .indexer_trainer import LMIndexerTrainer, ResumeError, check_corpus
 from .recommender_trainer import (
     LMIndexerRecommenderTrainer,
@@ -24,6 +24,7 @@ __all__ = [
     "LMIndexerRetrieverTrainer",
     "LMIndexerTrainer",
     "LMIndexerTrainingArguments",
+    "LearningCurveMixin",
     "RecommendationCollator",
     "ResumeError",
     "RetrievalReport",

@@ -1,4 +1,5 @@
-"""Callbacks for any [`~transformers.Trainer`]: a wall-time training budget that survives stops and resumes."""
+"""Callbacks for any [`~transformers.Trainer`]: a wall-time training budget that survives stops and resumes, and the
+learning curve a trainer records against it."""
 
 import time
 
@@ -93,4 +94,38 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         self.start_time = None
 
 
-__all__ = ["TimeBudgetCallback"]
+class LearningCurveMixin:
+    """
+    For a [`~transformers.Trainer`] subclass whose `evaluate()` ranks a validation split: call
+    [`~LearningCurveMixin.record_evaluation`] at the end of `evaluate()`. The evaluation's seconds are then not
+    counted as training time by the [`TimeBudgetCallback`] among the callbacks, and every evaluation during training
+    adds a point to `self.curve`: the training minutes spent (`None` without a budget), the step, the epoch and the
+    metrics.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.curve: list[dict] = []
+
+    @property
+    def time_budget(self) -> TimeBudgetCallback | None:
+        """The [`TimeBudgetCallback`] among the callbacks (the Trainer may have restored it from a checkpoint)."""
+        return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
+
+    def record_evaluation(self, metrics: dict[str, float], seconds: float, metric_key_prefix: str) -> None:
+        """
+        Take an evaluation of `seconds` off the training clock and, when it ran during training on the validation
+        split (`metric_key_prefix == "eval"`), add `metrics` to the curve.
+        """
+        budget = self.time_budget
+        if budget is not None and budget.start_time is not None:
+            budget.exclude(seconds)
+        if self.state.global_step > 0 and metric_key_prefix == "eval":
+            training_minutes = budget.elapsed_seconds / 60.0 if budget is not None else None
+            self.curve.append(
+                {"training_minutes": training_minutes, "step": self.state.global_step, "epoch": self.state.epoch}
+                | metrics
+            )
+
+
+__all__ = ["LearningCurveMixin", "TimeBudgetCallback"]

@@ -12,7 +12,7 @@ from modeling_lmindexer import LMIndexerRecommender
 from modeling_lmindexer.data.recommendation import RecommendationExample
 from modeling_lmindexer.metrics import compute_retrieval_metrics
 
-from .callbacks import TimeBudgetCallback
+from .callbacks import LearningCurveMixin
 
 
 logger = logging.get_logger(__name__)
@@ -106,7 +106,7 @@ def recommendation_evaluation_dataset(examples: Sequence[RecommendationExample])
     )
 
 
-class LMIndexerRecommenderTrainer(Trainer):
+class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
     """
     [`Trainer`] for [`LMIndexerRecommender`]: batches of whole sequences with the loss on every position
     ([`RecommendationCollator`]), and an `evaluate()` that ranks the catalogue for every history of an evaluation
@@ -150,12 +150,6 @@ class LMIndexerRecommenderTrainer(Trainer):
         self.k_values = list(k_values)
         self.num_beams = num_beams
         self.eval_batch_size = eval_batch_size
-        self.curve: list[dict] = []
-
-    @property
-    def time_budget(self) -> TimeBudgetCallback | None:
-        """The [`TimeBudgetCallback`] among the callbacks (the Trainer may have restored it from a checkpoint)."""
-        return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
 
     def rankings(self, histories: Sequence[Sequence[str]]) -> list[list[str]]:
         """The top `max(k_values)` items of every history."""
@@ -185,19 +179,7 @@ class LMIndexerRecommenderTrainer(Trainer):
         }
         metrics[f"{metric_key_prefix}_seconds"] = seconds
         metrics[f"{metric_key_prefix}_users"] = len(dataset)
-        budget = self.time_budget
-        if budget is not None and budget.start_time is not None:
-            budget.exclude(seconds)
-        if self.state.global_step > 0 and metric_key_prefix == "eval":
-            training_minutes = budget.elapsed_seconds / 60.0 if budget is not None else None
-            self.curve.append(
-                {
-                    "training_minutes": training_minutes,
-                    "step": self.state.global_step,
-                    "epoch": self.state.epoch,
-                    **metrics,
-                }
-            )
+        self.record_evaluation(metrics, seconds, metric_key_prefix)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics

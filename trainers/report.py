@@ -346,6 +346,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> l
     return lines
 
 
+def learning_curve_table(curve: Sequence[dict], metric_names: Sequence[str]) -> list[str]:
+    """The markdown table of a [`~trainers.callbacks.LearningCurveMixin`] curve: one row per validation evaluation
+    with its training minutes, step and the `eval_` value of every name of `metric_names` (e.g. `"recall@10"`)."""
+    rows = [
+        [point["training_minutes"], point["step"], *(point.get(f"eval_{name}") for name in metric_names)]
+        for point in curve
+    ]
+    return markdown_table(["training minutes", "step", *metric_names], rows)
+
+
 @dataclass
 class IndexingReport:
     """
@@ -605,6 +615,8 @@ class RetrievalReport:
         stopped_by_time_budget (`bool`): Whether training was cut by the time budget.
         training (`dict`): Epochs, steps, learning rate, batch size, budget, ...
         machine (`dict`): Where the run happened (see [`machine_info`]).
+        curve (`list[dict]`): Validation metrics against training minutes (`LMIndexerRetrieverTrainer.curve`), empty
+            without validation queries.
     """
 
     dataset: str
@@ -626,6 +638,7 @@ class RetrievalReport:
     stopped_by_time_budget: bool = False
     training: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
+    curve: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of every field."""
@@ -661,6 +674,8 @@ class RetrievalReport:
             ["## Metrics", "", *markdown_table(["system", *names], rows)],
             ["## Run", "", *markdown_table(["field", "value"], list(summary.items()))],
         ]
+        if self.curve:
+            sections.append(["## Validation curve", "", *learning_curve_table(self.curve, names)])
         return "\n\n".join("\n".join(section) for section in sections) + "\n"
 
     def write(self, output_dir: str | os.PathLike, name: str = "retrieval_report") -> tuple[Path, Path]:
@@ -680,6 +695,7 @@ __all__ = [
     "adjusted_mutual_information",
     "code_agreement",
     "directory_size_mb",
+    "learning_curve_table",
     "machine_info",
     "new_document_metrics",
     "peak_memory_mb",

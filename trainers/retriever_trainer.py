@@ -9,6 +9,7 @@ with trie-constrained beam search and scores them with Recall@K, NDCG@K and MRR@
 """
 
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,8 @@ from transformers.utils import logging
 from modeling_lmindexer import LMIndexerRetriever
 from modeling_lmindexer.metrics import compute_retrieval_metrics
 from modeling_lmindexer.modeling_retriever import IGNORE_INDEX
+
+from .callbacks import LearningCurveMixin
 
 
 logger = logging.get_logger(__name__)
@@ -104,7 +107,7 @@ def retrieval_evaluation_dataset(
     )
 
 
-class LMIndexerRetrieverTrainer(Seq2SeqTrainer):
+class LMIndexerRetrieverTrainer(LearningCurveMixin, Seq2SeqTrainer):
     """
     A [`Seq2SeqTrainer`] for [`LMIndexerRetriever`]: training minimises the loss of the ID tokens (`labels`) given
     `input_ids`; evaluation generates, for every query, the `max(k_values)` best documents with beam search
@@ -116,7 +119,9 @@ class LMIndexerRetrieverTrainer(Seq2SeqTrainer):
     `relevance` (optional, grade 1 for all when missing). `evaluate()` and `predict()` read these columns, then add
     a `query_index` column that travels through the data loader and the gathering across processes, so every ranking
     is matched with its own query whatever the sampler or the number of processes. Metrics are logged with the usual
-    prefix: `eval_recall@10`, `eval_ndcg@10`, `eval_mrr@10`, ... (`test_...` from `predict()`).
+    prefix: `eval_recall@10`, `eval_ndcg@10`, `eval_mrr@10`, ... (`test_...` from `predict()`). Every evaluation during
+    training adds a point to `self.curve` at the training minutes spent, and its time is not counted by a
+    [`TimeBudgetCallback`] among the callbacks ([`LearningCurveMixin`]).
 
     `predict()` returns the generated sequences `(num_queries, num_return_sequences, num_levels + 2)` as
     `predictions` and the query positions `(num_queries,)` as `label_ids`; [`~LMIndexerRetrieverTrainer.rankings`]
@@ -236,9 +241,12 @@ class LMIndexerRetrieverTrainer(Seq2SeqTrainer):
         if dataset is None or isinstance(dataset, dict):
             # Trainer.evaluate calls evaluate() again for every dataset of a dict.
             return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix, **gen_kwargs)
-        return super().evaluate(
+        start = time.monotonic()
+        metrics = super().evaluate(
             self._with_query_index(dataset), ignore_keys, metric_key_prefix, **self._generation_kwargs(gen_kwargs)
         )
+        self.record_evaluation(metrics, time.monotonic() - start, metric_key_prefix)
+        return metrics
 
     def predict(
         self,

@@ -181,6 +181,43 @@ class RetrievalTask:
             num_dropped_test_queries=self.num_dropped_test_queries + dropped,
         )
 
+    def hold_out_validation(self, num_queries: int, seed: int = 0) -> "RetrievalTask":
+        """
+        The task with `num_queries` of its training queries moved to `validation`, for tuning without the test split.
+
+        The held-out queries are drawn by `seed` (the same queries in any order of the pairs), and all their `"query"`
+        pairs leave `train`; every other pair stays. A validation query's relevant documents are the targets of its
+        pairs, each with grade 1 (training pairs keep no grade).
+
+        Args:
+            num_queries (`int`): Training queries to hold out, at least 1 and fewer than the distinct training queries.
+            seed (`int`): Seed of the draw.
+
+        Returns:
+            [`RetrievalTask`] whose `validation` lists the held-out queries (ids `validation-<n>`) after any earlier
+            ones.
+
+        Raises:
+            `ValueError`: When `num_queries` is not between 1 and the number of distinct training queries minus 1.
+        """
+        targets: dict[Source, list[str]] = {}
+        for pair in self.train:
+            if pair.kind == QUERY:
+                targets.setdefault(pair.source, []).append(pair.target)
+        if not 0 < num_queries < len(targets):
+            raise ValueError(
+                f"{self.name}: cannot hold out {num_queries} validation queries of {len(targets)} training queries: "
+                "keep at least one for training."
+            )
+        held_out = sorted(targets, key=lambda source: _seeded_hash(seed, str(source)))[:num_queries]
+        held_out_set = set(held_out)
+        validation = [
+            EvaluationQuery(f"validation-{number}", source, dict.fromkeys(targets[source], 1))
+            for number, source in enumerate(held_out)
+        ]
+        train = [pair for pair in self.train if not (pair.kind == QUERY and pair.source in held_out_set)]
+        return replace(self, train=train, validation=[*self.validation, *validation])
+
 
 def recommendation_task(
     sequences: Mapping[str, Sequence[str]],

@@ -59,7 +59,7 @@ from trainers.commands.common import (
     load_documents,
     parse_command_line,
 )
-from trainers.report import machine_info, markdown_table, write_report_files
+from trainers.report import learning_curve_table, machine_info, markdown_table, write_report_files
 
 
 logger = logging.getLogger(__name__)
@@ -233,12 +233,7 @@ def markdown_report(report: dict) -> str:
     lines += [f"- {name}: {value}" for name, value in facts.items()]
     lines += [f"- {label}" for label in report["labels"]]
     if report["curve"]:
-        lines += ["", "## Validation curve", ""]
-        curve_rows = [
-            [point["training_minutes"], point["step"], *(point.get(f"eval_{name}") for name in names)]
-            for point in report["curve"]
-        ]
-        lines += markdown_table(["training minutes", "step", *names], curve_rows)
+        lines += ["", "## Validation curve", "", *learning_curve_table(report["curve"], names)]
     return "\n".join(lines) + "\n"
 
 

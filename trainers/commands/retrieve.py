@@ -50,6 +50,8 @@ from modeling_lmindexer import (
 from modeling_lmindexer.baselines import BASELINE_ID_SCHEMES
 from modeling_lmindexer.data.retrieval_tasks import (
     INDEXING,
+    PSEUDO_QUERY,
+    QUERY,
     RETRIEVAL_DATASETS,
     RetrievalTask,
     load_retrieval_task,
@@ -80,6 +82,8 @@ START_TIME = time.time()
 
 # How a retriever built with --indexer starts: from the indexer, or from --backbone with the indexer's IDs only.
 RETRIEVER_INITS = ("indexer", "backbone")
+# The kinds of training pairs --training_pairs chooses from.
+TRAINING_PAIR_KINDS = (QUERY, INDEXING, PSEUDO_QUERY)
 # Training defaults of the downstream scripts; every one can be changed with its flag.
 TRAINING_DEFAULTS = dict(
     do_train=True,
@@ -139,6 +143,13 @@ class RetrieverArguments:
         default=None,
         metadata={"help": "Stop training after this many minutes (a resumed run counts the time already spent)."},
     )
+    eval_every_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "Rank the validation queries (--validation_queries) every this many training minutes (with "
+            "--max_train_minutes): the report's curve of validation metrics against training minutes."
+        },
+    )
     auto_resume: bool = field(
         default=True, metadata={"help": "Continue from the last checkpoint in output_dir (False starts over)."}
     )
@@ -170,6 +181,21 @@ class RetrievalArguments:
     pseudo_queries_per_document: int | None = field(
         default=None,
         metadata={"help": "Pseudo-queries per document (title or first sentence, then spans); msmarco5k: 3, else 0."},
+    )
+    training_pairs: list[str] = field(
+        default_factory=lambda: list(TRAINING_PAIR_KINDS),
+        metadata={
+            "help": "Kinds of training pairs to train on: query, indexing (document text -> its ID), pseudo-query; "
+            "e.g. 'query pseudo-query' leaves out the indexing pairs, whose mapping a retriever started from its "
+            "indexer already holds."
+        },
+    )
+    validation_queries: int = field(
+        default=0,
+        metadata={
+            "help": "Hold out this many training queries (drawn by --seed) as the validation split that "
+            "--eval_every_minutes ranks, for tuning without the test split."
+        },
     )
     max_query_length: int = field(default=64, metadata={"help": "Tokens kept per query."})
     max_document_length: int = field(default=128, metadata={"help": "Tokens kept per document (indexing pairs)."})
@@ -284,7 +310,11 @@ def train_evaluate_and_report(
     for label in task.labels:
         logger.warning(f"{task.name}: {label}")
     training_args, hub_push = HubPush.take_from(training_args)
-    budget = TimeBudgetCallback(args.max_train_minutes) if args.max_train_minutes is not None else None
+    budget = (
+        TimeBudgetCallback(args.max_train_minutes, args.eval_every_minutes)
+        if args.max_train_minutes is not None
+        else None
+    )
     trainer = LMIndexerRetrieverTrainer(
         retriever,
         training_args,
@@ -351,6 +381,7 @@ def train_evaluate_and_report(
                 "seed": training_args.seed,
             },
             machine=machine_info(),
+            curve=trainer.curve,
         )
         report.write(training_args.output_dir)
         if hub_push is not None:
@@ -404,17 +435,55 @@ def load_task(args: RetrievalArguments, corpus_args: CorpusFileArguments, seed: 
     return corpus, task
 
 
+def check_training_choices(
+    args: RetrievalArguments, retriever_args: RetrieverArguments, training_args: Seq2SeqTrainingArguments
+) -> None:
+    """End the run with one error line for training choices that contradict each other, before any loading."""
+    unknown = [kind for kind in args.training_pairs if kind not in TRAINING_PAIR_KINDS]
+    if unknown or not args.training_pairs:
+        kinds = ", ".join(TRAINING_PAIR_KINDS)
+        sys.exit(f"error: --training_pairs takes kinds among {kinds}, got {unknown or 'none'}.")
+    if args.validation_queries < 0:
+        sys.exit(f"error: --validation_queries must be 0 or more, got {args.validation_queries}.")
+    if training_args.eval_strategy != "no" and not args.validation_queries:
+        sys.exit("error: evaluating during training needs validation queries: pass --validation_queries N.")
+    if retriever_args.eval_every_minutes is not None:
+        if retriever_args.eval_every_minutes <= 0:
+            sys.exit(f"error: --eval_every_minutes must be positive, got {retriever_args.eval_every_minutes}.")
+        if not args.validation_queries or retriever_args.max_train_minutes is None:
+            sys.exit("error: --eval_every_minutes needs --validation_queries N and --max_train_minutes.")
+
+
+def select_training_pairs(task: RetrievalTask, args: RetrievalArguments, seed: int) -> RetrievalTask:
+    """The task with `--validation_queries` held out of its training queries and only the `--training_pairs` kinds
+    left to train on (a label says so); bad choices end the run with one error line."""
+    if args.validation_queries:
+        try:
+            task = task.hold_out_validation(args.validation_queries, seed)
+        except ValueError as error:
+            sys.exit(f"error: --validation_queries: {error}")
+        label = f"{len(task.validation)} training queries held out for validation (--validation_queries, seed {seed})"
+        task = replace(task, labels=[*task.labels, label])
+    if set(args.training_pairs) != set(TRAINING_PAIR_KINDS):
+        train = [pair for pair in task.train if pair.kind in args.training_pairs]
+        if not train:
+            sys.exit(f"error: '{task.name}' has no training pairs of the kinds {', '.join(args.training_pairs)}.")
+        label = f"trained on {', '.join(args.training_pairs)} pairs only (--training_pairs)"
+        task = replace(task, train=train, labels=[*task.labels, label])
+    return task
+
+
 def main() -> None:
     args, corpus_args, retriever_args, training_args = parse_arguments(
         (RetrievalArguments, CorpusFileArguments, RetrieverArguments, Seq2SeqTrainingArguments), "retrieval", "scifact"
     )
-    if training_args.eval_strategy != "no":
-        sys.exit(f"error: '{args.dataset}' has no validation queries; keep --eval_strategy no.")
+    check_training_choices(args, retriever_args, training_args)
     corpus, task = load_task(args, corpus_args, training_args.seed)
     retriever, tokenizer, id_scheme = build_retriever(
         retriever_args, corpus, task.name, training_args, args.max_query_length
     )
     task = task.restrict_to_documents(retriever.semantic_ids.doc_ids)
+    task = select_training_pairs(task, args, training_args.seed)
     if args.max_test_queries is not None:
         task = replace(task, test=task.test[: args.max_test_queries])
     if args.max_documents is not None or args.max_test_queries is not None:
@@ -427,7 +496,8 @@ def main() -> None:
         sys.exit(f"error: no test query of '{task.name}' has a relevant document with a semantic ID.")
 
     def tokenize(texts: list[str], max_length: int) -> list[list[int]]:
-        return tokenizer(texts, max_length=max_length, truncation=True)["input_ids"]
+        # A fast tokenizer fails on an empty batch (no pairs of a kind left out by --training_pairs).
+        return tokenizer(texts, max_length=max_length, truncation=True)["input_ids"] if texts else []
 
     # Documents (indexing pairs) keep max_document_length tokens, queries and pseudo-queries max_query_length.
     train_input_ids: list[list[int]] = [[] for _ in task.train]
@@ -435,17 +505,24 @@ def main() -> None:
         positions = [row for row, pair in enumerate(task.train) if (pair.kind == INDEXING) == is_document]
         for row, input_ids in zip(positions, tokenize([task.train[row].source for row in positions], max_length)):
             train_input_ids[row] = input_ids
+
+    def evaluation_dataset(queries: list) -> Dataset | None:
+        if not queries:
+            return None
+        return retrieval_evaluation_dataset(
+            retriever,
+            tokenize([query.source for query in queries], args.max_query_length),
+            [query.relevance for query in queries],
+        )
+
     datasets = {
         "train": retrieval_training_dataset(retriever, train_input_ids, [pair.target for pair in task.train]),
-        "test": retrieval_evaluation_dataset(
-            retriever,
-            tokenize([query.source for query in task.test], args.max_query_length),
-            [query.relevance for query in task.test],
-        ),
+        "validation": evaluation_dataset(task.validation),
+        "test": evaluation_dataset(task.test),
     }
     logger.info(
-        f"{task.name}: {len(task.train)} training pairs {task.training_counts()}, {len(task.test)} test queries, "
-        f"{len(retriever.semantic_ids)} indexed documents."
+        f"{task.name}: {len(task.train)} training pairs {task.training_counts()}, {len(task.validation)} validation "
+        f"and {len(task.test)} test queries, {len(retriever.semantic_ids)} indexed documents."
     )
     train_evaluate_and_report(task, retriever, tokenizer, datasets, retriever_args, training_args, id_scheme)
 
