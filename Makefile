@@ -1,7 +1,13 @@
 # `make run`: set everything up and run the main job; `make test`: set everything up and run the tests.
+# `make device-check`: the prepared GPU check (benchmarks/device_check.py; no setup, the device machine is offline),
+# e.g. `make device-check ARGS="--data_dir beauty --semantic_ids_file kmeans=ids.json"`; here: `make device-check
+# DEVICE=cpu PYTHON=.venv/bin/python`.
 VENV_BIN := .venv/bin
+DEVICE ?= cuda
+OUTPUT_DIR ?= outputs/device-check
+PYTHON ?= python3
 
-.PHONY: setup run test lint
+.PHONY: setup run test lint device-check
 
 setup:
 	bash scripts/setup.sh
@@ -15,3 +21,6 @@ test: setup
 
 lint: setup
 	$(VENV_BIN)/ruff check .
+
+device-check:
+	PYTHON=$(PYTHON) bash benchmarks/device_check.sh --device $(DEVICE) --output_dir $(OUTPUT_DIR) $(ARGS)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .output_head import float32_linear
+
 
 if TYPE_CHECKING:
     import faiss
@@ -22,12 +24,12 @@ class CodebookOutput:
 
     Args:
         quantized (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
-            The chosen codebook rows in the forward pass; in training the gradient flows through the softmax-weighted
-            mixture of all rows (straight-through estimator).
+            The chosen codebook rows in the forward pass, in the codebook's dtype; in training the gradient flows
+            through the softmax-weighted mixture of all rows (straight-through estimator).
         codes (`torch.LongTensor` of shape `(batch_size,)`):
             Index of the chosen code of each representation.
         scores (`torch.FloatTensor` of shape `(batch_size, num_codes)`):
-            Dot products between the representations and every codebook row.
+            Dot products between the representations and every codebook row, in `float32`.
     """
 
     quantized: torch.Tensor
@@ -54,8 +56,9 @@ class LMIndexerCodebook(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_codes, hidden_size))
 
     def scores(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Dot-product scores `(..., num_codes)` of representations `(..., hidden_size)`."""
-        return hidden_states @ self.weight.t()
+        """Dot-product scores `(..., num_codes)` of representations `(..., hidden_size)`, in `float32` (see
+        [`float32_linear`]) whatever the model's dtype or autocast."""
+        return float32_linear(hidden_states, self.weight)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Code vectors `(..., hidden_size)` of integer codes `(...)`."""
@@ -66,7 +69,9 @@ class LMIndexerCodebook(nn.Module):
         Quantise representations of shape `(batch_size, hidden_size)` to their best code vectors.
 
         The forward value is the chosen row `E[c]`; the gradient reaches the encoder and every codebook row through
-        `softmax(scores / temperature) @ E`.
+        `softmax(scores / temperature) @ E`. Scores, softmax and mixture are computed in `float32` (under bfloat16
+        autocast too), so that near-tied codes keep their order and the forward value is the chosen row itself, not
+        its bfloat16 rounding.
         """
         scores = self.scores(hidden_states)
         logits = scores
@@ -77,7 +82,8 @@ class LMIndexerCodebook(nn.Module):
         soft_assignment = torch.softmax(logits / self.temperature, dim=-1)
         hard_assignment = nn.functional.one_hot(codes, self.num_codes).to(soft_assignment.dtype)
         straight_through = hard_assignment - soft_assignment.detach() + soft_assignment
-        return CodebookOutput(quantized=straight_through @ self.weight, codes=codes, scores=scores)
+        quantized = float32_linear(straight_through, self.weight.t()).to(self.weight.dtype)
+        return CodebookOutput(quantized=quantized, codes=codes, scores=scores)
 
     @torch.no_grad()
     def initialize_from_centroids(self, centroids: torch.Tensor) -> None:
@@ -151,10 +157,15 @@ class PrefixGroupMeans:
         if level not in self.means or len(self.keys[level]) == 0:
             return offsets
         keys = self._prefix_keys(level, prefix_codes, hidden_states.shape[0], hidden_states.device)
-        stored_keys = self.keys[level].to(hidden_states.device)
+        if self.keys[level].device != hidden_states.device:
+            # Kept where they are used: a retriever reads them at every decoding step, a copy each time would cost
+            # a host-to-device transfer of every group's mean.
+            self.keys[level] = self.keys[level].to(hidden_states.device)
+            self.means[level] = self.means[level].to(hidden_states.device)
+        stored_keys = self.keys[level]
         position = torch.searchsorted(stored_keys, keys).clamp(max=len(stored_keys) - 1)
         found = stored_keys[position] == keys
-        means = self.means[level].to(device=hidden_states.device, dtype=hidden_states.dtype)
+        means = self.means[level].to(hidden_states.dtype)
         offsets[found] = means[position[found]]
         return offsets
 

@@ -185,7 +185,7 @@ def _code_log_probs(model, head_states: torch.Tensor, level: int, trie: IDTrie |
     Log-probabilities `(rows, codebook_sizes[level])` of the level's codes under the ID-only head, `-inf` for codes
     that leave the trie after `prefix_codes` `(rows, level)`.
     """
-    log_probs = nn.functional.log_softmax(model.step_scores(head_states, level, prefix_codes).float(), dim=-1)
+    log_probs = nn.functional.log_softmax(model.step_scores(head_states, level, prefix_codes), dim=-1)
     if trie is not None:
         log_probs = log_probs.masked_fill(~trie.allowed_next(prefix_codes), -math.inf)
     return log_probs
@@ -224,8 +224,8 @@ def search_id_codes(
     Beam search (greedy search for one beam) over the codes of whole IDs.
 
     Args:
-        model: The model; `model.step_scores(head_states, level, prefix_codes)` scores one level's codes and
-            `model.config.id_token_layout` maps codes to tokens.
+        model: The model; `model.step_scores(head_states, level, prefix_codes)` scores one level's codes (in
+            `float32`, whatever the model's dtype) and `model.config.id_token_layout` maps codes to tokens.
         steps ([`IDDecodingSteps`]): The model's decoding steps for the batch.
         batch_size (`int`): Number of queries.
         num_beams (`int`): Beams kept per query.

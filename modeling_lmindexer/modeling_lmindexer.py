@@ -18,6 +18,7 @@ from .backbones import mean_pool
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
 from .hub_utils import SemanticIDsHubMixin, render_model_card
+from .output_head import float32_linear
 from .reconstructor import LMIndexerReconstructor
 from .semantic_ids import SemanticIDs, validate_corpus
 
@@ -315,8 +316,10 @@ class LMIndexerForSemanticID(SemanticIDsHubMixin, LMIndexerPreTrainedModel):
         """
         Level representations `(batch_size, hidden_size)` minus the mean of their prefix group (see
         [`PrefixGroupMeans`]), from level 1 on; unchanged at level 0, when `config.center_by_prefix` is off or when
-        the level's means are not fitted.
+        the level's means are not fitted. Always in `float32`, as the means are kept: a representation and its group
+        mean share most of their bits, which a bfloat16 subtraction would leave as the residual's only ones.
         """
+        representations = representations.float()
         if not self._centers_level(level):
             return representations
         return representations - self.prefix_group_means(level, prefix_codes, representations)
@@ -325,7 +328,7 @@ class LMIndexerForSemanticID(SemanticIDsHubMixin, LMIndexerPreTrainedModel):
         self, level: int, representations: torch.Tensor, prefix_codes: torch.Tensor | None
     ) -> torch.Tensor:
         """
-        Scores `(batch_size, codebook_size)` of every code of `level` for level representations
+        Scores `(batch_size, codebook_size)`, in `float32`, of every code of `level` for level representations
         `(batch_size, hidden_size)` whose earlier codes are `prefix_codes` `(batch_size, level)`: dot products with the
         codebook after centring by the prefix-group means (see [`center_by_prefix`]).
         """
@@ -409,14 +412,16 @@ class LMIndexerForSemanticID(SemanticIDsHubMixin, LMIndexerPreTrainedModel):
         second level on, [`LMIndexerTrainer`] batches documents in small groups sharing their earlier codes, so the
         batch holds each document's hard negatives.
         """
+        # In float32: a bfloat16 similarity near 1 is off by up to 2**-9, which a temperature of 0.05 makes 0.04.
+        anchors, positives = anchors.float(), positives.float()
         if self.config.contrastive_similarity == "cosine":
             anchors, positives = nn.functional.normalize(anchors, dim=-1), nn.functional.normalize(positives, dim=-1)
         targets = torch.arange(anchors.shape[0], device=anchors.device)
         if self.config.contrastive_across_processes and dist.is_available() and dist.is_initialized():
             targets = targets + dist.get_rank() * anchors.shape[0]
             positives = torch.cat(dist_nn.all_gather(positives))
-        logits = anchors @ positives.t()
-        return nn.functional.cross_entropy(logits.float() / self.config.contrastive_temperature, targets)
+        logits = float32_linear(anchors, positives)
+        return nn.functional.cross_entropy(logits / self.config.contrastive_temperature, targets)
 
     def distillation_loss(self, representations: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """
@@ -440,8 +445,10 @@ class LMIndexerForSemanticID(SemanticIDsHubMixin, LMIndexerPreTrainedModel):
             representations.shape[0], columns_representations.shape[0], dtype=torch.bool, device=rows.device
         )
         self_mask[rows, diagonal] = True
-        student = (representations @ columns_representations.t() / temperature).masked_fill(self_mask, float("-inf"))
-        teacher = (targets @ columns_targets.t() / temperature).masked_fill(self_mask, float("-inf"))
+        student = (float32_linear(representations, columns_representations) / temperature).masked_fill(
+            self_mask, float("-inf")
+        )
+        teacher = (float32_linear(targets, columns_targets) / temperature).masked_fill(self_mask, float("-inf"))
         student_log_probs = torch.log_softmax(student, dim=-1).masked_fill(self_mask, 0.0)
         teacher_log_probs = torch.log_softmax(teacher, dim=-1).masked_fill(self_mask, 0.0)
         return (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(dim=-1).mean()
@@ -467,8 +474,7 @@ class LMIndexerForSemanticID(SemanticIDsHubMixin, LMIndexerPreTrainedModel):
         """
         per_level = [
             nn.functional.cross_entropy(
-                self.code_scores(level, earlier_states[:, level], prefix_codes[:, :level]).float(),
-                prefix_codes[:, level],
+                self.code_scores(level, earlier_states[:, level], prefix_codes[:, :level]), prefix_codes[:, level]
             )
             for level in range(prefix_codes.shape[1])
         ]

@@ -24,7 +24,7 @@ from .configuration_recommender import LMIndexerRecommenderConfig
 from .hub_utils import SemanticIDsHubMixin, render_model_card
 from .id_beam_search import DecoderOnlySteps, apply_id_generation_defaults, ranked_doc_ids
 from .logits_process import TrieConstrainedLogitsProcessor
-from .output_head import skip_output_head
+from .output_head import float32_linear, skip_output_head
 from .semantic_ids import SemanticIDs
 from .trie import ConstrainedIDsMixin, IDTrie
 
@@ -186,13 +186,14 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         self, head_states: torch.Tensor, level: int, prefix_codes: torch.Tensor | None = None
     ) -> torch.Tensor:
         """
-        Scores `(rows, codebook_sizes[level])` of one level's codes for head states `(rows, hidden_size)`: their dot
-        products with the level's output rows (the tied ID-token embeddings). `prefix_codes` is not used.
+        Scores `(rows, codebook_sizes[level])`, in `float32` (see [`float32_linear`]), of one level's codes for head
+        states `(rows, hidden_size)`: their dot products with the level's output rows (the tied ID-token embeddings).
+        `prefix_codes` is not used.
         """
         token_ids = self.config.id_token_layout.level_token_ids(level)
         output_embeddings = self.get_output_embeddings()
         bias = getattr(output_embeddings, "bias", None)
-        return nn.functional.linear(
+        return float32_linear(
             head_states,
             output_embeddings.weight[token_ids.start : token_ids.stop],
             None if bias is None else bias[token_ids.start : token_ids.stop],
@@ -200,16 +201,16 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
 
     def _id_logits(self, head_states: torch.Tensor, next_levels: torch.LongTensor) -> torch.Tensor:
         """
-        Logits `(batch_size, length, vocab_size)`: the ID tokens of the level each position predicts (`next_levels`
-        `(batch_size, length)`, `-1` for none) get their scores, every other token `-inf`.
+        Logits `(batch_size, length, vocab_size)` in `float32`: the ID tokens of the level each position predicts
+        (`next_levels` `(batch_size, length)`, `-1` for none) get their scores, every other token `-inf`.
         """
         config = self.config
         start = config.text_vocab_size
         output_embeddings = self.get_output_embeddings()
         bias = getattr(output_embeddings, "bias", None)
-        id_scores = nn.functional.linear(
+        id_scores = float32_linear(
             head_states, output_embeddings.weight[start:], None if bias is None else bias[start:]
-        ).float()
+        )
         token_levels = torch.repeat_interleave(
             torch.arange(config.num_levels, device=head_states.device),
             torch.tensor(config.codebook_sizes, device=head_states.device),

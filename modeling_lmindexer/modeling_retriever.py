@@ -26,7 +26,7 @@ from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_c
 from .hub_utils import SemanticIDsHubMixin, render_model_card
 from .id_beam_search import EncoderDecoderSteps, apply_id_generation_defaults, ranked_doc_ids
 from .logits_process import TrieConstrainedLogitsProcessor
-from .output_head import skip_output_head
+from .output_head import float32_linear, skip_output_head
 from .semantic_ids import SemanticIDs
 from .trie import ConstrainedIDsMixin, IDTrie
 
@@ -434,11 +434,13 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             num_items_in_batch (`int` or `torch.Tensor`, *optional*): Denominator of the summed loss.
 
         Returns:
-            The logits `(batch_size, target_length, vocab_size)`, `-inf` outside each step's tokens, and the mean
-            cross-entropy of the labels under the softmax over each step's tokens (`None` without labels).
+            The logits `(batch_size, target_length, vocab_size)` in `float32`, `-inf` outside each step's tokens, and
+            the mean cross-entropy of the labels under the softmax over each step's tokens (`None` without labels).
         """
         batch_size, target_length, _ = head_states.shape
-        logits = head_states.new_full((batch_size, target_length, self.config.vocab_size), -math.inf)
+        logits = head_states.new_full(
+            (batch_size, target_length, self.config.vocab_size), -math.inf, dtype=torch.float32
+        )
         summed_loss = head_states.new_zeros((), dtype=torch.float32)
         if labels is not None:
             labels = labels.to(head_states.device)
@@ -462,7 +464,8 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
         The ID-only head at one decoding step: scores of the tokens that step can produce (see
         [`IDTokenLayout.step_token_range`]), from the backbone's own output rows, output bias and BART's
         `final_logits_bias`. With `config.center_by_prefix`, the mean state of the indexed documents sharing the
-        decoded prefix is subtracted from the states at levels 1 and beyond first, as the indexer does.
+        decoded prefix is subtracted from the states at levels 1 and beyond first, as the indexer does. Centring and
+        scores are in `float32` whatever the model's dtype, as the indexer's code scores are (see [`float32_linear`]).
 
         Args:
             head_states (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
@@ -472,10 +475,11 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
                 this step; needed at levels 1 and beyond with `config.center_by_prefix`.
 
         Returns:
-            `torch.FloatTensor` of shape `(batch_size, num_step_tokens)`: `codebook_sizes[step]` scores for an ID
-            level, one for the end steps.
+            `torch.FloatTensor` of shape `(batch_size, num_step_tokens)`, `float32`: `codebook_sizes[step]` scores
+            for an ID level, one for the end steps.
         """
         start, end = self.config.id_token_layout.step_token_range(step)
+        head_states = head_states.float()
         if self.config.center_by_prefix and 0 < step < self.config.num_levels:
             if prefix_codes is None or tuple(prefix_codes.shape) != (head_states.shape[0], step):
                 shape = None if prefix_codes is None else tuple(prefix_codes.shape)
@@ -486,12 +490,12 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             head_states = head_states - self.prefix_group_means(step, prefix_codes, head_states)
         output_embeddings = self.backbone.get_output_embeddings()
         bias = getattr(output_embeddings, "bias", None)
-        scores = nn.functional.linear(
+        scores = float32_linear(
             head_states, output_embeddings.weight[start:end], None if bias is None else bias[start:end]
         )
         final_logits_bias = getattr(self.backbone, "final_logits_bias", None)
         if final_logits_bias is not None:
-            scores = scores + final_logits_bias[0, start:end].to(scores.dtype)
+            scores = scores + final_logits_bias[0, start:end].float()
         return scores
 
     @staticmethod
@@ -507,7 +511,7 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
                 f"{position}, which produces the tokens {start} to {end - 1}; build labels with `id_tokens`."
             )
         step_targets = torch.where(is_target, targets - start, IGNORE_INDEX)
-        return nn.functional.cross_entropy(scores.float(), step_targets, ignore_index=IGNORE_INDEX, reduction="sum")
+        return nn.functional.cross_entropy(scores, step_targets, ignore_index=IGNORE_INDEX, reduction="sum")
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return self.backbone.prepare_decoder_input_ids_from_labels(labels=labels)

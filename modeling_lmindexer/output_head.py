@@ -1,4 +1,7 @@
-"""Reading the states a seq2seq model's output head receives, without computing its vocabulary logits."""
+"""
+The ID-only output heads' two parts: reading the states a model's output head receives, without computing its
+vocabulary logits, and scoring states against a few rows in `float32`.
+"""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,4 +31,25 @@ def skip_output_head(output_embeddings: nn.Module) -> Iterator[list[torch.Tensor
         handle.remove()
 
 
-__all__ = ["skip_output_head"]
+def float32_linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """
+    `inputs @ weight.T + bias` computed in `float32`, whatever the dtype of the tensors and outside any autocast.
+
+    Code scores feed an argmax, a softmax or a beam ranking: in bfloat16 (8 bits of mantissa) near-tied codes swap
+    and the centring by prefix-group means cancels most of the bits, while the matrices are small (a codebook, one
+    level's output rows, a batch's similarities), so full precision costs little. Gradients reach the tensors in
+    their own dtype.
+
+    Args:
+        inputs (`torch.Tensor` of shape `(..., hidden_size)`): The states to score.
+        weight (`torch.Tensor` of shape `(num_rows, hidden_size)`): The rows to score them against.
+        bias (`torch.Tensor` of shape `(num_rows,)`, *optional*): Added to the scores.
+
+    Returns:
+        `torch.FloatTensor` of shape `(..., num_rows)`, `float32`.
+    """
+    with torch.autocast(inputs.device.type, enabled=False):
+        return nn.functional.linear(inputs.float(), weight.float(), None if bias is None else bias.float())
+
+
+__all__ = ["float32_linear", "skip_output_head"]

@@ -68,18 +68,21 @@ def check_corpus(corpus: Dataset, codebook_sizes: list[int]) -> None:
 
 
 class LossMeans:
-    """Running means of named loss values."""
+    """
+    Running means of named loss values. Values may be tensors on the model's device: they are summed there and read
+    only by `means()`, so a training step does not wait for the accelerator to hand back every loss.
+    """
 
     def __init__(self):
-        self.sums: dict[str, float] = defaultdict(float)
+        self.sums: dict[str, float | torch.Tensor] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
 
-    def add(self, name: str, value: float) -> None:
+    def add(self, name: str, value: float | torch.Tensor) -> None:
         self.sums[name] += value
         self.counts[name] += 1
 
     def means(self) -> dict[str, float]:
-        return {name: total / self.counts[name] for name, total in self.sums.items()}
+        return {name: float(total) / self.counts[name] for name, total in self.sums.items()}
 
 
 class CollatorEpochCallback(TrainerCallback):
@@ -379,7 +382,7 @@ class LMIndexerTrainer(Trainer):
             **inputs, level=stage.level, quantize=stage.quantize, losses=stage.losses, mask_ratio=stage.mask_ratio
         )
         for name in stage.losses:
-            value = float(outputs[f"{name}_loss"].detach())
+            value = outputs[f"{name}_loss"].detach()
             self._losses_since_log.add(name, value)
             self._stage_losses.add(name, value)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
