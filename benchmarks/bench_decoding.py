@@ -322,7 +322,9 @@ def valid_id_fraction(model: LMIndexerRetriever, sequences: torch.LongTensor) ->
     num_levels = model.config.num_levels
     if sequences.shape[1] < 2 + num_levels:
         return 0.0
-    is_indexed = torch.tensor([doc_id is not None for doc_id in model.doc_ids_from_sequences(sequences)])
+    is_indexed = torch.tensor(
+        [doc_id is not None for doc_id in model.doc_ids_from_sequences(sequences)], device=sequences.device
+    )
     ends = sequences[:, 1 + num_levels] == model.config.eos_token_id
     return float((is_indexed & ends).float().mean())
 

@@ -340,7 +340,8 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
     if args.task == "rec" and args.max_users is not None:
         command += ["--max_users", str(args.max_users)]
     if args.eval_every_minutes is not None:
-        command += ["--eval_every_minutes", str(args.eval_every_minutes)]
+        # The curve starts with the model before training (for lmindexer: its indexer's zero-shot quality).
+        command += ["--eval_every_minutes", str(args.eval_every_minutes), "--eval_on_start", "True"]
     if args.task == "rec":
         command += ["--num_validation_users", str(args.num_validation_users)]
     else:
@@ -658,6 +659,15 @@ def scheme_row(
     }
 
 
+def row_label(label: str, rows: list[dict]) -> str:
+    """A run's label for the table's top: as it is when every row carries it, else naming the rows that do (a
+    variant's training choice is not the whole table's)."""
+    carriers = list(dict.fromkeys(row["scheme"] for row in rows if label in row["labels"]))
+    if len(carriers) == len(dict.fromkeys(row["scheme"] for row in rows)):
+        return label
+    return f"{label} (rows {', '.join(carriers)})"
+
+
 def seed_spread(rows: list[dict], metric_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
     """Per scheme and metric: mean, minimum, maximum and population standard deviation over the seeds."""
     spread = {}
@@ -888,7 +898,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for peer in args.peers:
             peer_rows.append(run_peer(args, peer, seed))
             logger.info(f"{peer} (seed {seed}): {peer_rows[-1]['metrics']}")
-    labels = list(dict.fromkeys(label for row in rows for label in row["labels"]))
+    labels = [row_label(label, rows) for label in dict.fromkeys(label for row in rows for label in row["labels"])]
     if args.task == "product_search" and PRODUCT_SEARCH_LABEL not in labels:
         labels.insert(0, PRODUCT_SEARCH_LABEL)
     metric_columns = METRIC_COLUMNS[args.task]

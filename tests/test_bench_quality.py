@@ -178,8 +178,11 @@ def test_rec_rows_train_the_recommender_with_their_ids_and_curves(tmp_path):
     commands = {scheme: bench.script_command(args, scheme, 42, tmp_path, extra) for scheme in args.schemes}
     for scheme, command in commands.items():
         assert command[1].endswith("run_recommendation.py")
-        assert command[-6:] == ["--max_users", "300", "--eval_every_minutes", "2.0", "--num_validation_users", "2000"]
-        ids = command[command.index("--k_values") + 3 : -6]
+        assert command[-8:] == [
+            "--max_users", "300", "--eval_every_minutes", "2.0", "--eval_on_start", "True", "--num_validation_users",
+            "2000",
+        ]  # fmt: skip
+        ids = command[command.index("--k_values") + 3 : -8]
         expected = {
             "lmindexer": ["--indexer", str(indexer)],
             "lmindexer_codebooks": ["--indexer", str(indexer), "--init_from_codebooks", "True"],
@@ -214,9 +217,9 @@ def test_variants_train_every_scheme_once_per_choice_with_its_flags(tmp_path):
     assert args.variants == [("all", []), ("queries_only", ["--training_pairs", "query", "pseudo-query"])]
     assert extra == ["--validation_queries", "50"]
     command = bench.script_command(args, "lmindexer", 1, tmp_path, extra + args.variants[1][1])
-    assert command[-9:] == [
-        "--indexer", str(indexer), "--eval_every_minutes", "1.0", "--validation_queries", "50", "--training_pairs",
-        "query", "pseudo-query",
+    assert command[-11:] == [
+        "--indexer", str(indexer), "--eval_every_minutes", "1.0", "--eval_on_start", "True", "--validation_queries",
+        "50", "--training_pairs", "query", "pseudo-query",
     ]  # fmt: skip
     assert [bench.run_name("lmindexer", name) for name, _ in args.variants] == [
         "lmindexer-all",
@@ -266,9 +269,14 @@ def test_retrieval_variants_side_by_side_with_validation_curves(t5_tokenizer, tm
     # 3 steps an epoch on the 9 query pairs alone. One validation point per step.
     assert [row["optimizer_steps"] for row in result["rows"]] == [14, 6]
     for row in result["rows"]:
-        assert len(row["curve"]) == row["optimizer_steps"]
+        assert len(row["curve"]) == row["optimizer_steps"] + 1  # and one before training (--eval_on_start)
         assert all(0.0 <= point["recall@10"] <= 1.0 for point in row["curve"])
     assert "trained on query pairs only (--training_pairs)" in result["rows"][1]["labels"]
+    # The table's labels: the held-out queries concern every row, the training pairs one variant only.
+    assert result["labels"] == [
+        "1 training queries held out for validation (--validation_queries, seed 42)",
+        "trained on query pairs only (--training_pairs) (rows lmindexer-queries)",
+    ]
     assert set(result["seed_spread"]) == {"lmindexer-all", "lmindexer-queries"}
     markdown = (tmp_path / "results" / "choices.md").read_text()
     assert "| LMIndexer (learned) [queries: --training_pairs query] | t5 | 42 |" in markdown

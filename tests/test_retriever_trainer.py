@@ -202,7 +202,7 @@ def test_time_budget_counts_the_time_of_the_run_a_resumed_run_continues(t5_token
 
 def test_evaluations_during_training_draw_a_curve_off_the_training_clock(t5_tokenizer, tmp_path):
     budget = TimeBudgetCallback(max_minutes=30, eval_every_minutes=1e-9)  # an evaluation after every step
-    trainer = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, num_train_epochs=3)
+    trainer = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, num_train_epochs=3, eval_on_start=True)
     trainer.add_callback(budget)
     ranking = trainer.evaluation_loop
 
@@ -214,15 +214,17 @@ def test_evaluations_during_training_draw_a_curve_off_the_training_clock(t5_toke
     start = time.monotonic()
     trainer.train()
     wall_seconds = time.monotonic() - start
-    assert [point["step"] for point in trainer.curve] == [1, 2, 3]
+    assert [point["step"] for point in trainer.curve] == [0, 1, 2, 3]  # eval_on_start: the untrained model first
     minutes = [point["training_minutes"] for point in trainer.curve]
-    assert 0 < minutes[0] < minutes[1] < minutes[2] <= budget.elapsed_seconds / 60
+    assert 0 <= minutes[0] < minutes[1] < minutes[2] < minutes[3] <= budget.elapsed_seconds / 60
+    assert minutes[0] < 0.1 / 60  # the first evaluation's own 0.5 s and more are not counted
     assert all(0.0 <= point["eval_recall@10"] <= 1.0 for point in trainer.curve)
-    # The three evaluations' 1.5 s and more are not training time.
-    assert budget.elapsed_seconds < wall_seconds - 1.5
-    # The test evaluation after training adds no point.
+    # The four evaluations' 2 s and more are not training time.
+    assert budget.elapsed_seconds < wall_seconds - 2.0
+    # Evaluations outside training add no point.
+    trainer.evaluate()
     trainer.evaluate(metric_key_prefix="test")
-    assert len(trainer.curve) == 3
+    assert len(trainer.curve) == 4
 
 
 def test_report_shows_labels_and_published_results(tmp_path):

@@ -99,8 +99,8 @@ class LearningCurveMixin:
     For a [`~transformers.Trainer`] subclass whose `evaluate()` ranks a validation split: call
     [`~LearningCurveMixin.record_evaluation`] at the end of `evaluate()`. The evaluation's seconds are then not
     counted as training time by the [`TimeBudgetCallback`] among the callbacks, and every evaluation during training
-    adds a point to `self.curve`: the training minutes spent (`None` without a budget), the step, the epoch and the
-    metrics.
+    (`eval_on_start` included, at step 0) adds a point to `self.curve`: the training minutes spent (`None` without a
+    budget), the step, the epoch and the metrics.
     """
 
     def __init__(self, *args, **kwargs):
@@ -120,7 +120,7 @@ class LearningCurveMixin:
         budget = self.time_budget
         if budget is not None and budget.start_time is not None:
             budget.exclude(seconds)
-        if self.state.global_step > 0 and metric_key_prefix == "eval":
+        if self.is_in_train and metric_key_prefix == "eval":
             training_minutes = budget.elapsed_seconds / 60.0 if budget is not None else None
             self.curve.append(
                 {"training_minutes": training_minutes, "step": self.state.global_step, "epoch": self.state.epoch}
