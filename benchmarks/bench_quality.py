@@ -700,7 +700,8 @@ def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
     """
     Two PNG files: the headline metrics of every row (schemes, zero-shot, peers, references, published), and
     Recall@10 against training minutes of every trained row (its validation curve where it has one, else its final
-    test value), with the reference rows as horizontal lines. Returns their file names.
+    test value), the zero-shot rows at 0 minutes and the reference rows as horizontal lines. Returns their file
+    names.
     """
     import matplotlib
 
@@ -741,6 +742,8 @@ def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
         else:
             point = (row["training_wall_time_seconds"] / 60, row["metrics"].get("recall@10", 0.0))
             axis.scatter(*point, label=f"{label} (test, end of training)")
+    for row in result.get("zero_shot_rows", []):
+        axis.scatter(0.0, row["metrics"].get("recall@10", 0.0), marker="x", label=f"{row['system']} (test)")
     for row in result["reference_rows"]:
         axis.axhline(row["metrics"].get("recall@10", 0.0), linestyle="--", color="grey", linewidth=0.8)
         axis.annotate(row["system"], (0, row["metrics"].get("recall@10", 0.0)), fontsize=7, color="grey")

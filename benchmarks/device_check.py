@@ -34,10 +34,11 @@ What the device machine needs besides the working tree (name each in `carry`):
   JSON gives the versions that ran.
 - `--data_dir`: a folder with `amazon-beauty-2014-interactions/Beauty.inter.json` and
   `amazon-beauty-2014-text/Beauty.items.derived.json` (4 MB; `../shared/data` holds both).
-- the ID files, `SemanticIDs.save` tables of the Beauty items made on the CPU: the
-  `semantic_ids-<scheme>-seed<seed>.json` that `lmindexer-recommend --dataset beauty --id_scheme <scheme> --seed
-  <seed>` writes in its output folder, passed as `--semantic_ids_file <scheme>=<file>` (`random`, `kmeans` or
-  `rq_kmeans`) with the same `--seed`.
+- the ID files, `SemanticIDs.save` tables of the Beauty items made on the CPU, passed as `--semantic_ids_file
+  <scheme>=<file>`: `lmindexer=` the `semantic_ids.json` of a Beauty indexer (`bench_indexing.py --dataset beauty`;
+  the IDs alone, 1 MB, where the indexer folder would not fit the 64 MiB that travel), `kmeans=` (or `random=`,
+  `rq_kmeans=`) the `semantic_ids-<scheme>-seed<seed>.json` that `lmindexer-recommend --dataset beauty --id_scheme
+  <scheme>` writes in its output folder.
 """
 
 import argparse
@@ -47,7 +48,6 @@ import logging
 import math
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -90,6 +90,8 @@ from trainers.report import (  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
+# The schemes an ID file of --semantic_ids_file can be (the names run_recommendation.py's --id_scheme gives them).
+ID_FILE_SCHEMES = ("lmindexer", *BASELINE_ID_SCHEMES)
 # Read by the `device` fixture of tests/test_device.py.
 TEST_DEVICE_VARIABLE = "LMINDEXER_TEST_DEVICE"
 BUDGET_MINUTES = 8.0
@@ -125,7 +127,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="SCHEME=FILE",
-        help=f"Beauty IDs made on the CPU, one recommendation run each; SCHEME: {', '.join(BASELINE_ID_SCHEMES)}.",
+        help=f"Beauty IDs made on the CPU, one recommendation run each; SCHEME: {', '.join(ID_FILE_SCHEMES)}.",
     )
     parser.add_argument("--rec_train_minutes", type=float, default=None, help="Training budget of every run.")
     parser.add_argument("--rec_eval_every_minutes", type=float, default=None, help="Validation interval.")
@@ -158,10 +160,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.id_files = {}
     for entry in args.semantic_ids_file:
         scheme, separator, path = entry.partition("=")
-        if not separator or scheme not in BASELINE_ID_SCHEMES:
-            parser.error(
-                f"--semantic_ids_file {entry!r}: expected SCHEME=FILE, SCHEME one of {list(BASELINE_ID_SCHEMES)}"
-            )
+        if not separator or scheme not in ID_FILE_SCHEMES:
+            parser.error(f"--semantic_ids_file {entry!r}: expected SCHEME=FILE, SCHEME one of {list(ID_FILE_SCHEMES)}")
         args.id_files[scheme] = Path(path).resolve()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
@@ -300,9 +300,8 @@ def decoding_latency(args: argparse.Namespace, device: torch.device) -> dict:
 
 def recommendation_run(args: argparse.Namespace, scheme: str, ids_file: Path, work_dir: Path) -> dict:
     """
-    One `run_recommendation.py` run on the IDs of `ids_file`: the file is placed where the command looks for the
-    `scheme` IDs it computed before (`trainers.commands.common.cached_baseline_semantic_ids`), so none are computed on
-    the device. Refused before the run when the file does not cover the Beauty catalogue.
+    One `run_recommendation.py` run on the IDs of `ids_file` (its `--semantic_ids_file`, so none are computed on the
+    device). Refused before the run when the file does not cover the Beauty catalogue.
     """
     result = {"id_scheme": scheme, "semantic_ids_file": ids_file.name}
     try:
@@ -316,15 +315,13 @@ def recommendation_run(args: argparse.Namespace, scheme: str, ids_file: Path, wo
         }
     output_dir = work_dir / f"recommendation-{scheme}"
     output_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ids_file, output_dir / f"semantic_ids-{scheme}-seed{args.seed}.json")
-    learned_sizes = semantic_ids.codebook_sizes[: semantic_ids.num_learned_levels]
     command = [
         sys.executable,
         "examples/run_recommendation.py",
         "--dataset", "beauty",
         "--data_dir", str(args.data_dir),
+        "--semantic_ids_file", str(ids_file),
         "--id_scheme", scheme,
-        "--codebook_sizes", *(str(size) for size in learned_sizes),
         "--seed", str(args.seed),
         "--output_dir", str(output_dir),
         "--max_train_minutes", str(args.rec_train_minutes),

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_retrieval_tasks import SYNTHETIC_SEQUENCES, write_synthetic_beauty
@@ -239,6 +240,25 @@ def test_run_recommendation_end_to_end_reports_tiger_next_to_ours(tmp_path):
 
 
 @pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
+def test_run_recommendation_on_ids_saved_elsewhere(tmp_path):
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    items = [str(item) for item in range(12)]
+    codes = np.random.default_rng(3).integers(0, 4, size=(12, 2))
+    semantic_ids = SemanticIDs.from_learned_codes(items, codes, [4, 4])
+    semantic_ids.save(tmp_path / "semantic_ids.json")
+    output_dir = tmp_path / "out"
+    completed = run_script(
+        "--dataset", "beauty", "--data_dir", str(data_dir), "--semantic_ids_file", str(tmp_path / "semantic_ids.json"),
+        "--decoder_config_overrides", "hidden_size=16,intermediate_size=32,num_hidden_layers=1,num_attention_heads=2,"
+        "num_key_value_heads=2", "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
+        "--output_dir", str(output_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads((output_dir / "recommendation_report.json").read_text())["id_scheme"] == "lmindexer"
+    assert AutoModelForCausalLM.from_pretrained(output_dir).semantic_ids == semantic_ids
+
+
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 @pytest.mark.parametrize("arguments, message", [
     (["--dataset", "cranfield", "--id_scheme", "random"], "unknown recommendation dataset 'cranfield'"),
     (["--dataset", "beauty", "--data_dir", "{empty}", "--id_scheme", "random"], "Beauty.inter.json"),
@@ -247,6 +267,12 @@ def test_run_recommendation_end_to_end_reports_tiger_next_to_ours(tmp_path):
     (["--dataset", "beauty", "--data_dir", "{data}"], "pass either --indexer"),
     (["--dataset", "beauty", "--data_dir", "{data}", "--id_scheme", "random", "--num_beams", "5"],
      "--num_beams 5 must be at least the largest cut-off 10"),
+    (["--dataset", "beauty", "--data_dir", "{data}", "--semantic_ids_file", "{empty}/ids.json"],
+     "cannot read --semantic_ids_file"),
+    (["--dataset", "beauty", "--data_dir", "{data}", "--semantic_ids_file", "{empty}/ids.json", "--indexer",
+      "{empty}"], "--semantic_ids_file brings the IDs alone"),
+    (["--dataset", "beauty", "--data_dir", "{data}", "--semantic_ids_file", "{empty}/ids.json", "--id_scheme", "dsi"],
+     "--id_scheme 'dsi' cannot name saved IDs"),
 ])  # fmt: skip
 def test_bad_input_stops_the_script_with_one_error_line(arguments, message, tmp_path):
     (tmp_path / "empty").mkdir()

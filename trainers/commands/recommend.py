@@ -14,8 +14,9 @@ NDCG@5/10 over the full item set.
   (user, item, timestamp rows; `--user_column`, `--item_column`, `--time_column`) whose items are the ids of
   `--corpus_file` / `--dataset_name` (see `lmindexer-index --help`), or of `--indexer`'s IDs.
 - IDs: `--indexer <folder>` (a saved `LMIndexerForSemanticID` of the same catalogue; `--init_from_codebooks` starts
-  the ID-token embeddings from its codebooks) or a baseline `--id_scheme random|kmeans|rq_kmeans` with
-  `--codebook_sizes`.
+  the ID-token embeddings from its codebooks), a baseline `--id_scheme random|kmeans|rq_kmeans` with
+  `--codebook_sizes`, or a saved table of IDs made elsewhere (`--semantic_ids_file`, e.g. an indexer's
+  `semantic_ids.json` carried to a GPU machine without its weights).
 - Budget: `--max_train_minutes` of training (evaluation time not counted); `--eval_every_minutes` ranks the first
   `--num_validation_users` validation users at that interval, for a curve of Recall@10 against training minutes.
 
@@ -103,6 +104,14 @@ class RecommendationArguments:
     max_users: int | None = field(default=None, metadata={"help": "Use only the first N users (quick runs)."})
     indexer: str | None = field(default=None, metadata={"help": "Folder of a saved LMIndexerForSemanticID."})
     id_scheme: str | None = field(default=None, metadata={"help": "Baseline IDs: random, kmeans or rq_kmeans."})
+    semantic_ids_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "The catalogue's IDs from a saved table instead: an indexer's semantic_ids.json or a baseline "
+            "run's semantic_ids-<scheme>-seed<seed>.json, e.g. made on another machine; --id_scheme names them "
+            "(default lmindexer)."
+        },
+    )
     codebook_sizes: list[int] = field(
         default_factory=lambda: [256, 256, 256], metadata={"help": "Codes per level of baseline IDs."}
     )
@@ -129,8 +138,10 @@ def semantic_ids_of(
 ) -> tuple[SemanticIDs, list, str]:
     """
     The catalogue's IDs, the codebook vectors to start from (or none) and a description of the IDs: an indexer's,
-    or baseline IDs of `documents`.
+    a saved table of them (`--semantic_ids_file`), or baseline IDs of `documents`.
     """
+    if args.semantic_ids_file is not None:
+        return saved_semantic_ids(args)
     if (args.indexer is None) == (args.id_scheme is None):
         sys.exit(f"error: pass either --indexer <folder> or --id_scheme {'|'.join(BASELINE_ID_SCHEMES)}")
     if args.indexer is not None:
@@ -156,12 +167,26 @@ def semantic_ids_of(
         sys.exit(f"error: {args.id_scheme} IDs: {error}")
 
 
+def saved_semantic_ids(args: RecommendationArguments) -> tuple[SemanticIDs, list, str]:
+    """The IDs of `--semantic_ids_file`, named by `--id_scheme` (default `lmindexer`), or one error line."""
+    schemes = ("lmindexer", *BASELINE_ID_SCHEMES)
+    if args.indexer is not None or args.init_from_codebooks:
+        sys.exit("error: --semantic_ids_file brings the IDs alone: drop --indexer and --init_from_codebooks.")
+    if args.id_scheme not in (None, *schemes):
+        sys.exit(f"error: --id_scheme '{args.id_scheme}' cannot name saved IDs; choose from {', '.join(schemes)}.")
+    try:
+        semantic_ids = SemanticIDs.load(args.semantic_ids_file)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        sys.exit(f"error: cannot read --semantic_ids_file '{args.semantic_ids_file}': {str(error).splitlines()[0]}")
+    return semantic_ids, [], args.id_scheme or "lmindexer"
+
+
 def load_catalogue(args: RecommendationArguments, corpus_args: CorpusFileArguments) -> NamedCorpus | None:
     """
     The items' documents: your `--corpus_file` / `--dataset_name`, or the benchmark's catalogue when baseline IDs
-    need its texts; None with an indexer alone (its IDs are the catalogue).
+    need its texts; None with an indexer or saved IDs alone (their IDs are the catalogue).
     """
-    if corpus_args.source is None and args.id_scheme is None:
+    if corpus_args.source is None and (args.id_scheme is None or args.semantic_ids_file is not None):
         return None
     try:
         return load_documents(args.dataset, args.data_dir, corpus_args)
