@@ -231,14 +231,12 @@ def masking_milliseconds(
     for processor in processors.values():  # warm-up
         for input_ids, scores in steps:
             processor(input_ids, scores)
-    seconds = {name: [] for name in processors}
-    names = list(processors)
-    for repeat in range(repeats):
-        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
-            start_time = time.perf_counter()
-            for input_ids, scores in steps:
-                processors[name](input_ids, scores)
-            seconds[name].append(time.perf_counter() - start_time)
+
+    def mask_every_step(name: str) -> None:
+        for input_ids, scores in steps:
+            processors[name](input_ids, scores)
+
+    seconds = round_robin_seconds(mask_every_step, list(processors), repeats)
     return {name: millisecond_summary(durations) for name, durations in seconds.items()}
 
 
@@ -303,14 +301,12 @@ def load_comparison(
     for condition in ("quiet", "beside a CPU-bound process"):
         with cpu_bound_process() if condition != "quiet" else nullcontext():
             masking = masking_milliseconds(model, model.semantic_ids, processors, LOAD_BEAMS, repeats, seed)
-            seconds = {name: [] for name in decoding_threads}
-            names = list(decoding_threads)
-            for repeat in range(repeats):
-                for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
-                    torch.set_num_threads(decoding_threads[name])
-                    start = time.perf_counter()
-                    decode(model, "id_only_trie", queries, LOAD_BEAMS, dict_trie)
-                    seconds[name].append(time.perf_counter() - start)
+
+            def decode_with_threads(name: str) -> None:
+                torch.set_num_threads(decoding_threads[name])
+                decode(model, "id_only_trie", queries, LOAD_BEAMS, dict_trie)
+
+            seconds = round_robin_seconds(decode_with_threads, list(decoding_threads), repeats)
             torch.set_num_threads(threads)
         decoding = {name: millisecond_summary(durations, BATCH_SIZE) for name, durations in seconds.items()}
         conditions[condition] = {"masking_ms_per_batch": masking, "decoding_ms_per_query": decoding}
@@ -337,6 +333,32 @@ def millisecond_summary(seconds: Sequence[float], divisor: int = 1) -> dict[str,
         "min": round(min(milliseconds), 3),
         "max": round(max(milliseconds), 3),
     }
+
+
+def synchronize(device: torch.device | None) -> None:
+    """Wait for the device's queued work: a clock read after it times the work, not its queueing."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def round_robin_seconds(
+    run: Callable[[str], object], names: Sequence[str], repeats: int, device: torch.device | None = None
+) -> dict[str, list[float]]:
+    """
+    `repeats` rounds of `run(name)` for every name, each round starting one name later so that noise, warm caches and
+    position in the round hit every name alike: the wall seconds of every call per name, each timed between two
+    synchronisations of `device` (on CUDA a call returns before its work is done).
+    """
+    seconds = {name: [] for name in names}
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in [*names[shift:], *names[:shift]]:
+            synchronize(device)
+            start = time.perf_counter()
+            run(name)
+            synchronize(device)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
 
 
 def timed(function: Callable[[], object], repeats: int) -> tuple[list[float], object]:
@@ -387,13 +409,9 @@ def time_cell(
     """One cell of the grid: warm-up and checks, then `repeats` round-robin timed runs of every method."""
     methods = list(METHODS)
     warm_up = {method: decode(model, method, queries, num_beams, dict_trie) for method in methods}
-    seconds = {method: [] for method in methods}
-    for repeat in range(repeats):
-        # Round-robin, starting one method later each time, so that noise and position hit every method alike.
-        for method in methods[repeat % len(methods) :] + methods[: repeat % len(methods)]:
-            start = time.perf_counter()
-            decode(model, method, queries, num_beams, dict_trie)
-            seconds[method].append(time.perf_counter() - start)
+    seconds = round_robin_seconds(
+        lambda method: decode(model, method, queries, num_beams, dict_trie), methods, repeats, model.device
+    )
     ms_per_query = {method: millisecond_summary(seconds[method], BATCH_SIZE) for method in methods}
     return {
         "num_ids": len(model.semantic_ids),

@@ -30,6 +30,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench_quality import zero_shot_rankings  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever  # noqa: E402
@@ -83,11 +84,9 @@ def new_document_retrieval(output_dir: Path, dataset: str, data_dir: str, new_do
     retriever = LMIndexerRetriever.from_indexer(indexer)
     task = load_retrieval_task(dataset, data_dir, load_corpus(dataset, data_dir))
     task = task.restrict_to_documents(retriever.semantic_ids.doc_ids)
-    start = time.perf_counter()
-    rankings = retriever.retrieve(
-        [query.source for query in task.test], tokenizer, k=max(RETRIEVAL_K_VALUES), num_beams=RETRIEVAL_NUM_BEAMS
-    )
-    milliseconds_per_query = 1000 * (time.perf_counter() - start) / len(task.test)
+    ((rankings, milliseconds_per_query),) = zero_shot_rankings(
+        retriever, tokenizer, [query.source for query in task.test], max(RETRIEVAL_K_VALUES), [RETRIEVAL_NUM_BEAMS]
+    ).values()
     threshold = task.relevance_threshold
     subsets = {"new": lambda doc_id: doc_id in new_doc_ids, "indexed": lambda doc_id: doc_id not in new_doc_ids}
     subsets["all"] = lambda doc_id: True

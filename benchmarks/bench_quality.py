@@ -80,6 +80,7 @@ from modeling_lmindexer.data.retrieval_tasks import (  # noqa: E402
     load_retrieval_task,
 )
 from modeling_lmindexer.metrics import compute_retrieval_metrics  # noqa: E402
+from trainers.commands.recommend import SAVED_ID_SCHEMES, id_files_by_scheme  # noqa: E402
 from trainers.commands.retrieve import RetrievalArguments  # noqa: E402
 from trainers.report import machine_info, semantic_id_metrics  # noqa: E402
 
@@ -197,6 +198,15 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         "outputs/bench-<dataset>, what benchmarks/bench_indexing.py writes).",
     )
     parser.add_argument(
+        "--semantic_ids_file",
+        nargs="+",
+        default=[],
+        metavar="SCHEME=FILE",
+        help="rec: a scheme's IDs read from a saved SemanticIDs table (an indexer's semantic_ids.json, or IDs made on "
+        f"another machine) instead of made here; run_recommendation.py's --semantic_ids_file. SCHEME: "
+        f"{', '.join(SAVED_ID_SCHEMES)} (lmindexer then needs no --indexer).",
+    )
+    parser.add_argument(
         "--zero_shot_beams",
         type=int,
         nargs="*",
@@ -264,7 +274,16 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
     narrow = [width for width in args.zero_shot_beams if width < max(task["k_values"])]
     if narrow:
         parser.error(f"--zero_shot_beams must be at least the largest cut-off {max(task['k_values'])}, got {narrow}")
-    if {"lmindexer", "lmindexer_codebooks", "lmindexer_ids"} & set(args.schemes):
+    try:
+        args.id_files = id_files_by_scheme(args.semantic_ids_file)
+    except ValueError as error:
+        parser.error(f"--semantic_ids_file {error}")
+    if args.id_files and args.task != "rec":
+        parser.error("--semantic_ids_file is for --task rec (a retriever of saved IDs has no indexer to start from)")
+    unused_files = sorted(set(args.id_files) - set(args.schemes))
+    if unused_files:
+        parser.error(f"--semantic_ids_file names schemes that are not in --schemes: {', '.join(unused_files)}")
+    if {"lmindexer", "lmindexer_codebooks", "lmindexer_ids"} & set(args.schemes) - set(args.id_files):
         args.indexer = args.indexer or str(REPO_ROOT / "outputs" / f"bench-{args.dataset}")
         if not (Path(args.indexer) / "config.json").is_file():
             parser.error(
@@ -325,7 +344,10 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
         "--k_values",
         *(str(k) for k in task["k_values"]),
     ]
-    if scheme == "lmindexer":
+    if scheme in args.id_files:
+        command += ["--semantic_ids_file", str(args.id_files[scheme])]
+        command += [] if scheme == "lmindexer" else ["--id_scheme", scheme]
+    elif scheme == "lmindexer":
         command += ["--indexer", args.indexer]
     elif scheme == "lmindexer_codebooks":
         command += ["--indexer", args.indexer, "--init_from_codebooks", "True"]
@@ -489,6 +511,23 @@ def milliseconds_per_query(seconds: float, num_queries: int) -> float | None:
     return 1000 * seconds / num_queries if num_queries else None
 
 
+def zero_shot_rankings(
+    retriever: LMIndexerRetriever, tokenizer, queries: list[str], k: int, beam_widths: Sequence[int]
+) -> dict[int, tuple[list[list[str]], float | None]]:
+    """
+    `retriever.retrieve` of `queries` (top `k` doc ids each) at every beam width: the rankings and their wall time in
+    milliseconds per query. One-time costs (the prefix tree of the IDs, the first CUDA kernels) are paid by one
+    warm-up query before the timed rankings, as a served retriever pays them once at start.
+    """
+    retriever.retrieve(queries[:1], tokenizer, k=k, num_beams=beam_widths[0])
+    return {
+        num_beams: timed_rankings(
+            partial(retriever.retrieve, queries, tokenizer, k=k, num_beams=num_beams), len(queries)
+        )
+        for num_beams in beam_widths
+    }
+
+
 def timed_rankings(rank: Callable[[], list[list[str]]], num_queries: int) -> tuple[list[list[str]], float | None]:
     """The rankings of `rank()` (which ranks `num_queries` queries) and its wall time in milliseconds per query."""
     start = time.perf_counter()
@@ -590,15 +629,11 @@ def zero_shot_rows(args: argparse.Namespace, seed: int, category_of: dict[str, s
     queries = [query.source for query in task.test]
     references = [query.relevance for query in task.test]
     k_values = TASKS[args.task]["k_values"]
-    rank = partial(retriever.retrieve, queries, tokenizer, k=max(k_values))
-    # One-time costs (the prefix tree of the IDs, the first CUDA kernels) are paid before the timed rankings, as a
-    # served retriever pays them once at start.
-    retriever.retrieve(queries[:1], tokenizer, k=max(k_values), num_beams=args.zero_shot_beams[0])
+    timed = zero_shot_rankings(retriever, tokenizer, queries, max(k_values), args.zero_shot_beams)
     quality = id_quality(retriever.semantic_ids, category_of)
     backbone = retriever.config.backbone_name_or_path or retriever.config.seq2seq_config.model_type
     rows = []
-    for num_beams in args.zero_shot_beams:
-        rankings, milliseconds = timed_rankings(partial(rank, num_beams=num_beams), len(queries))
+    for num_beams, (rankings, milliseconds) in timed.items():
         rows.append(
             {
                 "scheme": "lmindexer_zero_shot",
@@ -784,8 +819,7 @@ def _latency_note(result: dict) -> str:
         "width (`Trainer.evaluate`, constrained beam search in batches of the eval batch size, the metrics and "
         "one-time setup such as the IDs' prefix tree included). Zero-shot rows: `LMIndexerRetriever.retrieve` in "
         "batches of 16, after one warm-up query. References: query encoding and search only, building the index "
-        "excluded (dense retrieval includes loading the MiniLM encoder once, which `sentence_embeddings` does per "
-        "call). n/a: not measured."
+        "(and loading the MiniLM encoder of dense retrieval) excluded. n/a: not measured."
     )
 
 

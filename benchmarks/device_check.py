@@ -73,12 +73,13 @@ from bench_decoding import (  # noqa: E402
     model_summary,
     random_queries,
     random_semantic_ids,
+    round_robin_seconds,
     valid_id_fraction,
 )
 
 from modeling_lmindexer import LMIndexerRetriever, SemanticIDs  # noqa: E402
-from modeling_lmindexer.baselines import BASELINE_ID_SCHEMES  # noqa: E402
 from modeling_lmindexer.data import load_corpus  # noqa: E402
+from trainers.commands.recommend import SAVED_ID_SCHEMES, id_files_by_scheme  # noqa: E402
 from trainers.report import (  # noqa: E402
     learning_curve_table,
     machine_info,
@@ -90,8 +91,6 @@ from trainers.report import (  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-# The schemes an ID file of --semantic_ids_file can be (the names run_recommendation.py's --id_scheme gives them).
-ID_FILE_SCHEMES = ("lmindexer", *BASELINE_ID_SCHEMES)
 # Read by the `device` fixture of tests/test_device.py.
 TEST_DEVICE_VARIABLE = "LMINDEXER_TEST_DEVICE"
 BUDGET_MINUTES = 8.0
@@ -127,7 +126,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="SCHEME=FILE",
-        help=f"Beauty IDs made on the CPU, one recommendation run each; SCHEME: {', '.join(ID_FILE_SCHEMES)}.",
+        help=f"Beauty IDs made on the CPU, one recommendation run each; SCHEME: {', '.join(SAVED_ID_SCHEMES)}.",
     )
     parser.add_argument("--rec_train_minutes", type=float, default=None, help="Training budget of every run.")
     parser.add_argument("--rec_eval_every_minutes", type=float, default=None, help="Validation interval.")
@@ -157,21 +156,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.parts = ["tests", "decoding", "recommendation"] + (["indexing"] if args.indexing_args else [])
     if "indexing" in args.parts and args.indexing_args is None:
         parser.error("--parts indexing needs --indexing_args")
-    args.id_files = {}
-    for entry in args.semantic_ids_file:
-        scheme, separator, path = entry.partition("=")
-        if not separator or scheme not in ID_FILE_SCHEMES:
-            parser.error(f"--semantic_ids_file {entry!r}: expected SCHEME=FILE, SCHEME one of {list(ID_FILE_SCHEMES)}")
-        args.id_files[scheme] = Path(path).resolve()
+    try:
+        args.id_files = id_files_by_scheme(args.semantic_ids_file)
+    except ValueError as error:
+        parser.error(f"--semantic_ids_file {error}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
     return args
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work: a clock read after it times the work, not its queueing."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run_command(command: list[str], timeout: float | None, env: dict[str, str] | None = None) -> dict:
@@ -242,16 +233,9 @@ def time_decoding(
     batch_size = queries["input_ids"].shape[0]
     num_steps = model.config.num_levels + 1
     warm_up = {method: decode(model, method, queries, num_beams, dict_trie).cpu() for method in DECODING_METHODS}
-    seconds = {method: [] for method in DECODING_METHODS}
-    for repeat in range(repeats):
-        # Each round starts one method later, so that warm caches and noise hit every method alike.
-        shift = repeat % len(DECODING_METHODS)
-        for method in DECODING_METHODS[shift:] + DECODING_METHODS[:shift]:
-            synchronize(device)
-            start = time.perf_counter()
-            decode(model, method, queries, num_beams, dict_trie)
-            synchronize(device)
-            seconds[method].append(time.perf_counter() - start)
+    seconds = round_robin_seconds(
+        lambda method: decode(model, method, queries, num_beams, dict_trie), DECODING_METHODS, repeats, device
+    )
     ms_per_step = {method: round(1000 * statistics.median(times) / num_steps, 4) for method, times in seconds.items()}
     return {
         "batch_size": batch_size,

@@ -11,6 +11,7 @@ Every code function returns learned codes of shape `(num_documents, num_levels)`
 [`SemanticIDs.from_learned_codes`] exactly like the indexer's codes (same collision rule).
 """
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -180,6 +181,13 @@ def random_codes(num_documents: int, codebook_sizes: Sequence[int], seed: int = 
     return generator.integers(0, codebook_sizes, size=(num_documents, len(codebook_sizes)), dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=2)
+def sentence_encoder(model_path: str, device: torch.device) -> tuple:
+    """The tokenizer and the eval-mode `AutoModel` of `model_path` on `device`, loaded once per process: a search
+    embeds every batch of queries with them."""
+    return AutoTokenizer.from_pretrained(model_path), AutoModel.from_pretrained(model_path).to(device).eval()
+
+
 @torch.no_grad()
 def sentence_embeddings(
     texts: Sequence[str],
@@ -212,8 +220,7 @@ def sentence_embeddings(
         raise ValueError("texts is empty: nothing to embed")
     model_path = str(offline_backbone_path()) if model_name_or_path is None else model_name_or_path
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModel.from_pretrained(model_path).to(device).eval()
+    tokenizer, model = sentence_encoder(model_path, device)
     encoder_name = offline_model_label() if model_name_or_path is None else model_path
     logger.info(f"Embedding {len(texts)} texts with {encoder_name} on {device}.")
     batches = range(0, len(texts), batch_size)

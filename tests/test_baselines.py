@@ -147,3 +147,24 @@ def test_sentence_embeddings_are_unit_norm_and_similar_texts_are_closer(caplog):
     assert embeddings[0] @ embeddings[1] > embeddings[0] @ embeddings[2]
     with pytest.raises(ValueError, match="texts is empty"):
         sentence_embeddings([])
+
+
+def test_sentence_embeddings_load_their_encoder_once_per_process(monkeypatch):
+    from modeling_lmindexer import baselines
+    from modeling_lmindexer.backbones import offline_backbone_path
+
+    try:
+        offline_backbone_path()
+    except OSError as error:
+        pytest.skip(str(error))
+    loads = []
+    load = baselines.AutoModel.from_pretrained
+    monkeypatch.setattr(
+        baselines.AutoModel, "from_pretrained", lambda *args, **kwargs: loads.append(args) or load(*args, **kwargs)
+    )
+    baselines.sentence_encoder.cache_clear()
+    first = sentence_embeddings(["A matte red lipstick."], device="cpu")
+    queries = [sentence_embeddings([text], device="cpu") for text in ("A matte red lipstick.", "An office stapler.")]
+    assert len(loads) == 1
+    np.testing.assert_allclose(queries[0], first, atol=1e-6)
+    assert not np.allclose(queries[1], first)

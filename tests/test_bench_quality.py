@@ -8,12 +8,14 @@ The end-to-end tests read no real data: synthetic Cranfield files (12 documents,
 import importlib.util
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_t5_config
+from script_runs import forking_subprocess_run
 from test_retrieval_tasks import SYNTHETIC_SEQUENCES, write_synthetic_beauty, write_synthetic_cranfield
 from test_retriever_trainer import save_tiny_indexer
 from transformers import T5ForConditionalGeneration
@@ -33,8 +35,11 @@ def load_benchmark():
 
 @pytest.fixture
 def quiet_subprocesses(monkeypatch):
+    """The benchmark's runs of the example scripts: offline, one thread, forked from a process that has imported the
+    library (`script_runs`)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(subprocess, "run", forking_subprocess_run(subprocess.run))
 
 
 @pytest.mark.slow  # two schemes x two seeds of real indexing runs: about 30 s
@@ -188,6 +193,38 @@ def test_rec_rows_train_the_recommender_with_their_ids_and_curves(tmp_path):
             "lmindexer_codebooks": ["--indexer", str(indexer), "--init_from_codebooks", "True"],
         }.get(scheme, ["--id_scheme", scheme])
         assert ids == expected, scheme
+
+
+def test_rec_rows_read_saved_ids_without_an_indexer(tmp_path):
+    bench = load_benchmark()
+    ids_file = tmp_path / "semantic_ids.json"
+    args, extra = bench.parse_arguments([
+        "--dataset", "beauty", "--schemes", "lmindexer", "kmeans", "random", "--indexer", str(tmp_path / "missing"),
+        "--semantic_ids_file", f"lmindexer={ids_file}", f"kmeans={ids_file}",
+    ])  # fmt: skip
+    commands = {scheme: bench.script_command(args, scheme, 42, tmp_path, extra) for scheme in args.schemes}
+    ids = {scheme: command[command.index("--k_values") + 3 : -2] for scheme, command in commands.items()}
+    assert ids == {
+        "lmindexer": ["--semantic_ids_file", str(ids_file)],
+        "kmeans": ["--semantic_ids_file", str(ids_file), "--id_scheme", "kmeans"],
+        "random": ["--id_scheme", "random"],
+    }
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--schemes", "kmeans", "--semantic_ids_file", "kmeans"], "'kmeans': expected SCHEME=FILE, SCHEME one of"),
+    (["--schemes", "lmindexer_codebooks", "--semantic_ids_file", "lmindexer_codebooks=ids.json"],
+     "'lmindexer_codebooks=ids.json': expected SCHEME=FILE"),
+    (["--schemes", "kmeans", "--semantic_ids_file", "kmeans=a.json", "kmeans=b.json"], "'kmeans' has a file already"),
+    (["--schemes", "kmeans", "--semantic_ids_file", "random=ids.json"], "not in --schemes: random"),
+    (["--task", "retrieval", "--dataset", "scifact", "--schemes", "kmeans", "--semantic_ids_file", "kmeans=ids.json"],
+     "--semantic_ids_file is for --task rec"),
+])  # fmt: skip
+def test_bad_saved_id_files_are_refused(arguments, message, capsys):
+    bench = load_benchmark()
+    with pytest.raises(SystemExit):
+        bench.parse_arguments(arguments)
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -10,11 +10,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import synthetic_documents, tiny_indexer_config
+from script_runs import run_script
 from test_corpora import shared_data_dir
 
 from modeling_lmindexer import LMIndexerForSemanticID
@@ -99,14 +99,7 @@ def test_corrupt_data_files_give_one_error_naming_the_file(tmp_path):
 
 
 def run_example(script: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "examples" / script), *arguments],
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_script(REPO_ROOT / "examples" / script, *arguments, cwd=cwd, timeout=300)
 
 
 def assert_one_error_line(completed: subprocess.CompletedProcess, file_name: str) -> None:

@@ -5,14 +5,13 @@ Tiny random Llama configs (Qwen2 and GPT-2 for the decoding loop); the script ru
 """
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from script_runs import run_script
 from test_retrieval_tasks import SYNTHETIC_SEQUENCES, write_synthetic_beauty
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig, Qwen2Config
 
@@ -208,17 +207,15 @@ def test_bad_input_gets_one_clear_error(caplog):
         model.set_semantic_ids(SemanticIDs(["a"], [[0, 0, 0]], [4, 5, 2]))
 
 
-def run_script(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    command = [sys.executable, str(EXAMPLES / "run_recommendation.py"), *arguments]
-    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+def run_recommendation(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_script(EXAMPLES / "run_recommendation.py", *arguments, cwd=cwd)
 
 
 @pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_run_recommendation_end_to_end_reports_tiger_next_to_ours(tmp_path):
     data_dir = write_synthetic_beauty(tmp_path / "data")
     output_dir = tmp_path / "out"
-    completed = run_script(
+    completed = run_recommendation(
         "--dataset", "beauty", "--data_dir", str(data_dir), "--id_scheme", "random", "--codebook_sizes", "4", "4",
         "--decoder_config_overrides", "hidden_size=16,intermediate_size=32,num_hidden_layers=1,num_attention_heads=2,"
         "num_key_value_heads=2", "--num_train_epochs", "2", "--per_device_train_batch_size", "4",
@@ -247,7 +244,7 @@ def test_run_recommendation_on_ids_saved_elsewhere(tmp_path):
     semantic_ids = SemanticIDs.from_learned_codes(items, codes, [4, 4])
     semantic_ids.save(tmp_path / "semantic_ids.json")
     output_dir = tmp_path / "out"
-    completed = run_script(
+    completed = run_recommendation(
         "--dataset", "beauty", "--data_dir", str(data_dir), "--semantic_ids_file", str(tmp_path / "semantic_ids.json"),
         "--decoder_config_overrides", "hidden_size=16,intermediate_size=32,num_hidden_layers=1,num_attention_heads=2,"
         "num_key_value_heads=2", "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
@@ -278,7 +275,7 @@ def test_bad_input_stops_the_script_with_one_error_line(arguments, message, tmp_
     (tmp_path / "empty").mkdir()
     data_dir = write_synthetic_beauty(tmp_path / "data")
     arguments = [argument.format(empty=tmp_path / "empty", data=data_dir) for argument in arguments]
-    completed = run_script(*arguments, "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
+    completed = run_recommendation(*arguments, "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
     error_lines = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
     assert completed.returncode != 0 and len(error_lines) == 1 and message in error_lines[0], completed.stderr[-2000:]
     assert "Traceback" not in completed.stderr

@@ -9,7 +9,6 @@ tiny T5 backbone saved by the tests.
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 import torch
 from conftest import tiny_indexer_config, tiny_t5_config
 from datasets import Dataset
+from script_runs import run_script
 from test_retrieval_tasks import write_synthetic_cranfield, write_synthetic_office
 from test_retriever import DOC_IDS, QUERIES, tiny_retriever
 from transformers import Seq2SeqTrainingArguments
@@ -257,10 +257,10 @@ def test_report_shows_labels_and_published_results(tmp_path):
 # --- the example scripts, in subprocesses ---
 
 
-def run_script(script: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_example(script: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    command = [sys.executable, str(EXAMPLES / script), *arguments, "--disable_tqdm", "True", "--log_level", "warning"]
-    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    arguments = (*arguments, "--disable_tqdm", "True", "--log_level", "warning")
+    return run_script(EXAMPLES / script, *arguments, cwd=cwd, env=env, timeout=300)
 
 
 def read_report(output_dir: Path) -> dict:
@@ -298,7 +298,7 @@ def test_bad_input_stops_with_one_error_line(script, arguments, message, tmp_pat
     (tmp_path / "empty").mkdir()
     data_dir = write_synthetic_cranfield(tmp_path / "data")
     arguments = [argument.format(empty=tmp_path / "empty", data=data_dir) for argument in arguments]
-    completed = run_script(script, *arguments, "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
+    completed = run_example(script, *arguments, "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
     assert completed.returncode != 0
     error_lines = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and message in error_lines[0], completed.stderr[-2000:]
@@ -309,7 +309,7 @@ def test_bad_input_stops_with_one_error_line(script, arguments, message, tmp_pat
 def test_run_retrieval_product_search_substitute_end_to_end(tiny_backbone, tmp_path):
     data_dir = write_synthetic_office(tmp_path / "data")
     output_dir = tmp_path / "out"
-    completed = run_script(
+    completed = run_example(
         "run_retrieval.py", "--dataset", "office", "--data_dir", str(data_dir), "--id_scheme", "random",
         "--backbone", str(tiny_backbone), "--codebook_sizes", "4", "4", "--num_train_epochs", "2",
         "--per_device_train_batch_size", "8", "--output_dir", str(output_dir), cwd=tmp_path,
@@ -344,7 +344,7 @@ def test_run_retrieval_from_a_saved_indexer_within_a_time_budget(t5_tokenizer, t
     data_dir = write_synthetic_cranfield(tmp_path / "data")
     indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
     output_dir = tmp_path / "out"
-    completed = run_script(
+    completed = run_example(
         "run_retrieval.py", "--dataset", "cranfield", "--data_dir", str(data_dir), "--indexer", str(indexer),
         "--max_train_minutes", "0.00001", "--per_device_train_batch_size", "4", "--output_dir", str(output_dir),
         cwd=tmp_path,
@@ -361,7 +361,7 @@ def test_run_retrieval_on_chosen_pairs_with_a_validation_curve(t5_tokenizer, tmp
     data_dir = write_synthetic_cranfield(tmp_path / "data")
     indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
     output_dir = tmp_path / "out"
-    completed = run_script(
+    completed = run_example(
         "run_retrieval.py", "--dataset", "cranfield", "--data_dir", str(data_dir), "--indexer", str(indexer),
         "--training_pairs", "query", "--validation_queries", "1", "--max_train_minutes", "5",
         "--eval_every_minutes", "0.000001", "--num_train_epochs", "3", "--per_device_train_batch_size", "3",
@@ -388,7 +388,7 @@ def test_run_retrieval_with_the_ids_of_an_indexer_on_a_pretrained_backbone(tiny_
     data_dir = write_synthetic_cranfield(tmp_path / "data")
     indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
     output_dir = tmp_path / "out"
-    completed = run_script(
+    completed = run_example(
         "run_retrieval.py", "--dataset", "cranfield", "--data_dir", str(data_dir), "--indexer", str(indexer),
         "--retriever_init", "backbone", "--backbone", str(tiny_backbone), "--num_train_epochs", "1",
         "--per_device_train_batch_size", "8", "--output_dir", str(output_dir), cwd=tmp_path,

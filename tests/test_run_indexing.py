@@ -7,14 +7,13 @@ client mocked (`tests/scripts/run_indexing_mocked_hub.py`).
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from script_runs import run_script
 
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_indexing.py"
@@ -22,10 +21,7 @@ MOCKED_HUB_SCRIPT = Path(__file__).resolve().parent / "scripts" / "run_indexing_
 
 
 def run_job(*arguments: str, cwd: Path, script: Path = SCRIPT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, str(script), *arguments], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+    return run_script(script, *arguments, cwd=cwd)
 
 
 def assert_stops_with_one_error_line(completed: subprocess.CompletedProcess, message: str, output: Path) -> None:

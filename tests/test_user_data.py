@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow
 import pyarrow.parquet
 import pytest
+from script_runs import run_script
 
 from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRecommender
 from modeling_lmindexer.data.retrieval_tasks import queries_file_retrieval_task
@@ -252,15 +253,10 @@ def test_a_split_column_or_the_fixed_split_by_id_makes_the_task(tmp_path):
 
 
 def run_command(command: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The installed console command `command` (its entry point, as the console script runs it)."""
+    assert (BIN / command).is_file(), f"{command} is not installed next to {sys.executable}"
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [str(BIN / command), *arguments, "--disable_tqdm", "True"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_script(command, *arguments, "--disable_tqdm", "True", cwd=cwd, env=env)
 
 
 def one_error_line(completed: subprocess.CompletedProcess) -> str:

@@ -133,6 +133,26 @@ class RecommendationArguments:
     k_values: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "Metric cut-offs."})
 
 
+# What `--id_scheme` can call IDs read from `--semantic_ids_file`.
+SAVED_ID_SCHEMES = ("lmindexer", *BASELINE_ID_SCHEMES)
+
+
+def id_files_by_scheme(entries: list[str]) -> dict[str, Path]:
+    """
+    The benchmarks' `--semantic_ids_file SCHEME=FILE ...` as `{scheme: file}`; a `ValueError` names an entry that
+    is not `SCHEME=FILE` with a scheme of `SAVED_ID_SCHEMES`, or a scheme given twice.
+    """
+    files = {}
+    for entry in entries:
+        scheme, separator, path = entry.partition("=")
+        if not separator or not path or scheme not in SAVED_ID_SCHEMES:
+            raise ValueError(f"{entry!r}: expected SCHEME=FILE, SCHEME one of {', '.join(SAVED_ID_SCHEMES)}")
+        if scheme in files:
+            raise ValueError(f"{entry!r}: scheme '{scheme}' has a file already")
+        files[scheme] = Path(path).resolve()
+    return files
+
+
 def semantic_ids_of(
     args: RecommendationArguments, documents: NamedCorpus | None, training_args: TrainingArguments
 ) -> tuple[SemanticIDs, list, str]:
@@ -169,11 +189,12 @@ def semantic_ids_of(
 
 def saved_semantic_ids(args: RecommendationArguments) -> tuple[SemanticIDs, list, str]:
     """The IDs of `--semantic_ids_file`, named by `--id_scheme` (default `lmindexer`), or one error line."""
-    schemes = ("lmindexer", *BASELINE_ID_SCHEMES)
     if args.indexer is not None or args.init_from_codebooks:
         sys.exit("error: --semantic_ids_file brings the IDs alone: drop --indexer and --init_from_codebooks.")
-    if args.id_scheme not in (None, *schemes):
-        sys.exit(f"error: --id_scheme '{args.id_scheme}' cannot name saved IDs; choose from {', '.join(schemes)}.")
+    if args.id_scheme not in (None, *SAVED_ID_SCHEMES):
+        sys.exit(
+            f"error: --id_scheme '{args.id_scheme}' cannot name saved IDs; choose from {', '.join(SAVED_ID_SCHEMES)}."
+        )
     try:
         semantic_ids = SemanticIDs.load(args.semantic_ids_file)
     except (OSError, ValueError, KeyError, TypeError) as error:
