@@ -167,6 +167,37 @@ def test_time_budget_stops_training_after_the_first_step(t5_tokenizer, tmp_path)
         TimeBudgetCallback(0)
 
 
+@pytest.mark.parametrize("lr_decay, halfway", [("linear", 0.5), ("cosine", 0.5), (None, 1.0)])
+def test_learning_rate_decays_over_the_training_minutes_after_the_warm_up(t5_tokenizer, tmp_path, lr_decay, halfway):
+    budget = TimeBudgetCallback(max_minutes=10, lr_decay=lr_decay)
+    trainer = make_trainer(
+        tiny_retriever(),
+        t5_tokenizer,
+        tmp_path,
+        learning_rate=1e-3,
+        warmup_steps=2,
+        lr_scheduler_type="constant_with_warmup",
+    )
+    trainer.add_callback(budget)
+    trainer.create_optimizer_and_scheduler(num_training_steps=1000)
+    scheduler = trainer.lr_scheduler
+
+    def learning_rate_after_a_step(spent_minutes: float) -> float:
+        budget.spent_seconds = 60.0 * spent_minutes  # the budget's clock, not running: what was spent
+        trainer.optimizer.step()
+        scheduler.step()
+        return scheduler.get_last_lr()[0]
+
+    # Half-way through the warm-up and half-way through the budget; then the warm-up is over.
+    assert learning_rate_after_a_step(5.0) == pytest.approx(1e-3 * 0.5 * halfway)
+    assert learning_rate_after_a_step(5.0) == pytest.approx(1e-3 * halfway)
+    if lr_decay is not None:
+        assert learning_rate_after_a_step(2.5) == pytest.approx(1e-3 * (0.75 if lr_decay == "linear" else 0.8535534))
+        assert learning_rate_after_a_step(10.0) == 0.0 and learning_rate_after_a_step(12.0) == 0.0
+    with pytest.raises(ValueError, match="lr_decay = 'step': choose linear or cosine"):
+        TimeBudgetCallback(10, lr_decay="step")
+
+
 def test_time_budget_counts_the_time_of_the_run_a_resumed_run_continues(t5_tokenizer, tmp_path):
     # 8 training pairs at batch 8: one step per epoch; a checkpoint after every step.
     first_budget = TimeBudgetCallback(max_minutes=30)
@@ -179,7 +210,7 @@ def test_time_budget_counts_the_time_of_the_run_a_resumed_run_continues(t5_token
     state_file = tmp_path / "trainer" / "checkpoint-2" / "trainer_state.json"
     trainer_state = json.loads(state_file.read_text())
     saved = trainer_state["stateful_callbacks"]["TimeBudgetCallback"]
-    assert saved["args"] == {"max_minutes": 30, "eval_every_minutes": None}
+    assert saved["args"] == {"max_minutes": 30, "eval_every_minutes": None, "lr_decay": None}
     assert 0 < saved["attributes"]["spent_seconds"] <= first_budget.elapsed_seconds
 
     def resume(spent_seconds: float) -> tuple[LMIndexerRetrieverTrainer, TimeBudgetCallback]:
@@ -282,6 +313,10 @@ def read_report(output_dir: Path) -> dict:
                           "--eval_strategy", "steps"], "needs validation queries: pass --validation_queries N"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
                           "--eval_every_minutes", "1", "--max_train_minutes", "1"], "--eval_every_minutes needs"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--lr_decay_over_budget", "linear"], "--lr_decay_over_budget decays over the training"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--lr_decay_over_budget", "step", "--max_train_minutes", "1"], "lr_decay = 'step': choose"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
                           "--training_pairs", "query", "documents"], "--training_pairs takes kinds among query, "),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",

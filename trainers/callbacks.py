@@ -1,6 +1,7 @@
 """Callbacks for any [`~transformers.Trainer`]: a wall-time training budget that survives stops and resumes, and the
 learning curve a trainer records against it."""
 
+import math
 import time
 
 import torch
@@ -25,18 +26,28 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
     `eval_every_minutes`, the callback also asks for an evaluation each time that many more training minutes have
     passed, so learning curves have points at even training times.
 
+    A step-based learning-rate schedule cannot end with the budget, whose number of steps is unknown in advance.
+    With `lr_decay`, a [`LearningCurveMixin`] trainer's schedule multiplies the learning rate (after its warm-up
+    steps) by [`~TimeBudgetCallback.learning_rate_factor`], which falls from 1 to 0 over the training minutes.
+
     Args:
         max_minutes (`float`): The training budget in minutes, positive.
         eval_every_minutes (`float`, *optional*): Training minutes between evaluations.
+        lr_decay (`str`, *optional*): `"linear"` or `"cosine"` decay of the learning rate over the budget.
     """
 
-    def __init__(self, max_minutes: float, eval_every_minutes: float | None = None):
+    LR_DECAYS = ("linear", "cosine")
+
+    def __init__(self, max_minutes: float, eval_every_minutes: float | None = None, lr_decay: str | None = None):
         if max_minutes <= 0:
             raise ValueError(f"max_minutes = {max_minutes}: the training budget must be positive.")
         if eval_every_minutes is not None and eval_every_minutes <= 0:
             raise ValueError(f"eval_every_minutes = {eval_every_minutes}: the interval must be positive.")
+        if lr_decay not in (None, *self.LR_DECAYS):
+            raise ValueError(f"lr_decay = {lr_decay!r}: choose {' or '.join(self.LR_DECAYS)} (or None).")
         self.max_minutes = max_minutes
         self.eval_every_minutes = eval_every_minutes
+        self.lr_decay = lr_decay
         self.evaluations_asked = 0
         # Training seconds of the earlier runs this one resumes (read from the checkpoint at train begin).
         self.spent_seconds = 0.0
@@ -49,13 +60,24 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         running = time.monotonic() - self.start_time if self.start_time is not None else 0.0
         return self.spent_seconds + running
 
+    def learning_rate_factor(self) -> float:
+        """What `lr_decay` leaves of the learning rate now: 1 at the start of the budget, 0 at its end (1 without)."""
+        if self.lr_decay is None:
+            return 1.0
+        spent = min(1.0, self.elapsed_seconds / (60.0 * self.max_minutes))
+        return 1.0 - spent if self.lr_decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * spent))
+
     def exclude(self, seconds: float) -> None:
         """Do not count `seconds` just spent on something other than training (an evaluation)."""
         self.spent_seconds -= seconds
 
     def state(self) -> dict:
         return {
-            "args": {"max_minutes": self.max_minutes, "eval_every_minutes": self.eval_every_minutes},
+            "args": {
+                "max_minutes": self.max_minutes,
+                "eval_every_minutes": self.eval_every_minutes,
+                "lr_decay": self.lr_decay,
+            },
             "attributes": {"spent_seconds": self.elapsed_seconds},
         }
 
@@ -106,6 +128,24 @@ class LearningCurveMixin:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.curve: list[dict] = []
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """
+        The `TrainingArguments` schedule, or, when the [`TimeBudgetCallback`] has an `lr_decay`, a linear warm-up
+        over the arguments' warm-up steps followed by the budget's decay over training minutes.
+        """
+        budget = self.time_budget
+        if budget is None or budget.lr_decay is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        warmup_steps = self.args.get_warmup_steps(num_training_steps)
+
+        def factor(step: int) -> float:
+            warmup = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+            return warmup * budget.learning_rate_factor()
+
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, factor)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     @property
     def time_budget(self) -> TimeBudgetCallback | None:

@@ -7,6 +7,7 @@ import logging
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import transformers
 from datasets import Dataset
@@ -16,6 +17,7 @@ from modeling_lmindexer import SemanticIDs
 from modeling_lmindexer.baselines import baseline_semantic_ids
 from modeling_lmindexer.data import load_corpus
 from modeling_lmindexer.data.user_files import NamedCorpus, TableSource, load_corpus_file
+from trainers.callbacks import TimeBudgetCallback
 
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,21 @@ def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dat
     if unknown:
         sys.exit(f"error: unrecognized arguments: {' '.join(unknown)} (see --help)")
     return tuple(dataclasses)
+
+
+def time_budget_callback(args: Any) -> TimeBudgetCallback | None:
+    """
+    The training budget of a command's `--max_train_minutes`, `--eval_every_minutes` and `--lr_decay_over_budget`
+    (None without minutes), or one error line.
+    """
+    if args.max_train_minutes is None:
+        if args.lr_decay_over_budget is not None:
+            sys.exit("error: --lr_decay_over_budget decays over the training minutes: add --max_train_minutes.")
+        return None
+    try:
+        return TimeBudgetCallback(args.max_train_minutes, args.eval_every_minutes, args.lr_decay_over_budget)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
 
 
 def configure_logging(training_args: TrainingArguments) -> None:

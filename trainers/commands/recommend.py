@@ -48,7 +48,6 @@ from modeling_lmindexer.data.recommendation import (
 from modeling_lmindexer.data.user_files import NamedCorpus, load_interactions_file
 from trainers import (
     LMIndexerRecommenderTrainer,
-    TimeBudgetCallback,
     recommendation_evaluation_dataset,
     recommendation_training_dataset,
 )
@@ -59,6 +58,7 @@ from trainers.commands.common import (
     configure_logging,
     load_documents,
     parse_command_line,
+    time_budget_callback,
 )
 from trainers.report import learning_curve_table, machine_info, markdown_table, write_report_files
 
@@ -125,6 +125,13 @@ class RecommendationArguments:
     max_history_length: int = field(default=20, metadata={"help": "Most recent items kept in a history."})
     max_train_minutes: float | None = field(default=None, metadata={"help": "Stop training after N minutes."})
     eval_every_minutes: float | None = field(default=None, metadata={"help": "Validation interval (minutes)."})
+    lr_decay_over_budget: str | None = field(
+        default=None,
+        metadata={
+            "help": "linear or cosine: after the warm-up steps, decay the learning rate to 0 over --max_train_minutes "
+            "of training time (a step schedule cannot end with a time budget)."
+        },
+    )
     num_validation_users: int | None = field(
         default=2000, metadata={"help": "Validation users ranked at every evaluation (all with None)."}
     )
@@ -335,11 +342,7 @@ def main() -> None:
         f"{dataset}: {len(windows)} training sequences ({num_targets} next-item targets), {len(split.test)} test "
         f"users, {len(semantic_ids)} items with {id_scheme} IDs; {model.num_parameters():,} weights."
     )
-    budget = (
-        TimeBudgetCallback(args.max_train_minutes, args.eval_every_minutes)
-        if args.max_train_minutes is not None
-        else None
-    )
+    budget = time_budget_callback(args)
     trainer = LMIndexerRecommenderTrainer(
         model,
         training_args,

@@ -72,6 +72,7 @@ from trainers.commands.common import (
     configure_logging,
     load_documents,
     parse_command_line,
+    time_budget_callback,
 )
 from trainers.report import machine_info
 
@@ -148,6 +149,13 @@ class RetrieverArguments:
         metadata={
             "help": "Rank the validation queries (--validation_queries) every this many training minutes (with "
             "--max_train_minutes): the report's curve of validation metrics against training minutes."
+        },
+    )
+    lr_decay_over_budget: str | None = field(
+        default=None,
+        metadata={
+            "help": "linear or cosine: after the warm-up steps, decay the learning rate to 0 over --max_train_minutes "
+            "of training time (a step schedule cannot end with a time budget)."
         },
     )
     auto_resume: bool = field(
@@ -310,11 +318,7 @@ def train_evaluate_and_report(
     for label in task.labels:
         logger.warning(f"{task.name}: {label}")
     training_args, hub_push = HubPush.take_from(training_args)
-    budget = (
-        TimeBudgetCallback(args.max_train_minutes, args.eval_every_minutes)
-        if args.max_train_minutes is not None
-        else None
-    )
+    budget = time_budget_callback(args)
     trainer = LMIndexerRetrieverTrainer(
         retriever,
         training_args,
