@@ -212,6 +212,13 @@ def test_rec_rows_read_saved_ids_without_an_indexer(tmp_path):
 
 
 @pytest.mark.parametrize("arguments, message", [
+    (["--task", "rec", "--schemes", "lmindexer_ids"], "--task rec takes --schemes random | kmeans"),
+    (["--task", "retrieval", "--dataset", "scifact", "--schemes", "lmindexer_codebooks"], "--task retrieval takes"),
+    (["--task", "retrieval", "--dataset", "scifact", "--peers", "sasrec"], "--peers are recommenders"),
+    (["--task", "rec", "--schemes", "random", "--retriever_config", "t5"], "--retriever_config is for retrieval"),
+    (["--task", "rec", "--schemes", "random", "--eval_every_minutes", "0"], "--eval_every_minutes must be positive"),
+    (["--task", "rec", "--schemes", "random", "--zero_shot_beams", "20"], "--zero_shot_beams is for the retrieval"),
+    (["--task", "retrieval", "--dataset", "scifact", "--zero_shot_beams", "20", "5"], "the largest cut-off 10, got"),
     (["--schemes", "kmeans", "--semantic_ids_file", "kmeans"], "'kmeans': expected SCHEME=FILE, SCHEME one of"),
     (["--schemes", "lmindexer_codebooks", "--semantic_ids_file", "lmindexer_codebooks=ids.json"],
      "'lmindexer_codebooks=ids.json': expected SCHEME=FILE"),
@@ -220,23 +227,7 @@ def test_rec_rows_read_saved_ids_without_an_indexer(tmp_path):
     (["--task", "retrieval", "--dataset", "scifact", "--schemes", "kmeans", "--semantic_ids_file", "kmeans=ids.json"],
      "--semantic_ids_file is for --task rec"),
 ])  # fmt: skip
-def test_bad_saved_id_files_are_refused(arguments, message, capsys):
-    bench = load_benchmark()
-    with pytest.raises(SystemExit):
-        bench.parse_arguments(arguments)
-    assert message in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("arguments, message", [
-    (["--task", "rec", "--schemes", "lmindexer_ids"], "--task rec takes --schemes random | kmeans"),
-    (["--task", "retrieval", "--dataset", "scifact", "--schemes", "lmindexer_codebooks"], "--task retrieval takes"),
-    (["--task", "retrieval", "--dataset", "scifact", "--peers", "sasrec"], "--peers are recommenders"),
-    (["--task", "rec", "--schemes", "random", "--retriever_config", "t5"], "--retriever_config is for retrieval"),
-    (["--task", "rec", "--schemes", "random", "--eval_every_minutes", "0"], "--eval_every_minutes must be positive"),
-    (["--task", "rec", "--schemes", "random", "--zero_shot_beams", "20"], "--zero_shot_beams is for the retrieval"),
-    (["--task", "retrieval", "--dataset", "scifact", "--zero_shot_beams", "20", "5"], "the largest cut-off 10, got"),
-])  # fmt: skip
-def test_arguments_of_the_other_task_are_refused(arguments, message, capsys):
+def test_arguments_of_the_other_task_or_bad_id_files_are_refused(arguments, message, capsys):
     bench = load_benchmark()
     with pytest.raises(SystemExit):
         bench.parse_arguments(arguments)
