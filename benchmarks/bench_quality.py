@@ -19,6 +19,9 @@ example script, then evaluates it on the test split with beam search constrained
   With an indexer, the zero-shot rows rank the same test queries with the retriever built from it and not fine-tuned
   (`LMIndexerRetriever.from_indexer`), at every beam width of `--zero_shot_beams` (20 50 100; none: no such rows).
 
+`--keep_best_validation_state` (with `--eval_every_minutes`) tests every trained row, the peers included, with the
+weights of its best validation point (Recall@10) instead of its last; the table's `tested weights` column says which.
+
 `--variants NAME=FLAGS ...` compares training choices side by side: every scheme and seed is trained once per variant
 with the variant's script flags (e.g. `queries_only='--training_pairs query pseudo-query'`); with
 `--eval_every_minutes` every run records validation Recall@10 against training minutes (retrieval: on
@@ -80,6 +83,7 @@ from modeling_lmindexer.data.retrieval_tasks import (  # noqa: E402
     load_retrieval_task,
 )
 from modeling_lmindexer.metrics import compute_retrieval_metrics  # noqa: E402
+from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS  # noqa: E402
 from trainers.commands.recommend import SAVED_ID_SCHEMES, id_files_by_scheme  # noqa: E402
 from trainers.commands.retrieve import RetrievalArguments  # noqa: E402
 from trainers.report import machine_info, semantic_id_metrics  # noqa: E402
@@ -171,6 +175,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         "--validation_queries N, passed to the script, which holds N training queries out for it).",
     )
     parser.add_argument(
+        "--keep_best_validation_state",
+        action="store_true",
+        help="With --eval_every_minutes: test every trained row (peers too) with the weights of its best validation "
+        "point (Recall@10) instead of its last (the scripts' --save_strategy best --load_best_model_at_end True "
+        "--metric_for_best_model recall@10).",
+    )
+    parser.add_argument(
         "--variants",
         nargs="+",
         default=None,
@@ -242,6 +253,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         parser.error(f"--budget_minutes must be positive, got {args.budget_minutes}")
     if args.eval_every_minutes is not None and args.eval_every_minutes <= 0:
         parser.error(f"--eval_every_minutes must be positive, got {args.eval_every_minutes}")
+    if args.keep_best_validation_state and args.eval_every_minutes is None:
+        parser.error("--keep_best_validation_state picks among validation points: pass --eval_every_minutes too")
     args.variants = parse_variants(parser, args.variants)
     if args.eval_every_minutes is not None and args.task != "rec":
         missing = [
@@ -364,6 +377,8 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
     if args.eval_every_minutes is not None:
         # The curve starts with the model before training (for lmindexer: its indexer's zero-shot quality).
         command += ["--eval_every_minutes", str(args.eval_every_minutes), "--eval_on_start", "True"]
+    if args.keep_best_validation_state:
+        command += BEST_VALIDATION_STATE_FLAGS
     if args.task == "rec":
         command += ["--num_validation_users", str(args.num_validation_users)]
     else:
@@ -440,6 +455,7 @@ def run_peer(args: argparse.Namespace, peer: str, seed: int) -> dict:
         "config": {**config, "n_epochs": args.num_train_epochs},
         "k_values": TASKS["rec"]["k_values"],
         "curve_max_queries": args.num_validation_users,
+        "keep_best": args.keep_best_validation_state,
     }
     logger.info(f"Training the {peer} peer recommender (seed {seed}, {args.budget_minutes:g} training minutes).")
     if model == "sasrec":
@@ -466,6 +482,7 @@ def run_peer(args: argparse.Namespace, peer: str, seed: int) -> dict:
             {"training_minutes": point["training_minutes"], "recall@10": point["validation"].get("recall@10")}
             for point in outcome["curve"]
         ],
+        "tested_weights": outcome["tested_weights"],
         "num_test_queries": len(split.test),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -681,6 +698,7 @@ def scheme_row(
         if evaluation_seconds is None
         else milliseconds_per_query(evaluation_seconds, report["num_test_queries"]),
         "stopped_by_time_budget": report["stopped_by_time_budget"],
+        "tested_weights": report.get("tested_weights"),
         "optimizer_steps": report["training"].get("optimizer steps"),
         "epochs_done": report["training"].get("epochs done"),
         "targets_per_second": report["training"].get("next-item targets per second"),
@@ -729,6 +747,18 @@ def _format(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(_format(item) if not isinstance(item, float) else f"{item:g}" for item in value)
     return str(value)
+
+
+def _tested_weights(row: dict) -> str:
+    """`last`, or `best at <minutes> min` for a row tested with its best validation point's weights (`-`: not
+    recorded, as for zero-shot rows and rows kept from before the column)."""
+    tested = row.get("tested_weights")
+    if not tested:
+        return "-"
+    if tested["weights"] != "best validation":
+        return "last"
+    minutes = tested.get("training_minutes")
+    return f"best at {minutes:.1f} min" if minutes is not None else f"best at step {tested['step']}"
 
 
 def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
@@ -846,8 +876,9 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
         "| IDs | retriever | seed | "
         + " | ".join(metrics)
         + " | beams | ms per query | AMI level 1 | AMI full ID | collisions before resolution | "
-        "code-usage perplexity per level | training (min) | steps | epochs | targets/s | stopped by budget |",
-        "|---|---|---|" + "---|" * (len(metrics) + 11),
+        "code-usage perplexity per level | training (min) | steps | epochs | targets/s | stopped by budget | "
+        "tested weights |",
+        "|---|---|---|" + "---|" * (len(metrics) + 12),
     ]
     # The zero-shot rows (not trained: no steps, epochs or budget) follow the trained rows they compare with.
     for row in [*result["rows"], *result.get("zero_shot_rows", [])]:
@@ -859,7 +890,8 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
             f"{_format(quality['ami_full_id'])} | {_format(quality['collision_rate_before_resolution'])} | "
             f"{_format(quality['code_usage_perplexity'])} | {row['training_wall_time_seconds'] / 60:.1f} | "
             f"{row.get('optimizer_steps', '-')} | {row.get('epochs_done', '-')} | "
-            f"{_format(row.get('targets_per_second'))} | {_format(row.get('stopped_by_time_budget'))} |"
+            f"{_format(row.get('targets_per_second'))} | {_format(row.get('stopped_by_time_budget'))} | "
+            f"{_tested_weights(row)} |"
         )
     lines += ["", _latency_note(result)]
     if result.get("peer_rows"):
@@ -869,15 +901,16 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
             "",
             "| system | seed | "
             + " | ".join(metrics)
-            + " | training (min) | steps | epochs | targets/s | stopped by |",
-            "|---|---|" + "---|" * (len(metrics) + 5),
+            + " | training (min) | steps | epochs | targets/s | stopped by | tested weights |",
+            "|---|---|" + "---|" * (len(metrics) + 6),
         ]
         for row in result["peer_rows"]:
             lines.append(
                 f"| {row['system']} | {row['seed']} | "
                 + " | ".join(_format(row["metrics"].get(metric)) for metric in metrics)
                 + f" | {row['training_wall_time_seconds'] / 60:.1f} | {row['optimizer_steps']} | "
-                f"{row['epochs_done']} | {_format(row['targets_per_second'])} | {row['stopped_by']} |"
+                f"{row['epochs_done']} | {_format(row['targets_per_second'])} | {row['stopped_by']} | "
+                f"{_tested_weights(row)} |"
             )
     lines += ["", "## Reference rows (not generative) and published numbers", ""]
     lines += [

@@ -79,6 +79,7 @@ from bench_decoding import (  # noqa: E402
 
 from modeling_lmindexer import LMIndexerRetriever, SemanticIDs  # noqa: E402
 from modeling_lmindexer.data import load_corpus  # noqa: E402
+from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS  # noqa: E402
 from trainers.commands.recommend import SAVED_ID_SCHEMES, id_files_by_scheme  # noqa: E402
 from trainers.report import (  # noqa: E402
     learning_curve_table,
@@ -310,10 +311,7 @@ def recommendation_run(args: argparse.Namespace, scheme: str, ids_file: Path, wo
         "--output_dir", str(output_dir),
         "--max_train_minutes", str(args.rec_train_minutes),
         "--eval_every_minutes", str(args.rec_eval_every_minutes),
-        "--save_strategy", "best",
-        "--metric_for_best_model", "recall@10",
-        "--load_best_model_at_end", "True",
-        "--save_total_limit", "1",
+        *BEST_VALIDATION_STATE_FLAGS,
         *(["--bf16", "True"] if args.device == "cuda" else ["--use_cpu", "True"]),
         *shlex.split(args.rec_args),
     ]  # fmt: skip

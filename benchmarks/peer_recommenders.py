@@ -14,7 +14,9 @@ wall-clock budget of training minutes and evaluated like the generative rows of 
   here, one optimizer step of cornac's own loop at a time, until the training time reaches `budget_minutes`, the
   config's `n_epochs` or `max_steps`. Evaluation time is not training time. The step is cornac 3.0.1's (pinned): the
   same batches, negatives, loss, optimizer and learning-rate schedule as in `SASRec.fit` and `TIGER._fit_seq2seq`.
-  cornac's best-on-validation model selection is not used: the last model is evaluated, as for the generative rows.
+  cornac's best-on-validation model selection is not used: the last model is tested, as for the generative rows,
+  unless `keep_best` asks for the weights of the best curve point (validation Recall@10), as the generative rows get
+  them with `--load_best_model_at_end`.
 - **Seeds**: the seed goes to cornac (`numpy.random.RandomState` for the shuffles and negatives, `torch.manual_seed` at
   the start of `fit` for initialisation, dropout and TIGER's k-means). With `max_steps`, two runs with the same seed
   and thread count give the same metrics; a wall-clock budget stops after a machine-dependent number of steps.
@@ -167,6 +169,7 @@ def _train_with_budget(
     max_epochs: float,
     max_steps: int | None,
     curve_max_queries: int | None,
+    keep_best_of: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """
     Run `step` on the batches of successive epochs until the training time reaches `budget_minutes`, `max_epochs` or
@@ -176,15 +179,21 @@ def _train_with_budget(
         batches (`Callable`): A fresh iterator over one epoch's batches (cornac reshuffles at each call).
         step (`Callable`): One optimizer step on a batch; returns the number of examples it trained on.
         evaluate (`Callable`): Metrics of the validation and test splits, on their first `n` examples (all for None).
+        keep_best_of (`torch.nn.Module`, *optional*): The network whose weights at the best curve point (validation
+            Recall@10; the last weights are a candidate too, on the same queries) are restored before the final
+            evaluation, which then stays out of the curve.
 
     Returns:
-        `dict`: The training counters, the curve and the final metrics (see [`train_and_evaluate_sasrec`]).
+        `dict`: The training counters, the curve, the final metrics and `tested_weights` (see
+        [`train_and_evaluate_sasrec`]).
     """
     budget_seconds = budget_minutes * 60
     eval_every_seconds = eval_every_minutes * 60 if eval_every_minutes else math.inf
     training_seconds = evaluation_seconds = 0.0
     steps = examples = 0
     curve = []
+    best_point: dict[str, Any] | None = None
+    best_weights: dict[str, torch.Tensor] = {}
 
     def curve_point(num_queries: int | None) -> dict[str, Any]:
         nonlocal evaluation_seconds
@@ -204,6 +213,16 @@ def _train_with_budget(
         )
         return point
 
+    def add_curve_point() -> None:
+        nonlocal best_point, best_weights
+        point = curve_point(curve_max_queries)
+        curve.append(point)
+        if keep_best_of is None:
+            return
+        if best_point is None or point["validation"]["recall@10"] > best_point["validation"]["recall@10"]:
+            best_point = point
+            best_weights = {name: tensor.detach().clone() for name, tensor in keep_best_of.state_dict().items()}
+
     stopped_by = None
     while stopped_by is None:
         examples_before_epoch = examples
@@ -221,10 +240,24 @@ def _train_with_budget(
             if stopped_by is not None:
                 break
             if training_seconds >= (len(curve) + 1) * eval_every_seconds:
-                curve.append(curve_point(curve_max_queries))
+                add_curve_point()
         if stopped_by is None and examples == examples_before_epoch:
             raise ValueError("An epoch trained on no example: the batch size must be at least 2.")
-    curve.append(curve_point(None))
+    if keep_best_of is None:
+        curve.append(curve_point(None))
+        final = curve[-1]
+        tested_weights = {"weights": "last", "step": steps}
+    else:
+        add_curve_point()
+        keep_best_of.load_state_dict(best_weights)
+        final = curve_point(None)
+        tested_weights = {
+            "weights": "best validation",
+            "step": best_point["steps"],
+            "training_minutes": best_point["training_minutes"],
+            "metric": "recall@10",
+            "value": best_point["validation"]["recall@10"],
+        }
     return {
         "training_minutes": training_seconds / 60,
         "stopped_by": stopped_by,
@@ -235,13 +268,18 @@ def _train_with_budget(
         "examples_per_epoch": examples_per_epoch,
         "evaluation_seconds": evaluation_seconds,
         "curve": curve,
-        "validation": curve[-1]["validation"],
-        "test": curve[-1]["test"],
+        "validation": final["validation"],
+        "test": final["test"],
+        "tested_weights": tested_weights,
     }
 
 
 def _checked_arguments(
-    budget_minutes: float, eval_every_minutes: float | None, k_values: Sequence[int], max_steps: int | None
+    budget_minutes: float,
+    eval_every_minutes: float | None,
+    k_values: Sequence[int],
+    max_steps: int | None,
+    keep_best: bool,
 ) -> None:
     if budget_minutes <= 0:
         raise ValueError(f"budget_minutes must be positive, got {budget_minutes}.")
@@ -251,6 +289,8 @@ def _checked_arguments(
         raise ValueError(f"k_values must be positive cut-offs, got {list(k_values)}.")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be positive or None, got {max_steps}.")
+    if keep_best and 10 not in k_values:
+        raise ValueError(f"keep_best picks the best validation Recall@10: k_values {list(k_values)} lack 10.")
 
 
 def _splits_evaluator(
@@ -327,6 +367,7 @@ def train_and_evaluate_sasrec(
     max_steps: int | None = None,
     curve_max_queries: int | None = None,
     eval_batch_size: int = 256,
+    keep_best: bool = False,
 ) -> dict[str, Any]:
     """
     Train cornac's SASRec on the split's training items for `budget_minutes` of training time and evaluate it on the
@@ -347,6 +388,8 @@ def train_and_evaluate_sasrec(
         curve_max_queries (`int`, *optional*): Evaluate the intermediate curve points on the first N examples of each
             split only; the final point always uses all of them.
         eval_batch_size (`int`): Histories scored per forward pass.
+        keep_best (`bool`): Test the weights of the best curve point (validation Recall@10 on the curve's queries,
+            the last weights among the candidates) instead of the last weights.
 
     Returns:
         `dict`: `system`, `config` (every SASRec argument used), `seed`, `budget_minutes`, `training_minutes`,
@@ -354,13 +397,15 @@ def train_and_evaluate_sasrec(
         `examples_per_second`, `examples_per_epoch`, `evaluation_seconds`, `setup_seconds`, `validation` and `test`
         (`{"recall@10": ..., "ndcg@10": ..., "mrr@10": ..., ...}`), and `curve`: one dict per evaluation, in increasing
         training time, with `training_minutes`, `steps`, `epochs`, `num_queries` (None: all) and the `validation` and
-        `test` metrics; the last point is the final evaluation.
+        `test` metrics; the last point is the final evaluation, except with `keep_best`, whose final evaluation (of
+        the restored weights) is `validation` and `test` only. `tested_weights`: `{"weights": "last", "step"}`, or
+        `{"weights": "best validation", "step", "training_minutes", "metric", "value"}`.
 
     Raises:
         `ValueError`: For a non-positive budget, interval, cut-off or `max_steps`, duplicate `item_ids`, a split
         item outside `item_ids`, or a split without training examples.
     """
-    _checked_arguments(budget_minutes, eval_every_minutes, k_values, max_steps)
+    _checked_arguments(budget_minutes, eval_every_minutes, k_values, max_steps, keep_best)
     config = {**SASREC_TUNED_CONFIG, "n_epochs": EPOCH_CAP, **(config or {}), "seed": seed}
     setup_start = time.perf_counter()
     train_set = cornac_training_set(split, item_ids, seed)
@@ -421,6 +466,7 @@ def train_and_evaluate_sasrec(
         config["n_epochs"],
         max_steps,
         curve_max_queries,
+        keep_best_of=network if keep_best else None,
     )
     return _result(SASREC_SYSTEM, config, seed, budget_minutes, setup_seconds=setup_seconds, **outcome)
 
@@ -436,6 +482,7 @@ def train_and_evaluate_tiger(
     k_values: Sequence[int] = DEFAULT_K_VALUES,
     max_steps: int | None = None,
     curve_max_queries: int | None = None,
+    keep_best: bool = False,
 ) -> dict[str, Any]:
     """
     Build cornac's TIGER semantic IDs from `item_embeddings`, train its seq2seq model on the split's training items for
@@ -459,7 +506,7 @@ def train_and_evaluate_tiger(
         `ValueError`: For the errors of [`train_and_evaluate_sasrec`], embeddings with another number of rows than
         `item_ids`, or fewer `n_beams` than the largest cut-off.
     """
-    _checked_arguments(budget_minutes, eval_every_minutes, k_values, max_steps)
+    _checked_arguments(budget_minutes, eval_every_minutes, k_values, max_steps, keep_best)
     config = {**TIGER_CONFIG, "n_epochs": EPOCH_CAP, **(config or {}), "seed": seed}
     if config["n_beams"] < max(k_values):
         raise ValueError(f"n_beams = {config['n_beams']} ranks fewer items than the cut-off {max(k_values)}.")
@@ -534,6 +581,7 @@ def train_and_evaluate_tiger(
         config["n_epochs"],
         max_steps,
         curve_max_queries,
+        keep_best_of=network if keep_best else None,
     )
     semantic_ids = {"num_collisions": int((model.sid_table[:, -1] > 0).sum()), "level_sizes": model.level_sizes}
     return _result(

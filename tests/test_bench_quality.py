@@ -143,6 +143,7 @@ def test_a_failing_scheme_names_its_log(tmp_path, quiet_subprocesses):
     (["--task", "rec", "--dataset", "scifact"], "--task rec takes --dataset beauty | office | movielens"),
     (["--task", "retrieval", "--dataset", "scifact", "--budget_minutes", "0"], "--budget_minutes must be positive"),
     (["--dataset", "beauty", "--indexer", "{missing}"], "the lmindexer row needs a trained indexer of 'beauty'"),
+    (["--dataset", "beauty", "--keep_best_validation_state"], "picks among validation points: pass --eval_every"),
 ])  # fmt: skip
 def test_bad_arguments_stop_before_any_run(arguments, message, tmp_path, capsys):
     bench = load_benchmark()
@@ -399,8 +400,8 @@ def test_beauty_table_with_recommender_rows_a_cornac_peer_and_curves(t5_tokenize
     arguments = [
         "--task", "rec", "--dataset", "beauty", "--data_dir", str(data_dir), "--schemes", "random",
         "lmindexer_codebooks", "--indexer", str(indexer), "--peers", "sasrec", "--seeds", "1", "--budget_minutes", "1",
-        "--num_train_epochs", "2", "--eval_every_minutes", "0.0001", "--output_dir", str(tmp_path / "runs"),
-        "--results_dir", str(tmp_path / "results"),
+        "--num_train_epochs", "2", "--eval_every_minutes", "0.0001", "--keep_best_validation_state",
+        "--output_dir", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "results"),
         # passed through to examples/run_recommendation.py
         "--codebook_sizes", "4", "4", "--per_device_train_batch_size", "4", "--decoder_config_overrides",
         "hidden_size=16,intermediate_size=32,num_hidden_layers=1,num_attention_heads=2,num_key_value_heads=2",
@@ -419,7 +420,14 @@ def test_beauty_table_with_recommender_rows_a_cornac_peer_and_curves(t5_tokenize
         curve = row["curve"]
         assert len(curve) >= 1 and all(0.0 <= point["recall@10"] <= 1.0 for point in curve)
         assert [point["training_minutes"] for point in curve] == sorted(point["training_minutes"] for point in curve)
+        # Tested with the weights of the best validation point (the one before training is no candidate).
+        best = max(curve[1:], key=lambda point: point["recall@10"])
+        assert row["tested_weights"]["weights"] == "best validation"
+        assert row["tested_weights"]["value"] == best["recall@10"]
+        assert row["tested_weights"]["training_minutes"] == best["training_minutes"]
     (sasrec,) = result["peer_rows"]
+    assert sasrec["tested_weights"]["weights"] == "best validation"
+    assert sasrec["tested_weights"]["value"] == max(point["recall@10"] for point in sasrec["curve"])
     assert sasrec["scheme"] == "sasrec" and sasrec["config"]["loss"] == "bce" and sasrec["config"]["n_epochs"] == 2.0
     assert sasrec["stopped_by"] == "n_epochs" and sasrec["epochs_done"] == pytest.approx(2.0, abs=0.01)
     assert sasrec["num_test_queries"] == len(SYNTHETIC_SEQUENCES) and sasrec["curve"][-1]["recall@10"] is not None
@@ -431,6 +439,7 @@ def test_beauty_table_with_recommender_rows_a_cornac_peer_and_curves(t5_tokenize
     markdown = (results_dir / "quality_rec_beauty.md").read_text()
     assert "## Peer recommenders (cornac), same split and training minutes" in markdown
     assert "| SASRec (cornac), tuned config (loss bce) | 1 |" in markdown
+    assert markdown.count(" | best at ") == 3  # the tested weights of both schemes and of the peer
     assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | n/a | - |" in markdown
     assert "| LMIndexer (learned), ID-token embeddings from its codebooks | LMIndexerRecommender" in markdown
     assert (results_dir / "quality_rec_beauty_recall_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from modeling_lmindexer.data.recommendation import leave_one_out_split
 from modeling_lmindexer.metrics import compute_retrieval_metrics
@@ -161,6 +162,52 @@ def test_sasrec_stops_at_the_budget_with_a_curve(peers, split):
     assert result["stopped_by"] == "budget" and result["training_minutes"] >= 0.02
     assert len(result["curve"]) >= 3
     assert all(point["num_queries"] == 20 for point in result["curve"][:-1])
+
+
+@pytest.mark.parametrize("keep_best", [False, True])
+def test_keep_best_tests_the_weights_of_the_best_validation_point(peers, keep_best):
+    """A one-weight network counts its steps; validation Recall@10 peaks after step 2, the test metric reads the
+    weight the final evaluation sees."""
+    network = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(network.weight)
+
+    def step(batch) -> int:
+        with torch.no_grad():
+            network.weight += 1.0
+        return 2
+
+    def evaluate(num_queries):
+        weight = network.weight.item()
+        return {"validation": {"recall@10": 1.0 - abs(weight - 2.0) / 10.0}, "test": {"weight": weight}}
+
+    outcome = peers._train_with_budget(
+        batches=lambda: [None] * 3,
+        step=step,
+        evaluate=evaluate,
+        examples_per_epoch=6,
+        budget_minutes=NO_BUDGET,
+        eval_every_minutes=1e-9,  # a curve point after every step
+        max_epochs=10,
+        max_steps=5,
+        curve_max_queries=None,
+        keep_best_of=network if keep_best else None,
+    )
+    steps_of_the_curve = [point["steps"] for point in outcome["curve"]]
+    # The last weights end the curve: a candidate (keep_best) or the final point.
+    assert steps_of_the_curve == [1, 2, 3, 4, 5]
+    if keep_best:
+        assert outcome["test"] == {"weight": 2.0} and outcome["validation"]["recall@10"] == 1.0
+        assert outcome["tested_weights"] == {
+            "weights": "best validation",
+            "step": 2,
+            "training_minutes": outcome["curve"][1]["training_minutes"],
+            "metric": "recall@10",
+            "value": 1.0,
+        }
+    else:
+        assert outcome["test"] == {"weight": 5.0} and outcome["tested_weights"] == {"weights": "last", "step": 5}
+    with pytest.raises(ValueError, match="k_values \\[5\\] lack 10"):
+        peers.train_and_evaluate_sasrec(None, ITEMS, budget_minutes=1, k_values=[5], keep_best=True)
 
 
 def test_sasrec_is_deterministic_for_a_seed(peers, split):

@@ -20,7 +20,7 @@ from datasets import Dataset
 from script_runs import run_script
 from test_retrieval_tasks import write_synthetic_cranfield, write_synthetic_office
 from test_retriever import DOC_IDS, QUERIES, tiny_retriever
-from transformers import Seq2SeqTrainingArguments
+from transformers import Seq2SeqTrainingArguments, TrainerCallback
 
 from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs
 from modeling_lmindexer.data.retrieval_tasks import PRODUCT_SEARCH_SUBSTITUTE_LABEL
@@ -32,6 +32,8 @@ from trainers import (
     retrieval_evaluation_dataset,
     retrieval_training_dataset,
 )
+from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS
+from trainers.report import describe_tested_weights
 
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -258,6 +260,56 @@ def test_evaluations_during_training_draw_a_curve_off_the_training_clock(t5_toke
     assert len(trainer.curve) == 4
 
 
+class WreckWeightsAtStep(TrainerCallback):
+    """Replaces every weight by noise at one step, so that the evaluation after it is the curve's worst."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter.normal_()
+
+
+def test_the_best_point_of_a_time_based_curve_is_restored_and_reported(t5_tokenizer, tmp_path):
+    num_steps = 10  # 8 training pairs at batch 8: one step per epoch, an evaluation after each
+    trainer = make_trainer(
+        tiny_retriever(),
+        t5_tokenizer,
+        tmp_path,
+        num_train_epochs=num_steps,
+        save_strategy="best",
+        metric_for_best_model="mrr@10",
+        load_best_model_at_end=True,
+        save_total_limit=1,
+    )
+    trainer.add_callback(TimeBudgetCallback(max_minutes=30, eval_every_minutes=1e-9))
+    trainer.add_callback(WreckWeightsAtStep(num_steps))
+    trainer.train()
+    curve = trainer.curve
+    assert [point["step"] for point in curve] == list(range(1, num_steps + 1))
+    best = max(curve, key=lambda point: point["eval_mrr@10"])  # the first of equals, as the Trainer keeps it
+    assert curve[-1]["eval_mrr@10"] < best["eval_mrr@10"]
+    assert trainer.tested_weights() == {
+        "weights": "best validation",
+        "step": best["step"],
+        "training_minutes": best["training_minutes"],
+        "metric": "mrr@10",
+        "value": best["eval_mrr@10"],
+    }
+    assert trainer.evaluate()["eval_mrr@10"] == best["eval_mrr@10"]
+    assert describe_tested_weights(trainer.tested_weights()) == (
+        f"best validation mrr@10 {best['eval_mrr@10']:.4f} (step {best['step']}, "
+        f"{best['training_minutes']:.1f} training minutes)"
+    )
+    last = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path / "last", num_train_epochs=2)
+    last.train()
+    assert last.tested_weights() == {"weights": "last", "step": 2}
+    assert describe_tested_weights(last.tested_weights()) == "last (step 2)"
+
+
 def test_report_shows_labels_and_published_results(tmp_path):
     report = RetrievalReport(
         dataset="beauty",
@@ -400,7 +452,7 @@ def test_run_retrieval_on_chosen_pairs_with_a_validation_curve(t5_tokenizer, tmp
         "run_retrieval.py", "--dataset", "cranfield", "--data_dir", str(data_dir), "--indexer", str(indexer),
         "--training_pairs", "query", "--validation_queries", "1", "--max_train_minutes", "5",
         "--eval_every_minutes", "0.000001", "--num_train_epochs", "3", "--per_device_train_batch_size", "3",
-        "--output_dir", str(output_dir), cwd=tmp_path,
+        "--output_dir", str(output_dir), *BEST_VALIDATION_STATE_FLAGS, cwd=tmp_path,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = read_report(output_dir)
@@ -415,7 +467,17 @@ def test_run_retrieval_on_chosen_pairs_with_a_validation_curve(t5_tokenizer, tmp
     minutes = [point["training_minutes"] for point in curve]
     assert minutes == sorted(minutes) and minutes[-1] * 60 <= report["wall_time_seconds"]["training"] + 1e-6
     assert all(0.0 <= point["eval_recall@10"] <= 1.0 for point in curve)
-    assert "## Validation curve" in (output_dir / "retrieval_report.md").read_text()
+    # The test metrics are those of the best validation point's weights, which the report names.
+    best = max(curve, key=lambda point: point["eval_recall@10"])
+    assert report["tested_weights"] == {
+        "weights": "best validation",
+        "step": best["step"],
+        "training_minutes": best["training_minutes"],
+        "metric": "recall@10",
+        "value": best["eval_recall@10"],
+    }
+    markdown = (output_dir / "retrieval_report.md").read_text()
+    assert "## Validation curve" in markdown and "| tested weights | best validation recall@10 " in markdown
 
 
 @pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings

@@ -152,6 +152,25 @@ class LearningCurveMixin:
         """The [`TimeBudgetCallback`] among the callbacks (the Trainer may have restored it from a checkpoint)."""
         return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
 
+    def tested_weights(self) -> dict:
+        """
+        Which weights the model holds after `train()`, for a report: `{"weights": "last", "step": ...}`, or, when
+        `load_best_model_at_end` restored the best evaluation's checkpoint (with `save_strategy="best"` this works
+        for evaluations the [`TimeBudgetCallback`] asks for), `{"weights": "best validation", "step": ...,
+        "training_minutes": ..., "metric": metric_for_best_model, "value": ...}`.
+        """
+        if not (self.args.load_best_model_at_end and self.state.best_model_checkpoint is not None):
+            return {"weights": "last", "step": self.state.global_step}
+        step = self.state.best_global_step
+        point = next((point for point in self.curve if point["step"] == step), {})
+        return {
+            "weights": "best validation",
+            "step": step,
+            "training_minutes": point.get("training_minutes"),
+            "metric": self.args.metric_for_best_model,
+            "value": self.state.best_metric,
+        }
+
     def record_evaluation(self, metrics: dict[str, float], seconds: float, metric_key_prefix: str) -> None:
         """
         Take an evaluation of `seconds` off the training clock and, when it ran during training on the validation

@@ -356,6 +356,18 @@ def learning_curve_table(curve: Sequence[dict], metric_names: Sequence[str]) -> 
     return markdown_table(["training minutes", "step", *metric_names], rows)
 
 
+def describe_tested_weights(tested: dict | None) -> str:
+    """One line for [`~trainers.callbacks.LearningCurveMixin.tested_weights`]: `"last (step 400)"` or `"best
+    validation recall@10 0.0390 (step 200, 10.0 training minutes)"`."""
+    if not tested:
+        return "last"
+    if tested["weights"] != "best validation":
+        return f"last (step {tested['step']})"
+    minutes = tested.get("training_minutes")
+    when = f", {minutes:.1f} training minutes" if minutes is not None else ""
+    return f"best validation {tested['metric']} {tested['value']:.4f} (step {tested['step']}{when})"
+
+
 @dataclass
 class IndexingReport:
     """
@@ -617,6 +629,8 @@ class RetrievalReport:
         machine (`dict`): Where the run happened (see [`machine_info`]).
         curve (`list[dict]`): Validation metrics against training minutes (`LMIndexerRetrieverTrainer.curve`), empty
             without validation queries.
+        tested_weights (`dict`, *optional*): Which weights the test metrics are of (see
+            [`~trainers.callbacks.LearningCurveMixin.tested_weights`]); None: the last step's.
     """
 
     dataset: str
@@ -639,6 +653,7 @@ class RetrievalReport:
     training: dict = field(default_factory=dict)
     machine: dict = field(default_factory=dict)
     curve: list[dict] = field(default_factory=list)
+    tested_weights: dict | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of every field."""
@@ -665,6 +680,7 @@ class RetrievalReport:
             "decoding": f"beam search constrained to the indexed IDs, {self.num_beams} beams",
             "wall time (s)": ", ".join(f"{name}: {value:.1f}" for name, value in self.wall_time_seconds.items()),
             "stopped by the time budget": self.stopped_by_time_budget,
+            "tested weights": describe_tested_weights(self.tested_weights),
             **{name: f"{value:g}" if isinstance(value, float) else value for name, value in self.training.items()},
             **{name: value for name, value in self.machine.items()},
         }
@@ -694,6 +710,7 @@ __all__ = [
     "StageRecord",
     "adjusted_mutual_information",
     "code_agreement",
+    "describe_tested_weights",
     "directory_size_mb",
     "learning_curve_table",
     "machine_info",

@@ -22,6 +22,16 @@ from trainers.callbacks import TimeBudgetCallback
 
 logger = logging.getLogger(__name__)
 
+# Training flags of run_recommendation.py and run_retrieval.py that test the weights of the best validation point
+# (Recall@10, with --eval_every_minutes) instead of the last: the Trainer checkpoints every new best evaluation, keeps
+# that checkpoint alone and loads it when training ends.
+BEST_VALIDATION_STATE_FLAGS = [
+    "--save_strategy", "best",
+    "--metric_for_best_model", "recall@10",
+    "--load_best_model_at_end", "True",
+    "--save_total_limit", "1",
+]  # fmt: skip
+
 
 @dataclass
 class CorpusFileArguments:

@@ -18,7 +18,9 @@ NDCG@5/10 over the full item set.
   `--codebook_sizes`, or a saved table of IDs made elsewhere (`--semantic_ids_file`, e.g. an indexer's
   `semantic_ids.json` carried to a GPU machine without its weights).
 - Budget: `--max_train_minutes` of training (evaluation time not counted); `--eval_every_minutes` ranks the first
-  `--num_validation_users` validation users at that interval, for a curve of Recall@10 against training minutes.
+  `--num_validation_users` validation users at that interval, for a curve of Recall@10 against training minutes;
+  with `--save_strategy best --load_best_model_at_end True --metric_for_best_model recall@10` the test ranking uses
+  the weights of the best curve point instead of the last (the report's `tested weights`).
 
 Writes to `--output_dir` (default `outputs/recommendation-<dataset>`): the recommender (load it with
 `AutoModelForCausalLM.from_pretrained` and call `recommend`) and `recommendation_report.json` + `.md` (test metrics,
@@ -60,7 +62,13 @@ from trainers.commands.common import (
     parse_command_line,
     time_budget_callback,
 )
-from trainers.report import learning_curve_table, machine_info, markdown_table, write_report_files
+from trainers.report import (
+    describe_tested_weights,
+    learning_curve_table,
+    machine_info,
+    markdown_table,
+    write_report_files,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -282,6 +290,7 @@ def markdown_report(report: dict) -> str:
         "training minutes": round(report["wall_time_seconds"]["training"] / 60.0, 2),
         "test ranking seconds": round(report["wall_time_seconds"]["evaluation"], 1),
         "stopped by the time budget": report["stopped_by_time_budget"],
+        "tested weights": describe_tested_weights(report["tested_weights"]),
     }
     lines += [f"- {name}: {value}" for name, value in facts.items()]
     lines += [f"- {label}" for label in report["labels"]]
@@ -379,6 +388,7 @@ def main() -> None:
         "labels": labels,
         "num_test_queries": len(split.test),
         "stopped_by_time_budget": budget is not None and budget.stopped_training,
+        "tested_weights": trainer.tested_weights(),
         "wall_time_seconds": {
             "training": training_seconds,
             "evaluation": test_seconds,

@@ -19,7 +19,9 @@ queries with beam search (20 beams) constrained to the indexed IDs: Recall@K, ND
 Writes to `--output_dir` (default `outputs/retrieval-<dataset>`): the retriever (`save_pretrained`, IDs inside) and
 its tokenizer, and `retrieval_report.json` + `.md` (metrics, split, labels, training examples, wall time, machine).
 Re-running the same command continues from the last checkpoint in `output_dir`; `--max_train_minutes` stops training
-after a wall-time budget; `--do_train False` only evaluates.
+after a wall-time budget; `--do_train False` only evaluates. With `--eval_every_minutes`, `--save_strategy best
+--load_best_model_at_end True --metric_for_best_model recall@10` evaluates the best validation point's weights instead
+of the last (the report's `tested weights`).
 """
 
 import logging
@@ -386,6 +388,7 @@ def train_evaluate_and_report(
             },
             machine=machine_info(),
             curve=trainer.curve,
+            tested_weights=trainer.tested_weights(),
         )
         report.write(training_args.output_dir)
         if hub_push is not None:
