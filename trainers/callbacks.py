@@ -122,7 +122,9 @@ class LearningCurveMixin:
     [`~LearningCurveMixin.record_evaluation`] at the end of `evaluate()`. The evaluation's seconds are then not
     counted as training time by the [`TimeBudgetCallback`] among the callbacks, and every evaluation during training
     (`eval_on_start` included, at step 0) adds a point to `self.curve`: the training minutes spent (`None` without a
-    budget), the step, the epoch and the metrics.
+    budget), the step, the epoch and the metrics. With `save_strategy="best"` and `load_best_model_at_end`, the
+    Trainer checkpoints each new best of these evaluations and ends with its weights;
+    [`~LearningCurveMixin.tested_weights`] says which weights the model holds.
     """
 
     def __init__(self, *args, **kwargs):
@@ -170,6 +172,13 @@ class LearningCurveMixin:
             "metric": self.args.metric_for_best_model,
             "value": self.state.best_metric,
         }
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        # A checkpoint leaves tied weights out (they share the tensor they are tied to, which it holds), but the
+        # Trainer knows only `_keys_to_ignore_on_save` and would call them missing when it loads the best checkpoint.
+        tied = getattr(self.model, "all_tied_weights_keys", None) or {}
+        load_result.missing_keys[:] = [key for key in load_result.missing_keys if key not in tied]
+        super()._issue_warnings_after_load(load_result)
 
     def record_evaluation(self, metrics: dict[str, float], seconds: float, metric_key_prefix: str) -> None:
         """
