@@ -1,11 +1,11 @@
 # `make run`: set everything up and run the main job; `make test`: set everything up and run the tests.
 # `make device-check`: the prepared GPU check (benchmarks/device_check.py; no setup, the device machine is offline),
 # e.g. `make device-check ARGS="--data_dir beauty --semantic_ids_file kmeans=ids.json"`; here: `make device-check
-# DEVICE=cpu PYTHON=.venv/bin/python`.
+# DEVICE=cpu` (the set-up environment's Python when there is one).
 VENV_BIN := .venv/bin
 DEVICE ?= cuda
 OUTPUT_DIR ?= outputs/device-check
-PYTHON ?= python3
+PYTHON ?= $(if $(wildcard $(VENV_BIN)/python),$(VENV_BIN)/python,python3)
 
 .PHONY: setup run test lint device-check
 
