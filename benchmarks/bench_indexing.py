@@ -58,6 +58,12 @@ def parse_arguments() -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--data_dir", default=str(REPO_ROOT.parent / "shared" / "data"))
     parser.add_argument("--output_dir", default=None, help="Job output (default: outputs/bench-<dataset>).")
     parser.add_argument("--results_dir", default=str(REPO_ROOT / "benchmarks" / "results"))
+    parser.add_argument(
+        "--results_name",
+        default=None,
+        help="Stem of the result files and of the default --output_dir (default: the dataset's name), e.g. "
+        "beauty_bf16 to keep a run with other job flags beside the main one.",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--new_document_fraction",
@@ -147,7 +153,7 @@ def main() -> None:
             args.dataset,
             *(["--data_dir", args.data_dir] if args.dataset != "movielens" else []),
         ]
-    name = f"{args.dataset}_new_documents" if args.new_document_fraction else args.dataset
+    name = args.results_name or (f"{args.dataset}_new_documents" if args.new_document_fraction else args.dataset)
     output_dir = Path(args.output_dir or REPO_ROOT / "outputs" / f"bench-{name}")
     if not args.resume:
         shutil.rmtree(output_dir, ignore_errors=True)

@@ -86,7 +86,7 @@ from modeling_lmindexer.metrics import compute_retrieval_metrics  # noqa: E402
 from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS  # noqa: E402
 from trainers.commands.recommend import SAVED_ID_SCHEMES, id_files_by_scheme  # noqa: E402
 from trainers.commands.retrieve import RetrievalArguments  # noqa: E402
-from trainers.report import machine_info, semantic_id_metrics  # noqa: E402
+from trainers.report import describe_tested_weights, machine_info, semantic_id_metrics  # noqa: E402
 
 
 logger = logging.getLogger(__name__)
@@ -199,8 +199,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
     parser.add_argument(
         "--num_validation_users",
         type=int,
-        default=2000,
-        help="rec: validation users of every curve point (the final test ranking uses all test users).",
+        default=5000,
+        help="rec: validation users of every curve point, a fixed random sample (the final test ranking uses all "
+        "test users).",
     )
     parser.add_argument(
         "--indexer",
@@ -749,18 +750,6 @@ def _format(value: object) -> str:
     return str(value)
 
 
-def _tested_weights(row: dict) -> str:
-    """`last`, or `best at <minutes> min` for a row tested with its best validation point's weights (`-`: not
-    recorded, as for zero-shot rows and rows kept from before the column)."""
-    tested = row.get("tested_weights")
-    if not tested:
-        return "-"
-    if tested["weights"] != "best validation":
-        return "last"
-    minutes = tested.get("training_minutes")
-    return f"best at {minutes:.1f} min" if minutes is not None else f"best at step {tested['step']}"
-
-
 def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
     """
     Two PNG files: the headline metrics of every row (schemes, zero-shot, peers, references, published), and
@@ -891,7 +880,7 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
             f"{_format(quality['code_usage_perplexity'])} | {row['training_wall_time_seconds'] / 60:.1f} | "
             f"{row.get('optimizer_steps', '-')} | {row.get('epochs_done', '-')} | "
             f"{_format(row.get('targets_per_second'))} | {_format(row.get('stopped_by_time_budget'))} | "
-            f"{_tested_weights(row)} |"
+            f"{describe_tested_weights(row.get('tested_weights'), brief=True)} |"
         )
     lines += ["", _latency_note(result)]
     if result.get("peer_rows"):
@@ -910,7 +899,7 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
                 + " | ".join(_format(row["metrics"].get(metric)) for metric in metrics)
                 + f" | {row['training_wall_time_seconds'] / 60:.1f} | {row['optimizer_steps']} | "
                 f"{row['epochs_done']} | {_format(row['targets_per_second'])} | {row['stopped_by']} | "
-                f"{_tested_weights(row)} |"
+                f"{describe_tested_weights(row.get('tested_weights'), brief=True)} |"
             )
     lines += ["", "## Reference rows (not generative) and published numbers", ""]
     lines += [

@@ -37,8 +37,9 @@ from cornac.models import TIGER, SASRec
 from cornac.models.seq_utils import session_seq_iter
 from cornac.models.seq_utils.losses import get_loss_function
 
-from modeling_lmindexer.data.recommendation import LeaveOneOutSplit, RecommendationExample
+from modeling_lmindexer.data.recommendation import LeaveOneOutSplit, RecommendationExample, curve_sample
 from modeling_lmindexer.metrics import compute_retrieval_metrics
+from trainers.report import tested_weights_record
 
 
 logger = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ def _train_with_budget(
     Args:
         batches (`Callable`): A fresh iterator over one epoch's batches (cornac reshuffles at each call).
         step (`Callable`): One optimizer step on a batch; returns the number of examples it trained on.
-        evaluate (`Callable`): Metrics of the validation and test splits, on their first `n` examples (all for None).
+        evaluate (`Callable`): Metrics of the validation and test splits, on a sample of `n` examples (all for None).
         keep_best_of (`torch.nn.Module`, *optional*): The network whose weights at the best curve point (validation
             Recall@10; the last weights are a candidate too, on the same queries) are restored before the final
             evaluation, which then stays out of the curve.
@@ -246,18 +247,14 @@ def _train_with_budget(
     if keep_best_of is None:
         curve.append(curve_point(None))
         final = curve[-1]
-        tested_weights = {"weights": "last", "step": steps}
+        tested_weights = tested_weights_record(steps)
     else:
         add_curve_point()
         keep_best_of.load_state_dict(best_weights)
         final = curve_point(None)
-        tested_weights = {
-            "weights": "best validation",
-            "step": best_point["steps"],
-            "training_minutes": best_point["training_minutes"],
-            "metric": "recall@10",
-            "value": best_point["validation"]["recall@10"],
-        }
+        tested_weights = tested_weights_record(
+            best_point["steps"], "recall@10", best_point["validation"]["recall@10"], best_point["training_minutes"]
+        )
     return {
         "training_minutes": training_seconds / 60,
         "stopped_by": stopped_by,
@@ -304,7 +301,7 @@ def _splits_evaluator(
     def evaluate(num_queries: int | None) -> dict[str, dict[str, float]]:
         before()
         metrics = {
-            name: _evaluate(rank, examples[:num_queries], item_ids, k_values)
+            name: _evaluate(rank, curve_sample(examples, num_queries), item_ids, k_values)
             for name, examples in (("validation", split.validation), ("test", split.test))
         }
         after()
@@ -385,8 +382,9 @@ def train_and_evaluate_sasrec(
             caps the epochs (default 100).
         k_values (`Sequence[int]`): The metric cut-offs.
         max_steps (`int`, *optional*): Stop after this many optimizer steps (reproducible runs, quick tests).
-        curve_max_queries (`int`, *optional*): Evaluate the intermediate curve points on the first N examples of each
-            split only; the final point always uses all of them.
+        curve_max_queries (`int`, *optional*): Evaluate the intermediate curve points on a fixed random sample of N
+            examples of each split only ([`curve_sample`], the users the generative rows' curves rank); the final
+            point always uses all of them.
         eval_batch_size (`int`): Histories scored per forward pass.
         keep_best (`bool`): Test the weights of the best curve point (validation Recall@10 on the curve's queries,
             the last weights among the candidates) instead of the last weights.

@@ -186,7 +186,7 @@ def test_rec_rows_train_the_recommender_with_their_ids_and_curves(tmp_path):
         assert command[1].endswith("run_recommendation.py")
         assert command[-8:] == [
             "--max_users", "300", "--eval_every_minutes", "2.0", "--eval_on_start", "True", "--num_validation_users",
-            "2000",
+            "5000",
         ]  # fmt: skip
         ids = command[command.index("--k_values") + 3 : -8]
         expected = {

@@ -9,6 +9,7 @@ from modeling_lmindexer.data import load_corpus
 from modeling_lmindexer.data.corpora import _movielens_item_file
 from modeling_lmindexer.data.recommendation import (
     RecommendationExample,
+    curve_sample,
     leave_one_out_split,
     load_beauty_sequences,
     load_movielens_sequences,
@@ -28,6 +29,21 @@ def test_leave_one_out_split_keeps_the_last_two_items_out_of_training():
         RecommendationExample("v", ("x",), "y"),
     ]
     assert split.train == [RecommendationExample("u", ("a",), "b"), RecommendationExample("u", ("a", "b"), "c")]
+
+
+def test_curve_sample_is_a_fixed_spread_sample_not_the_first_users():
+    examples = [RecommendationExample(str(user), ("a",), "b") for user in range(1000)]
+    sample = curve_sample(examples, 100)
+    users = [int(example.user_id) for example in sample]
+    assert len(set(users)) == 100 and users == sorted(users)
+    assert users != list(range(100))
+    # Spread over the whole list: each tenth of the users holds some of the sample.
+    assert all(any(tenth * 100 <= user < (tenth + 1) * 100 for user in users) for tenth in range(10))
+    assert curve_sample(examples, 100) == sample
+    assert curve_sample(examples, 100, seed=1) != sample
+    assert curve_sample(examples, None) == examples == curve_sample(examples, 5000)
+    with pytest.raises(ValueError, match="num_examples = 0"):
+        curve_sample(examples, 0)
 
 
 @pytest.mark.parametrize(

@@ -376,11 +376,15 @@ def test_bench_indexing_times_the_job_on_your_corpus_file(tmp_path, tiny_backbon
         [
             sys.executable, str(script), "--corpus_file", str(tmp_path / "my_docs.jsonl"), "--text_column", "body",
             "--backbone", str(tiny_backbone), *TINY_INDEXING, "--output_dir", str(tmp_path / "out"),
-            "--results_dir", str(tmp_path / "results"),
+            "--results_dir", str(tmp_path / "results"), "--results_name", "my_docs_run",
         ],
         env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads((tmp_path / "results" / "indexing_my_docs.json").read_text())
+    assert sorted(path.name for path in (tmp_path / "results").iterdir()) == [
+        "indexing_my_docs_run.json",
+        "indexing_my_docs_run.md",
+    ]
+    result = json.loads((tmp_path / "results" / "indexing_my_docs_run.json").read_text())
     assert result["dataset"] == "my_docs" and result["indexing_report"]["num_documents"] == 16
     assert "--corpus_file" in result["command"] and result["wall_time_minutes"] > 0

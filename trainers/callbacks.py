@@ -9,6 +9,8 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
+from .report import tested_weights_record
+
 
 logger = logging.get_logger(__name__)
 
@@ -162,16 +164,12 @@ class LearningCurveMixin:
         "training_minutes": ..., "metric": metric_for_best_model, "value": ...}`.
         """
         if not (self.args.load_best_model_at_end and self.state.best_model_checkpoint is not None):
-            return {"weights": "last", "step": self.state.global_step}
+            return tested_weights_record(self.state.global_step)
         step = self.state.best_global_step
         point = next((point for point in self.curve if point["step"] == step), {})
-        return {
-            "weights": "best validation",
-            "step": step,
-            "training_minutes": point.get("training_minutes"),
-            "metric": self.args.metric_for_best_model,
-            "value": self.state.best_metric,
-        }
+        return tested_weights_record(
+            step, self.args.metric_for_best_model, self.state.best_metric, point.get("training_minutes")
+        )
 
     def _issue_warnings_after_load(self, load_result) -> None:
         # A checkpoint leaves tied weights out (they share the tensor they are tied to, which it holds), but the

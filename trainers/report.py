@@ -356,14 +356,38 @@ def learning_curve_table(curve: Sequence[dict], metric_names: Sequence[str]) -> 
     return markdown_table(["training minutes", "step", *metric_names], rows)
 
 
-def describe_tested_weights(tested: dict | None) -> str:
-    """One line for [`~trainers.callbacks.LearningCurveMixin.tested_weights`]: `"last (step 400)"` or `"best
-    validation recall@10 0.0390 (step 200, 10.0 training minutes)"`."""
+def tested_weights_record(
+    step: int, best_of: str | None = None, value: float | None = None, training_minutes: float | None = None
+) -> dict:
+    """
+    What a report's `tested_weights` holds: `{"weights": "last", "step": step}` for the last step's weights, or,
+    when the weights of the best validation point of the metric `best_of` were restored, `{"weights": "best
+    validation", "step", "training_minutes", "metric", "value"}` of that point.
+    """
+    if best_of is None:
+        return {"weights": "last", "step": step}
+    return {
+        "weights": "best validation",
+        "step": step,
+        "training_minutes": training_minutes,
+        "metric": best_of,
+        "value": value,
+    }
+
+
+def describe_tested_weights(tested: dict | None, brief: bool = False) -> str:
+    """
+    A [`tested_weights_record`] in words: `"last (step 400)"` or `"best validation recall@10 0.0390 (step 200, 10.0
+    training minutes)"`; `brief`, for a table column: `"last"` or `"best at 10.0 min"`, and `"-"` for no record (as
+    for zero-shot rows).
+    """
     if not tested:
-        return "last"
-    if tested["weights"] != "best validation":
-        return f"last (step {tested['step']})"
+        return "-" if brief else "last"
     minutes = tested.get("training_minutes")
+    if tested["weights"] != "best validation":
+        return "last" if brief else f"last (step {tested['step']})"
+    if brief:
+        return f"best at {minutes:.1f} min" if minutes is not None else f"best at step {tested['step']}"
     when = f", {minutes:.1f} training minutes" if minutes is not None else ""
     return f"best validation {tested['metric']} {tested['value']:.4f} (step {tested['step']}{when})"
 
@@ -711,6 +735,7 @@ __all__ = [
     "adjusted_mutual_information",
     "code_agreement",
     "describe_tested_weights",
+    "tested_weights_record",
     "directory_size_mb",
     "learning_curve_table",
     "machine_info",

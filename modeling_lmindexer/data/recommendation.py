@@ -10,7 +10,8 @@ their validation and test items on the same day, so for them the file order deci
 """
 
 import json
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .corpora import (
@@ -146,6 +147,29 @@ def leave_one_out_split(sequences: dict[str, list[str]], max_history_length: int
     return LeaveOneOutSplit(train=train, validation=validation, test=test)
 
 
+# Which users a curve's validation points rank: the same ones for every model, seed and run.
+CURVE_SAMPLE_SEED = 0
+
+
+def curve_sample(
+    examples: Sequence[RecommendationExample], num_examples: int | None, seed: int = CURVE_SAMPLE_SEED
+) -> list[RecommendationExample]:
+    """
+    A fixed random sample of `num_examples` examples (all of them for None or more than there are), in their order.
+
+    Learning curves rank a sample of the validation users, not the first ones: the loaders list users in an order
+    that is not random (Beauty's first users have longer histories than the rest), so a leading slice is a biased
+    sample. The sample depends on `seed` and the examples alone, so every model and run of a split ranks the same
+    users.
+    """
+    if num_examples is None or num_examples >= len(examples):
+        return list(examples)
+    if num_examples < 1:
+        raise ValueError(f"num_examples = {num_examples}: a curve needs at least one example.")
+    chosen = sorted(random.Random(seed).sample(range(len(examples)), num_examples))
+    return [examples[index] for index in chosen]
+
+
 def training_windows(sequences: dict[str, list[str]], max_history_length: int = 20) -> list[list[str]]:
     """
     The training sequences of the leave-one-out split, for a model trained on every position: each user's items but
@@ -186,11 +210,13 @@ PUBLISHED_RECOMMENDATION_RESULTS = {
 
 
 __all__ = [
+    "CURVE_SAMPLE_SEED",
     "LeaveOneOutSplit",
     "PUBLISHED_RECOMMENDATION_RESULTS",
     "RecommendationExample",
     "SEQUENCE_LOADERS",
     "TIME_ORDER_NOTE",
+    "curve_sample",
     "leave_one_out_split",
     "load_beauty_sequences",
     "load_movielens_sequences",

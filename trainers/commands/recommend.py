@@ -17,10 +17,10 @@ NDCG@5/10 over the full item set.
   the ID-token embeddings from its codebooks), a baseline `--id_scheme random|kmeans|rq_kmeans` with
   `--codebook_sizes`, or a saved table of IDs made elsewhere (`--semantic_ids_file`, e.g. an indexer's
   `semantic_ids.json` carried to a GPU machine without its weights).
-- Budget: `--max_train_minutes` of training (evaluation time not counted); `--eval_every_minutes` ranks the first
-  `--num_validation_users` validation users at that interval, for a curve of Recall@10 against training minutes;
-  with `--save_strategy best --load_best_model_at_end True --metric_for_best_model recall@10` the test ranking uses
-  the weights of the best curve point instead of the last (the report's `tested weights`).
+- Budget: `--max_train_minutes` of training (evaluation time not counted); `--eval_every_minutes` ranks a fixed
+  random sample of `--num_validation_users` validation users at that interval, for a curve of Recall@10 against
+  training minutes; with `--save_strategy best --load_best_model_at_end True --metric_for_best_model recall@10` the
+  test ranking uses the weights of the best curve point instead of the last (the report's `tested weights`).
 
 Writes to `--output_dir` (default `outputs/recommendation-<dataset>`): the recommender (load it with
 `AutoModelForCausalLM.from_pretrained` and call `recommend`) and `recommendation_report.json` + `.md` (test metrics,
@@ -43,6 +43,7 @@ from modeling_lmindexer.data.recommendation import (
     PUBLISHED_RECOMMENDATION_RESULTS,
     SEQUENCE_LOADERS,
     TIME_ORDER_NOTE,
+    curve_sample,
     leave_one_out_split,
     load_sequences,
     training_windows,
@@ -141,7 +142,10 @@ class RecommendationArguments:
         },
     )
     num_validation_users: int | None = field(
-        default=2000, metadata={"help": "Validation users ranked at every evaluation (all with None)."}
+        default=5000,
+        metadata={
+            "help": "Validation users ranked at every evaluation, a fixed random sample of them (all with None)."
+        },
     )
     num_beams: int = field(default=20, metadata={"help": "Beam width of the rankings."})
     eval_batch_size: int = field(default=128, metadata={"help": "Users ranked at once."})
@@ -345,7 +349,10 @@ def main() -> None:
             )
     except ValueError as error:
         sys.exit(f"error: {error}")
-    validation = split.validation[: args.num_validation_users] if args.num_validation_users else split.validation
+    try:
+        validation = curve_sample(split.validation, args.num_validation_users)
+    except ValueError as error:
+        sys.exit(f"error: --num_validation_users: {error}")
     num_targets = sum(len(window) - 1 for window in windows)
     logger.info(
         f"{dataset}: {len(windows)} training sequences ({num_targets} next-item targets), {len(split.test)} test "
