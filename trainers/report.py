@@ -735,7 +735,6 @@ __all__ = [
     "adjusted_mutual_information",
     "code_agreement",
     "describe_tested_weights",
-    "tested_weights_record",
     "directory_size_mb",
     "learning_curve_table",
     "machine_info",
@@ -744,4 +743,5 @@ __all__ = [
     "prefix_collision_rate",
     "repository_relative",
     "semantic_id_metrics",
+    "tested_weights_record",
 ]
