@@ -7,6 +7,7 @@ tiny T5 backbone saved by the tests.
 """
 
 import json
+import logging
 import os
 import subprocess
 import time
@@ -35,6 +36,7 @@ from trainers import (
     retrieval_training_dataset,
 )
 from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS
+from trainers.commands.retrieve import RetrieverArguments, resume_source
 from trainers.report import describe_tested_weights
 
 
@@ -275,7 +277,7 @@ class WreckWeightsAtStep(TrainerCallback):
                     parameter.normal_()
 
 
-def test_the_best_point_of_a_time_based_curve_is_restored_and_reported(t5_tokenizer, tmp_path):
+def test_the_best_point_of_a_time_based_curve_is_restored_and_reported(t5_tokenizer, tmp_path, caplog):
     num_steps = 10  # 8 training pairs at batch 8: one step per epoch, an evaluation after each
     trainer = make_trainer(
         tiny_retriever(),
@@ -311,6 +313,11 @@ def test_the_best_point_of_a_time_based_curve_is_restored_and_reported(t5_tokeni
         f"best validation mrr@10 {best['eval_mrr@10']:.4f} (step {best['step']}, "
         f"{best['training_minutes']:.1f} training minutes)"
     )
+    # A stopped run of the script continues from the one checkpoint kept, the best point, and says so.
+    with caplog.at_level(logging.WARNING, logger="trainers.commands.retrieve"):
+        source = resume_source(RetrieverArguments(), trainer.args)
+    assert source == str(tmp_path / "trainer" / f"checkpoint-{best['step']}")
+    assert "the best validation point so far, not from where the run stopped" in caplog.text
     last = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path / "last", num_train_epochs=2)
     last.train()
     assert last.tested_weights() == {"weights": "last", "step": 2}

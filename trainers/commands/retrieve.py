@@ -39,7 +39,7 @@ from transformers import (
     Seq2SeqTrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
 
 from modeling_lmindexer import (
     DEFAULT_BACKBONE,
@@ -290,11 +290,21 @@ def retriever_backbone(args: RetrieverArguments) -> tuple[PreTrainedModel, PreTr
 
 
 def resume_source(args: RetrieverArguments, training_args: Seq2SeqTrainingArguments) -> str | None:
+    """
+    The checkpoint a run continues from: `--resume_from_checkpoint`, else (with `--auto_resume`) the newest checkpoint
+    in the output folder. With `--save_strategy best` the only checkpoint kept is the best validation point, so a
+    stopped run continues from there rather than from where it stopped (a warning says so).
+    """
     if training_args.resume_from_checkpoint:
         return training_args.resume_from_checkpoint
     if args.auto_resume and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint is not None:
+        if checkpoint is not None and training_args.save_strategy == SaveStrategy.BEST:
+            logger.warning(
+                f"Continuing from {checkpoint}, the best validation point so far, not from where the run stopped: "
+                "--save_strategy best keeps no later state (--auto_resume False starts over)."
+            )
+        elif checkpoint is not None:
             logger.info(f"Continuing from {checkpoint} (--auto_resume False starts over).")
         return checkpoint
     return None
