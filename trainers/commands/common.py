@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import transformers
 from datasets import Dataset
 from transformers import HfArgumentParser, TrainingArguments
@@ -94,7 +95,8 @@ def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dat
     The parser's dataclasses from `sys.argv`, `--output_dir` defaulting to `outputs/<output_prefix>-<dataset>` (the
     stem of `--corpus_file` or the name of `--dataset_name` for your own corpus, else of `--interactions_file`); an
     unknown flag or a value the arguments refuse (e.g. a training argument `TrainingArguments` rejects) ends the run
-    with one error line instead of a traceback.
+    with one error line instead of a traceback. Without an accelerator the training arguments do not pin memory:
+    pinning needs one, and asking for it only makes torch warn on every run.
     """
     if "--output_dir" not in sys.argv:
         corpus_file = _flag_value("--corpus_file") or _flag_value("--interactions_file")
@@ -111,6 +113,9 @@ def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dat
     *dataclasses, unknown = parsed
     if unknown:
         sys.exit(f"error: unrecognized arguments: {' '.join(unknown)} (see --help)")
+    for arguments in dataclasses:
+        if isinstance(arguments, TrainingArguments) and not torch.accelerator.is_available():
+            arguments.dataloader_pin_memory = False
     return tuple(dataclasses)
 
 
