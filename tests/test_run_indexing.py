@@ -244,23 +244,13 @@ def test_push_to_hub_sends_no_resume_state(lora_plan_hub_run):
     assert not any(name == "indexer_progress.json" or name.startswith("indexer_after_stage") for name in sent)
 
 
-def test_the_command_line_pins_no_memory_without_an_accelerator(monkeypatch, tmp_path):
+@pytest.mark.parametrize("has_accelerator", [False, True])
+def test_the_command_line_pins_memory_only_with_an_accelerator(monkeypatch, tmp_path, has_accelerator):
     from transformers import HfArgumentParser, TrainingArguments
 
     from trainers.commands.common import parse_command_line
 
     monkeypatch.setattr("sys.argv", ["run_indexing.py", "--output_dir", str(tmp_path)])
-    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: has_accelerator)
     (training_args,) = parse_command_line(HfArgumentParser(TrainingArguments), "lmindexer", "movielens")
-    assert training_args.dataloader_pin_memory is False
-
-
-def test_the_command_line_keeps_pinned_memory_with_an_accelerator(monkeypatch, tmp_path):
-    from transformers import HfArgumentParser, TrainingArguments
-
-    from trainers.commands.common import parse_command_line
-
-    monkeypatch.setattr("sys.argv", ["run_indexing.py", "--output_dir", str(tmp_path)])
-    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
-    (training_args,) = parse_command_line(HfArgumentParser(TrainingArguments), "lmindexer", "movielens")
-    assert training_args.dataloader_pin_memory is True
+    assert training_args.dataloader_pin_memory is has_accelerator

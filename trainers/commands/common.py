@@ -113,9 +113,10 @@ def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dat
     *dataclasses, unknown = parsed
     if unknown:
         sys.exit(f"error: unrecognized arguments: {' '.join(unknown)} (see --help)")
-    for arguments in dataclasses:
-        if isinstance(arguments, TrainingArguments) and not torch.accelerator.is_available():
-            arguments.dataloader_pin_memory = False
+    if not torch.accelerator.is_available():
+        for arguments in dataclasses:
+            if isinstance(arguments, TrainingArguments):
+                arguments.dataloader_pin_memory = False
     return tuple(dataclasses)
 
 
