@@ -245,20 +245,26 @@ def baseline_semantic_ids(
     codebook_sizes: Sequence[int],
     seed: int = 0,
     show_progress_bar: bool = False,
+    embeddings: np.ndarray | None = None,
 ) -> SemanticIDs:
     """
     The IDs of a corpus under a baseline scheme: `random` codes, or `kmeans` / `rq_kmeans` codes of the MiniLM
-    sentence embeddings of `texts`, with collisions resolved as for learned IDs.
+    sentence embeddings of `texts` (or of `embeddings` of shape `(len(doc_ids), embedding_size)`, e.g. text and
+    collaborative ones blended by [`~collaborative.blend_embeddings`]), with collisions resolved as for learned IDs.
 
     Raises:
-        `ValueError`: For an unknown scheme (naming the known ones) or codes the corpus cannot have.
+        `ValueError`: For an unknown scheme (naming the known ones), codes the corpus cannot have, or `embeddings`
+        with another number of rows than `doc_ids`.
     """
     if scheme not in BASELINE_ID_SCHEMES:
         raise ValueError(f"unknown ID scheme '{scheme}'; choose from {', '.join(BASELINE_ID_SCHEMES)}.")
+    if embeddings is not None and len(embeddings) != len(doc_ids):
+        raise ValueError(f"{len(embeddings)} embeddings for {len(doc_ids)} documents: one row per document.")
     if scheme == "random":
         codes = random_codes(len(doc_ids), codebook_sizes, seed=seed)
     else:
-        embeddings = sentence_embeddings(list(texts), show_progress_bar=show_progress_bar)
+        if embeddings is None:
+            embeddings = sentence_embeddings(list(texts), show_progress_bar=show_progress_bar)
         code_function = hierarchical_kmeans_codes if scheme == "kmeans" else residual_kmeans_codes
         codes = code_function(embeddings, codebook_sizes, seed=seed)
     return SemanticIDs.from_learned_codes(list(doc_ids), codes, list(codebook_sizes))

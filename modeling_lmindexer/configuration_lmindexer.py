@@ -95,6 +95,11 @@ class LMIndexerConfig(PreTrainedConfig):
             reconstruction objective.
         distillation_temperature (`float`, *optional*, defaults to 0.05):
             Temperature dividing both similarity matrices of the distillation loss.
+        collaborative_share (`float`, *optional*, defaults to 0.0):
+            Share, in `[0, 1)`, of the distillation targets' cosine similarities that comes from item co-occurrence
+            embeddings (given to the trainer as `collaborative_embeddings`, see
+            [`~collaborative.cooccurrence_embeddings`]) instead of the backbone's sentence embeddings, so that items
+            bought together are pulled into the same prefix groups. 0 distils text similarity alone.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of codebooks and reconstructor.
         dataset_name (`str`, *optional*):
@@ -141,6 +146,7 @@ class LMIndexerConfig(PreTrainedConfig):
     code_prediction_loss_weight: float = 1.0
     distillation_loss_weight: float = 1.0
     distillation_temperature: float = 0.05
+    collaborative_share: float = 0.0
     initializer_range: float = 0.02
     dataset_name: str | None = None
     indexing_metrics: dict | None = None
@@ -186,6 +192,8 @@ class LMIndexerConfig(PreTrainedConfig):
             raise ValueError(f"contrastive_similarity = {self.contrastive_similarity!r}: use 'cosine' or 'dot'.")
         if self.distillation_temperature <= 0:
             raise ValueError(f"distillation_temperature = {self.distillation_temperature} must be positive.")
+        if not 0 <= self.collaborative_share < 1:
+            raise ValueError(f"collaborative_share = {self.collaborative_share} must lie in [0, 1).")
         if self.max_document_length < 2:
             raise ValueError(f"max_document_length = {self.max_document_length}: documents need at least 2 tokens.")
 

@@ -62,6 +62,7 @@ def make_trainer(
     callbacks=None,
     sampling_strategy="random",
     keep_stage_checkpoints=False,
+    collaborative_embeddings=None,
     **config_overrides,
 ):
     torch.manual_seed(0)
@@ -90,6 +91,7 @@ def make_trainer(
         stage_plan=plan,
         callbacks=callbacks,
         keep_stage_checkpoints=keep_stage_checkpoints,
+        collaborative_embeddings=collaborative_embeddings,
     )
 
 
@@ -247,6 +249,39 @@ def test_distillation_targets_are_the_untrained_sentence_embeddings(tmp_path, t5
     assert with_targets == {"level-1/continuous", "level-1/joint"}
     for stage in trainer.stage_plan:
         assert ("distillation" in stage.losses) == (stage.name in with_targets)
+
+
+def test_collaborative_share_blends_co_occurrence_into_the_distillation_targets(tmp_path, t5_tokenizer, documents):
+    collaborative = np.random.default_rng(0).normal(size=(len(documents), 3)).astype(np.float32)
+    collaborative /= np.linalg.norm(collaborative, axis=1, keepdims=True)
+    collaborative[1] = 0  # an item no user bought with another
+    text_only = make_trainer(tmp_path / "text", t5_tokenizer, documents)
+    blended = make_trainer(
+        tmp_path / "blend", t5_tokenizer, documents, collaborative_embeddings=collaborative, collaborative_share=0.4
+    )
+    for trainer in (text_only, blended):
+        trainer._prepare_distillation_targets(first_stage=0)
+    text = text_only.distillation_targets / np.linalg.norm(text_only.distillation_targets, axis=1, keepdims=True)
+    expected_cosines = 0.6 * text @ text.T + 0.4 * collaborative @ collaborative.T
+    targets = np.load(tmp_path / "blend" / "distillation_targets.npy")
+    others = [row for row in range(len(documents)) if row != 1]
+    np.testing.assert_allclose(
+        (targets @ targets.T)[np.ix_(others, others)], expected_cosines[np.ix_(others, others)], atol=1e-5
+    )
+    np.testing.assert_allclose(targets[1, : text.shape[1]], text[1], atol=1e-5)
+
+
+def test_collaborative_share_needs_one_collaborative_row_per_document(tmp_path, t5_tokenizer, documents):
+    with pytest.raises(ValueError, match="collaborative_share = 0.5 needs collaborative_embeddings"):
+        make_trainer(tmp_path, t5_tokenizer, documents, collaborative_share=0.5)
+    with pytest.raises(
+        ValueError, match=f"collaborative_embeddings has 2 rows, the corpus {len(documents)} documents"
+    ):
+        make_trainer(
+            tmp_path, t5_tokenizer, documents, collaborative_embeddings=np.ones((2, 3)), collaborative_share=0.5
+        )
+    with pytest.raises(ValueError, match=r"collaborative_share = 1.0 must lie in \[0, 1\)"):
+        tiny_indexer_config(collaborative_share=1.0)
 
 
 def test_group_by_length_samples_by_document_token_counts(tmp_path, t5_tokenizer, documents, monkeypatch):

@@ -11,14 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datasets import Dataset
 from script_runs import run_script
 from test_retrieval_tasks import SYNTHETIC_SEQUENCES, write_synthetic_beauty
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig, Qwen2Config
 
 from modeling_lmindexer import LMIndexerRecommender, SemanticIDs
 from modeling_lmindexer.data.recommendation import leave_one_out_split, training_windows
+from modeling_lmindexer.data.user_files import NamedCorpus
 from modeling_lmindexer.id_beam_search import DecoderOnlySteps, search_id_codes
 from trainers import RecommendationCollator, recommendation_training_dataset
+from trainers.commands import recommend as recommend_command
+from trainers.commands.common import CollaborativeArguments
 
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -236,6 +240,39 @@ def test_run_recommendation_end_to_end_reports_tiger_next_to_ours(tmp_path):
     assert all(set(ranking) <= {str(item) for item in range(12)} for ranking in model.recommend([["0", "1"]], k=5))
 
 
+def test_collaborative_embeddings_see_only_the_training_part_of_each_sequence(monkeypatch):
+    # "v" and "t" are only ever a validation and a test item, so nothing a model may learn from links them.
+    sequences = {"u1": ["a", "b", "c", "v", "t"], "u2": ["b", "a", "c", "v", "t"], "u3": ["c", "b", "a", "a"]}
+    documents = NamedCorpus(Dataset.from_dict({"doc_id": ["a", "b", "c", "v", "t"], "text": list("abcvt")}), "toy")
+    text = np.eye(5, dtype=np.float32)
+    monkeypatch.setattr(recommend_command, "sentence_embeddings", lambda texts, show_progress_bar: text)
+    arguments = CollaborativeArguments(collaborative_share=0.5, collaborative_dimension=2)
+    blend = recommend_command.collaborative_text_embeddings(arguments, documents, sequences)
+    assert blend.shape == (5, 7)
+    np.testing.assert_allclose(blend[3:, :5], text[3:], atol=1e-6)  # no co-occurrence: the text direction alone
+    assert not blend[3:, 5:].any()
+    assert blend[0] @ blend[1] > 0.2  # a and b: their texts are orthogonal, their co-occurrence brings them close
+
+
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
+def test_run_recommendation_clusters_baseline_ids_on_text_and_co_occurrence(tmp_path):
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    output_dir = tmp_path / "out"
+    completed = run_recommendation(
+        "--dataset", "beauty", "--data_dir", str(data_dir), "--id_scheme", "kmeans", "--codebook_sizes", "2", "2",
+        "--collaborative_share", "0.5", "--collaborative_dimension", "4",
+        "--decoder_config_overrides", "hidden_size=16,intermediate_size=32,num_hidden_layers=1,num_attention_heads=2,"
+        "num_key_value_heads=2", "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
+        "--output_dir", str(output_dir), cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads((output_dir / "recommendation_report.json").read_text())["id_scheme"] == (
+        "kmeans_collaborative0.5"
+    )
+    saved = SemanticIDs.load(output_dir / "semantic_ids-kmeans_collaborative0.5-seed42.json")
+    assert AutoModelForCausalLM.from_pretrained(output_dir).semantic_ids == saved
+
+
 @pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_run_recommendation_on_ids_saved_elsewhere(tmp_path):
     data_dir = write_synthetic_beauty(tmp_path / "data")
@@ -270,6 +307,10 @@ def test_run_recommendation_on_ids_saved_elsewhere(tmp_path):
       "{empty}"], "--semantic_ids_file brings the IDs alone"),
     (["--dataset", "beauty", "--data_dir", "{data}", "--semantic_ids_file", "{empty}/ids.json", "--id_scheme", "dsi"],
      "--id_scheme 'dsi' cannot name saved IDs"),
+    (["--dataset", "beauty", "--data_dir", "{data}", "--id_scheme", "rq_kmeans", "--collaborative_share", "1"],
+     "--collaborative_share 1.0 must lie in [0, 1)"),
+    (["--dataset", "beauty", "--data_dir", "{data}", "--id_scheme", "random", "--collaborative_share", "0.5"],
+     "use it with --id_scheme kmeans|rq_kmeans and no --semantic_ids_file"),
 ])  # fmt: skip
 def test_bad_input_stops_the_script_with_one_error_line(arguments, message, tmp_path):
     (tmp_path / "empty").mkdir()

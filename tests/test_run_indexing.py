@@ -43,6 +43,12 @@ def assert_stops_with_one_error_line(completed: subprocess.CompletedProcess, mes
         (["--config_overrides", "distillation_temperature=0"], "distillation_temperature = 0.0 must be positive"),
         (["--config_overrides", "contrastive_loss_weight"], "--config_overrides 'contrastive_loss_weight'"),
         (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1"),
+        (["--collaborative_share", "1"], "--collaborative_share 1.0 must lie in [0, 1)"),
+        (["--dataset", "cranfield", "--collaborative_share", "0.5"], "needs users' interaction sequences"),
+        (
+            ["--corpus_file", "{empty}/docs.jsonl", "--collaborative_share", "0.5"],
+            "needs users' interaction sequences",
+        ),
         (
             ["--load_best_model_at_end", "True", "--eval_strategy", "steps", "--save_strategy", "epoch"],
             "--load_best_model_at_end requires the save and eval strategy to match",

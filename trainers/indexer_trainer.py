@@ -22,6 +22,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_l
 from transformers.utils import logging
 
 from modeling_lmindexer import LMIndexerForSemanticID, PrefixGroupMeans, SemanticIDs, validate_corpus
+from modeling_lmindexer.collaborative import blend_embeddings
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
 from modeling_lmindexer.data.sampler import PrefixGroupedSampler
 from modeling_lmindexer.hub_utils import PREFIX_GROUP_MEANS_NAME
@@ -127,6 +128,10 @@ class LMIndexerTrainer(Trainer):
             (`save_total_limit = 1` unless set) and its folder is removed once the stage is finished and saved, since
             a resumed run starts from that save; [`remove_resume_state`] removes the rest after the final model is
             saved.
+        collaborative_embeddings (`np.ndarray` of shape `(num_documents, collaborative_size)`, *optional*): Item
+            co-occurrence embeddings in corpus order (see [`~collaborative.cooccurrence_embeddings`]), blended into
+            the distillation targets with the model config's `collaborative_share`; needed when that share is
+            positive.
     """
 
     def __init__(
@@ -137,9 +142,21 @@ class LMIndexerTrainer(Trainer):
         processing_class: PreTrainedTokenizerBase,
         stage_plan: list[IndexingStage] | None = None,
         keep_stage_checkpoints: bool | None = None,
+        collaborative_embeddings: np.ndarray | None = None,
         **kwargs,
     ):
         check_corpus(corpus, model.config.codebook_sizes)
+        share = model.config.collaborative_share
+        if share > 0 and collaborative_embeddings is None:
+            raise ValueError(
+                f"collaborative_share = {share} needs collaborative_embeddings: one row per corpus document."
+            )
+        if collaborative_embeddings is not None and len(collaborative_embeddings) != len(corpus):
+            raise ValueError(
+                f"collaborative_embeddings has {len(collaborative_embeddings)} rows, the corpus {len(corpus)} "
+                "documents: one row per document, in corpus order."
+            )
+        self.collaborative_embeddings = collaborative_embeddings
         self.doc_ids = [str(doc_id) for doc_id in corpus["doc_id"]]
         texts = list(corpus["text"])
         if stage_plan is None:
@@ -242,10 +259,17 @@ class LMIndexerTrainer(Trainer):
                 f"{targets_path} is missing in a resumed run: the distillation targets are taken from the partly "
                 "trained backbone."
             )
-        self.distillation_targets = self._encode_documents(
+        sentence_targets = self._encode_documents(
             lambda input_ids, attention_mask, rows: self.model.mean_pooled_encoder_states(input_ids, attention_mask),
             description="Distillation targets",
-        ).numpy()
+        )
+        self.distillation_targets = sentence_targets.numpy()
+        if self.model.config.collaborative_share > 0:
+            self.distillation_targets = blend_embeddings(
+                torch.nn.functional.normalize(sentence_targets.float(), dim=-1).numpy(),
+                self.collaborative_embeddings,
+                self.model.config.collaborative_share,
+            )
         if self.is_world_process_zero():
             os.makedirs(self.root_output_dir, exist_ok=True)
             with open(targets_path + ".tmp", "wb") as targets_file:

@@ -5,10 +5,12 @@ Hub dataset), set up logging, compute (or reuse) baseline IDs, and push its resu
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 from datasets import Dataset
@@ -16,6 +18,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_lmindexer import SemanticIDs
 from modeling_lmindexer.baselines import baseline_semantic_ids
+from modeling_lmindexer.collaborative import cooccurrence_embeddings
 from modeling_lmindexer.data import load_corpus
 from modeling_lmindexer.data.user_files import NamedCorpus, TableSource, load_corpus_file
 from trainers.callbacks import TimeBudgetCallback
@@ -90,6 +93,43 @@ def _flag_value(flag: str) -> str | None:
     return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv[:-1] else None
 
 
+@dataclass
+class CollaborativeArguments:
+    """Co-occurrence in users' interaction sequences as a second similarity the IDs are clustered on."""
+
+    collaborative_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share, in [0, 1), of the cosine similarity the IDs are clustered on that comes from items "
+            "co-occurring in the training part of the interaction sequences (the rest from the texts); 0: texts alone."
+        },
+    )
+    collaborative_dimension: int = field(default=64, metadata={"help": "Width of the co-occurrence embeddings."})
+    collaborative_window: int = field(
+        default=3, metadata={"help": "Items at most this many positions apart in a sequence co-occur."}
+    )
+
+    def __post_init__(self):
+        if not 0 <= self.collaborative_share < 1:
+            raise ValueError(f"--collaborative_share {self.collaborative_share} must lie in [0, 1).")
+
+    def training_embeddings(self, sequences: dict[str, list[str]], item_ids: list[str]) -> np.ndarray:
+        """
+        [`cooccurrence_embeddings`] of the items of `item_ids` (rows in that order) from the training part of each
+        user's sequence: all items but the last two, the validation and test targets of the leave-one-out split,
+        so they do not shape the IDs. Items outside `item_ids` (documents held out or left out) are skipped.
+        Shape `(len(item_ids), min(--collaborative_dimension, len(item_ids)))`.
+        """
+        known = set(item_ids)
+        training_parts = [[item for item in items[:-2] if item in known] for items in sequences.values()]
+        return cooccurrence_embeddings(
+            training_parts,
+            item_ids,
+            dimension=min(self.collaborative_dimension, len(item_ids)),
+            window=self.collaborative_window,
+        )
+
+
 def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dataset: str) -> tuple:
     """
     The parser's dataclasses from `sys.argv`, `--output_dir` defaulting to `outputs/<output_prefix>-<dataset>` (the
@@ -151,13 +191,20 @@ def configure_logging(training_args: TrainingArguments) -> None:
 
 
 def cached_baseline_semantic_ids(
-    scheme: str, corpus: Dataset, codebook_sizes: list[int], training_args: TrainingArguments
+    scheme: str,
+    corpus: Dataset,
+    codebook_sizes: list[int],
+    training_args: TrainingArguments,
+    embed: Callable[[], np.ndarray] | None = None,
+    file_label: str | None = None,
 ) -> SemanticIDs:
     """
     [`baseline_semantic_ids`] of the corpus (`doc_id` and `text` columns), computed once by the main process and read
-    by the others from `output_dir/semantic_ids-<scheme>-seed<seed>.json` (also reused when a stopped run resumes).
+    by the others from `output_dir/semantic_ids-<file_label>-seed<seed>.json` (`file_label` defaults to the scheme;
+    also reused when a stopped run resumes). `embed`, called only when the IDs are computed, returns the embeddings
+    to cluster instead of the texts' MiniLM ones (one row per document of the corpus).
     """
-    path = Path(training_args.output_dir) / f"semantic_ids-{scheme}-seed{training_args.seed}.json"
+    path = Path(training_args.output_dir) / f"semantic_ids-{file_label or scheme}-seed{training_args.seed}.json"
     doc_ids = list(corpus["doc_id"])
     with training_args.main_process_first(desc=f"{scheme} semantic IDs"):
         if path.is_file():
@@ -177,6 +224,7 @@ def cached_baseline_semantic_ids(
             codebook_sizes,
             seed=training_args.seed,
             show_progress_bar=training_args.should_log,
+            embeddings=None if embed is None else embed(),
         )
         if training_args.should_save:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,10 @@ Your own documents: `--corpus_file docs.jsonl` (or `.csv`, `.tsv`, `.parquet`; o
 with `--id_column`, `--text_column` (one or several) and optionally `--category_column` (for the AMI); a bad row stops
 the run before training with one error naming the file, line and id, or is left out with `--skip_bad_rows`.
 
+`--collaborative_share 0.5` (`--dataset beauty|office|movielens`) distils half of the similarity the level-1 codes
+keep from item co-occurrence in the users' training sequences instead of from the texts alone, so that items bought
+together share prefixes (the rest of the method is unchanged).
+
 `--new_document_fraction 0.1` holds out a seeded 10% of the corpus, learns IDs for the rest, then gives the held-out
 documents IDs with `add_documents` (no retraining); the report compares their ID quality with the indexed documents'.
 
@@ -35,9 +39,11 @@ from transformers import AutoTokenizer, HfArgumentParser, set_seed
 from modeling_lmindexer import DEFAULT_BACKBONE, LMIndexerConfig, LMIndexerForSemanticID, SemanticIDs, load_backbone
 from modeling_lmindexer.backbones import parse_config_overrides
 from modeling_lmindexer.baselines import hierarchical_kmeans_codes, sentence_embeddings
+from modeling_lmindexer.data.recommendation import SEQUENCE_LOADERS, load_sequences
 from modeling_lmindexer.data.user_files import NamedCorpus
 from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
 from trainers.commands.common import (
+    CollaborativeArguments,
     CorpusFileArguments,
     HubPush,
     configure_logging,
@@ -196,17 +202,50 @@ def resume_source(args: IndexingArguments, training_args: LMIndexerTrainingArgum
     return None
 
 
+def check_collaborative_source(
+    args: IndexingArguments, corpus_args: CorpusFileArguments, collaborative: CollaborativeArguments
+) -> None:
+    """With `--collaborative_share`, one error line unless the corpus is a benchmark with interaction sequences."""
+    if collaborative.collaborative_share > 0 and (
+        corpus_args.source is not None or args.dataset not in SEQUENCE_LOADERS
+    ):
+        sys.exit(
+            "error: --collaborative_share needs users' interaction sequences: use it with --dataset "
+            f"{'|'.join(SEQUENCE_LOADERS)}."
+        )
+
+
+def collaborative_embeddings_of(
+    args: IndexingArguments, collaborative: CollaborativeArguments, corpus: Dataset
+) -> np.ndarray | None:
+    """
+    With `--collaborative_share`, the co-occurrence embeddings of the corpus items (rows in corpus order) from the
+    training part of the benchmark's interaction sequences (see [`check_collaborative_source`]); None without it.
+    """
+    if collaborative.collaborative_share == 0:
+        return None
+    try:
+        sequences = load_sequences(args.dataset, args.data_dir)
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    return collaborative.training_embeddings(sequences, [str(doc_id) for doc_id in corpus["doc_id"]])
+
+
 def main() -> None:
-    parser = HfArgumentParser((IndexingArguments, CorpusFileArguments, LMIndexerTrainingArguments))
-    args, corpus_args, training_args = parse_command_line(parser, "lmindexer", "movielens")
+    parser = HfArgumentParser(
+        (IndexingArguments, CorpusFileArguments, CollaborativeArguments, LMIndexerTrainingArguments)
+    )
+    args, corpus_args, collaborative, training_args = parse_command_line(parser, "lmindexer", "movielens")
     training_args, hub_push = HubPush.take_from(training_args)
     configure_logging(training_args)
     if not torch.cuda.is_available():
         # `accelerate launch` sets OMP_NUM_THREADS=1; on CPU, give each process its share of the cores instead.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // training_args.world_size))
     config_overrides = indexer_config_overrides(args.config_overrides)
+    check_collaborative_source(args, corpus_args, collaborative)
     named_corpus, new_corpus = load_checked_corpus(args, corpus_args, training_args.seed)
     corpus = named_corpus.documents
+    collaborative_embeddings = collaborative_embeddings_of(args, collaborative, corpus)
     logger.info(
         f"Indexing {len(corpus)} documents of '{named_corpus.name}' with codebook sizes {args.codebook_sizes}."
     )
@@ -221,12 +260,15 @@ def main() -> None:
         "max_document_length": args.max_document_length,
         "num_hard_negatives": args.num_hard_negatives,
         "center_by_prefix": args.center_by_prefix,
+        "collaborative_share": collaborative.collaborative_share,
         "dataset_name": named_corpus.name,
     }
     model = LMIndexerForSemanticID.from_backbone(backbone, **{**config_kwargs, **config_overrides})
     if args.lora_r is not None:
         apply_lora(model, r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout)
-    trainer = LMIndexerTrainer(model, training_args, corpus, tokenizer)
+    trainer = LMIndexerTrainer(
+        model, training_args, corpus, tokenizer, collaborative_embeddings=collaborative_embeddings
+    )
     try:
         result = trainer.train(resume_from_checkpoint=resume_source(args, training_args))
     except ResumeError as error:

@@ -15,7 +15,8 @@ NDCG@5/10 over the full item set.
   `--corpus_file` / `--dataset_name` (see `lmindexer-index --help`), or of `--indexer`'s IDs.
 - IDs: `--indexer <folder>` (a saved `LMIndexerForSemanticID` of the same catalogue; `--init_from_codebooks` starts
   the ID-token embeddings from its codebooks), a baseline `--id_scheme random|kmeans|rq_kmeans` with
-  `--codebook_sizes`, or a saved table of IDs made elsewhere (`--semantic_ids_file`, e.g. an indexer's
+  `--codebook_sizes` (`--collaborative_share 0.5`: k-means on text embeddings blended with co-occurrence embeddings
+  of the training sequences), or a saved table of IDs made elsewhere (`--semantic_ids_file`, e.g. an indexer's
   `semantic_ids.json` carried to a GPU machine without its weights).
 - Budget: `--max_train_minutes` of training (evaluation time not counted); `--eval_every_minutes` ranks a fixed
   random sample of `--num_validation_users` validation users at that interval, for a curve of Recall@10 against
@@ -27,17 +28,20 @@ Writes to `--output_dir` (default `outputs/recommendation-<dataset>`): the recom
 the validation curve, split, training throughput, wall time, machine).
 """
 
+import functools
 import logging
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
 
 from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRecommender, SemanticIDs
 from modeling_lmindexer.backbones import parse_config_overrides
-from modeling_lmindexer.baselines import BASELINE_ID_SCHEMES
+from modeling_lmindexer.baselines import BASELINE_ID_SCHEMES, sentence_embeddings
+from modeling_lmindexer.collaborative import blend_embeddings
 from modeling_lmindexer.configuration_recommender import DEFAULT_DECODER_CONFIG
 from modeling_lmindexer.data.recommendation import (
     PUBLISHED_RECOMMENDATION_RESULTS,
@@ -55,6 +59,7 @@ from trainers import (
     recommendation_training_dataset,
 )
 from trainers.commands.common import (
+    CollaborativeArguments,
     CorpusFileArguments,
     HubPush,
     cached_baseline_semantic_ids,
@@ -173,12 +178,25 @@ def id_files_by_scheme(entries: list[str]) -> dict[str, Path]:
 
 
 def semantic_ids_of(
-    args: RecommendationArguments, documents: NamedCorpus | None, training_args: TrainingArguments
+    args: RecommendationArguments,
+    documents: NamedCorpus | None,
+    training_args: TrainingArguments,
+    collaborative: CollaborativeArguments,
+    sequences: dict[str, list[str]] | None = None,
 ) -> tuple[SemanticIDs, list, str]:
     """
     The catalogue's IDs, the codebook vectors to start from (or none) and a description of the IDs: an indexer's,
-    a saved table of them (`--semantic_ids_file`), or baseline IDs of `documents`.
+    a saved table of them (`--semantic_ids_file`), or baseline IDs of `documents` (with `--collaborative_share`,
+    clustered on text embeddings blended with co-occurrence embeddings of the training part of `sequences`, read
+    from `--interactions_file` when None).
     """
+    if collaborative.collaborative_share > 0 and (
+        args.id_scheme not in ("kmeans", "rq_kmeans") or args.semantic_ids_file
+    ):
+        sys.exit(
+            "error: --collaborative_share shapes the baseline IDs computed here: use it with --id_scheme "
+            "kmeans|rq_kmeans and no --semantic_ids_file."
+        )
     if args.semantic_ids_file is not None:
         return saved_semantic_ids(args)
     if (args.indexer is None) == (args.id_scheme is None):
@@ -196,14 +214,33 @@ def semantic_ids_of(
         sys.exit(f"error: unknown --id_scheme '{args.id_scheme}'; choose from {', '.join(BASELINE_ID_SCHEMES)}.")
     if documents is None:
         sys.exit(f"error: --id_scheme {args.id_scheme} needs the item texts: add --corpus_file or --dataset_name.")
+    if collaborative.collaborative_share == 0:
+        embed, id_scheme = None, args.id_scheme
+    else:
+        if sequences is None:
+            sequences = load_interaction_sequences(args, list(documents.documents["doc_id"]), documents, False)[0]
+        embed = functools.partial(collaborative_text_embeddings, collaborative, documents, sequences)
+        id_scheme = f"{args.id_scheme}_collaborative{collaborative.collaborative_share:g}"
     try:
-        return (
-            cached_baseline_semantic_ids(args.id_scheme, documents.documents, args.codebook_sizes, training_args),
-            [],
-            args.id_scheme,
+        semantic_ids = cached_baseline_semantic_ids(
+            args.id_scheme, documents.documents, args.codebook_sizes, training_args, embed, file_label=id_scheme
         )
     except ValueError as error:
-        sys.exit(f"error: {args.id_scheme} IDs: {error}")
+        sys.exit(f"error: {id_scheme} IDs: {error}")
+    return semantic_ids, [], id_scheme
+
+
+def collaborative_text_embeddings(
+    collaborative: CollaborativeArguments, documents: NamedCorpus, sequences: dict[str, list[str]]
+) -> np.ndarray:
+    """
+    The items' MiniLM text embeddings blended with [`CollaborativeArguments.training_embeddings`] of `sequences`,
+    `--collaborative_share` of the cosine similarity from the latter: shape `(num_items, 384 +
+    --collaborative_dimension)`.
+    """
+    cooccurrence = collaborative.training_embeddings(sequences, list(documents.documents["doc_id"]))
+    text = sentence_embeddings(list(documents.documents["text"]), show_progress_bar=True)
+    return blend_embeddings(text, cooccurrence, collaborative.collaborative_share)
 
 
 def saved_semantic_ids(args: RecommendationArguments) -> tuple[SemanticIDs, list, str]:
@@ -304,9 +341,11 @@ def markdown_report(report: dict) -> str:
 
 
 def main() -> None:
-    parser = HfArgumentParser((RecommendationArguments, CorpusFileArguments, TrainingArguments))
+    parser = HfArgumentParser(
+        (RecommendationArguments, CorpusFileArguments, CollaborativeArguments, TrainingArguments)
+    )
     parser.set_defaults(**TRAINING_DEFAULTS)
-    args, corpus_args, training_args = parse_command_line(parser, "recommendation", "movielens")
+    args, corpus_args, collaborative, training_args = parse_command_line(parser, "recommendation", "movielens")
     training_args, hub_push = HubPush.take_from(training_args)
     configure_logging(training_args)
     set_seed(training_args.seed)
@@ -320,7 +359,9 @@ def main() -> None:
     if args.interactions_file is None:
         sequences, dataset, labels = load_benchmark_sequences(args)
     documents = load_catalogue(args, corpus_args)
-    semantic_ids, codebook_vectors, id_scheme = semantic_ids_of(args, documents, training_args)
+    semantic_ids, codebook_vectors, id_scheme = semantic_ids_of(
+        args, documents, training_args, collaborative, sequences if args.interactions_file is None else None
+    )
     if args.interactions_file is not None:
         sequences, dataset, labels = load_interaction_sequences(
             args, semantic_ids.doc_ids, documents, corpus_args.skip_bad_rows
