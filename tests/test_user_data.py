@@ -349,6 +349,29 @@ def test_lmindexer_recommend_trains_on_your_interactions_file(tmp_path):
 
 
 @pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
+def test_collaborative_ids_of_your_interactions_file_skip_its_bad_rows(tmp_path):
+    write_jsonl(tmp_path / "items.jsonl", documents(12))
+    interactions = [
+        {"user_id": f"u{user}", "item_id": f"d{(user + step) % 12}", "timestamp": step}
+        for user in range(10)
+        for step in range(5)
+    ]
+    write_csv(tmp_path / "inter.csv", [*interactions, {"user_id": "u0", "item_id": "d77", "timestamp": 9}])
+    arguments = (
+        "--interactions_file", "inter.csv", "--corpus_file", "items.jsonl", "--text_column", "body",
+        "--id_scheme", "kmeans", "--codebook_sizes", "4", "4", "--collaborative_share", "0.5",
+        "--collaborative_dimension", "4", *TINY_DECODER, "--num_train_epochs", "1", "--num_beams", "10",
+        "--k_values", "5",
+    )  # fmt: skip
+    error = one_error_line(run_command("lmindexer-recommend", *arguments, cwd=tmp_path))
+    assert "inter.csv, line 52: item 'd77' of user 'u0' is not in the corpus" in error
+    completed = run_command("lmindexer-recommend", *arguments, "--skip_bad_rows", cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads((tmp_path / "outputs" / "recommendation-items" / "recommendation_report.json").read_text())
+    assert report["id_scheme"] == "kmeans_collaborative0.5" and report["num_test_queries"] == 10
+
+
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_lmindexer_retrieve_trains_on_your_queries_and_qrels(tmp_path, tiny_backbone):
     write_jsonl(tmp_path / "docs.jsonl", documents(12))
     write_queries(tmp_path, with_split=True)

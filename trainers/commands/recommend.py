@@ -183,12 +183,13 @@ def semantic_ids_of(
     training_args: TrainingArguments,
     collaborative: CollaborativeArguments,
     sequences: dict[str, list[str]] | None = None,
+    skip_bad_rows: bool = False,
 ) -> tuple[SemanticIDs, list, str]:
     """
     The catalogue's IDs, the codebook vectors to start from (or none) and a description of the IDs: an indexer's,
     a saved table of them (`--semantic_ids_file`), or baseline IDs of `documents` (with `--collaborative_share`,
     clustered on text embeddings blended with co-occurrence embeddings of the training part of `sequences`, read
-    from `--interactions_file` when None).
+    from `--interactions_file` when None, leaving out bad rows with `skip_bad_rows`).
     """
     if collaborative.collaborative_share > 0 and (
         args.id_scheme not in ("kmeans", "rq_kmeans") or args.semantic_ids_file
@@ -218,7 +219,8 @@ def semantic_ids_of(
         embed, id_scheme = None, args.id_scheme
     else:
         if sequences is None:
-            sequences = load_interaction_sequences(args, list(documents.documents["doc_id"]), documents, False)[0]
+            catalogue = list(documents.documents["doc_id"])
+            sequences = load_interaction_sequences(args, catalogue, documents, skip_bad_rows)[0]
         embed = functools.partial(collaborative_text_embeddings, collaborative, documents, sequences)
         id_scheme = f"{args.id_scheme}_collaborative{collaborative.collaborative_share:g}"
     try:
@@ -360,7 +362,12 @@ def main() -> None:
         sequences, dataset, labels = load_benchmark_sequences(args)
     documents = load_catalogue(args, corpus_args)
     semantic_ids, codebook_vectors, id_scheme = semantic_ids_of(
-        args, documents, training_args, collaborative, sequences if args.interactions_file is None else None
+        args,
+        documents,
+        training_args,
+        collaborative,
+        sequences if args.interactions_file is None else None,
+        corpus_args.skip_bad_rows,
     )
     if args.interactions_file is not None:
         sequences, dataset, labels = load_interaction_sequences(
