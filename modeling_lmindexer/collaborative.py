@@ -75,12 +75,9 @@ def cooccurrence_embeddings(
     ppmi = torch.sparse_coo_tensor(
         counts.indices()[:, positive], pmi[positive].float(), (num_items, num_items), check_invariants=True
     ).coalesce()
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         left, singular_values, _ = torch.svd_lowrank(ppmi, q=dimension, niter=4)
-    finally:
-        torch.random.set_rng_state(generator_state)
     factors = (left * singular_values.clamp_min(0).sqrt()).numpy()
     norms = np.linalg.norm(factors, axis=1, keepdims=True)
     np.divide(factors, norms, out=embeddings, where=norms > 0)

@@ -318,14 +318,19 @@ TINY_DECODER = (
 )
 
 
-@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
-def test_lmindexer_recommend_trains_on_your_interactions_file(tmp_path):
-    write_jsonl(tmp_path / "items.jsonl", documents(12))
-    interactions = [
+def ring_interactions() -> list[dict]:
+    """10 users with 5 timed interactions each, walking the 12 items of `documents(12)` from their own start."""
+    return [
         {"user_id": f"u{user}", "item_id": f"d{(user + step) % 12}", "timestamp": step}
         for user in range(10)
         for step in range(5)
     ]
+
+
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
+def test_lmindexer_recommend_trains_on_your_interactions_file(tmp_path):
+    write_jsonl(tmp_path / "items.jsonl", documents(12))
+    interactions = ring_interactions()
     write_csv(tmp_path / "inter.csv", interactions)
     arguments = (
         "--corpus_file", "items.jsonl", "--text_column", "body", "--id_scheme", "random", "--codebook_sizes", "4", "4",
@@ -351,11 +356,7 @@ def test_lmindexer_recommend_trains_on_your_interactions_file(tmp_path):
 @pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
 def test_collaborative_ids_of_your_interactions_file_skip_its_bad_rows(tmp_path):
     write_jsonl(tmp_path / "items.jsonl", documents(12))
-    interactions = [
-        {"user_id": f"u{user}", "item_id": f"d{(user + step) % 12}", "timestamp": step}
-        for user in range(10)
-        for step in range(5)
-    ]
+    interactions = ring_interactions()
     write_csv(tmp_path / "inter.csv", [*interactions, {"user_id": "u0", "item_id": "d77", "timestamp": 9}])
     arguments = (
         "--interactions_file", "inter.csv", "--corpus_file", "items.jsonl", "--text_column", "body",
