@@ -586,3 +586,44 @@ def test_hard_negatives_spread_level_2_codes_within_prefix_groups(tmp_path, t5_t
         for negatives in (0, default_negatives)
     }
     assert np.mean(rates[default_negatives]) < np.mean(rates[0]), rates
+
+
+def test_distillation_batches_hold_nearest_neighbours_of_the_targets(tmp_path, t5_tokenizer, documents, monkeypatch):
+    """
+    With `num_distillation_neighbours`, the first level's distillation stages train on chunks of a document and its
+    nearest neighbours under the distillation targets, so most documents share their batch with one of their two
+    nearest; the other stages keep their samplers. Random batches of 8 of 40 documents hold one of a document's two
+    nearest for about a third of the documents.
+    """
+    trainer = make_trainer(tmp_path, t5_tokenizer, documents, num_distillation_neighbours=2)
+    batches = []  # (stage name, document indices) of every training batch
+    original_call = LMIndexerDataCollator.__call__
+
+    def recording_call(collator, features):
+        batches.append((trainer.current_stage.name, [feature["doc_index"] for feature in features]))
+        return original_call(collator, features)
+
+    monkeypatch.setattr(LMIndexerDataCollator, "__call__", recording_call)
+    trainer.train()
+    targets = trainer.distillation_targets / np.linalg.norm(trainer.distillation_targets, axis=1, keepdims=True)
+    cosines = targets @ targets.T
+    np.fill_diagonal(cosines, -np.inf)
+    two_nearest = np.argsort(-cosines, axis=1)[:, :2]
+
+    def share_with_a_nearest_neighbour_in_batch(stage_batches: list[list[int]]) -> float:
+        together = [any(n in batch for n in two_nearest[document]) for batch in stage_batches for document in batch]
+        return float(np.mean(together))
+
+    by_stage = {}
+    for name, indices in batches:
+        by_stage.setdefault(name, []).append(indices)
+    for stage in trainer.stage_plan:
+        if stage.kind != "train":
+            continue
+        stage_batches = by_stage[stage.name]
+        assert sorted(sum(stage_batches, [])) == list(range(len(documents)))
+        share = share_with_a_nearest_neighbour_in_batch(stage_batches)
+        if stage.level == 0 and "distillation" in stage.losses:
+            assert share >= 0.8, (stage.name, share)
+        elif stage.level == 0:
+            assert share < 0.5, (stage.name, share)
