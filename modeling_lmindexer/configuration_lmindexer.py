@@ -82,11 +82,6 @@ class LMIndexerConfig(PreTrainedConfig):
             Hard negatives per document from level 2 on: training batches are made of chunks of
             `num_hard_negatives + 1` documents sharing their earlier codes, so that the contrastive loss's in-batch
             negatives hold up to this many documents of the same prefix group. 0 samples those levels like level 1.
-        num_distillation_neighbours (`int`, *optional*, defaults to 0):
-            Nearest neighbours per document in the first level's distillation stages: training batches are made of
-            chunks of a document and up to this many of its nearest neighbours under the distillation targets (see
-            [`~data.sampler.NeighbourGroupedSampler`]), so the distillation's in-batch softmax holds the documents
-            its targets call closest. 0 draws those batches at random.
         reconstruction_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the masked-token reconstruction loss.
         contrastive_loss_weight (`float`, *optional*, defaults to 1.0):
@@ -146,7 +141,6 @@ class LMIndexerConfig(PreTrainedConfig):
     contrastive_temperature: float = 0.05
     contrastive_across_processes: bool = True
     num_hard_negatives: int = 4
-    num_distillation_neighbours: int = 0
     reconstruction_loss_weight: float = 1.0
     contrastive_loss_weight: float = 1.0
     code_prediction_loss_weight: float = 1.0
@@ -198,8 +192,6 @@ class LMIndexerConfig(PreTrainedConfig):
             raise ValueError(f"contrastive_similarity = {self.contrastive_similarity!r}: use 'cosine' or 'dot'.")
         if self.distillation_temperature <= 0:
             raise ValueError(f"distillation_temperature = {self.distillation_temperature} must be positive.")
-        if self.num_distillation_neighbours < 0:
-            raise ValueError(f"num_distillation_neighbours = {self.num_distillation_neighbours} must be 0 or more.")
         if not 0 <= self.collaborative_share < 1:
             raise ValueError(f"collaborative_share = {self.collaborative_share} must lie in [0, 1).")
         if self.max_document_length < 2:

@@ -44,7 +44,6 @@ def assert_stops_with_one_error_line(completed: subprocess.CompletedProcess, mes
         (["--config_overrides", "contrastive_loss_weight"], "--config_overrides 'contrastive_loss_weight'"),
         (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1"),
         (["--collaborative_share", "1"], "--collaborative_share 1.0 must lie in [0, 1)"),
-        (["--num_distillation_neighbours", "-1"], "--num_distillation_neighbours -1 must be 0 or more"),
         (["--dataset", "cranfield", "--collaborative_share", "0.5"], "needs users' interaction sequences"),
         (
             ["--corpus_file", "{empty}/docs.jsonl", "--collaborative_share", "0.5"],

@@ -24,7 +24,7 @@ from transformers.utils import logging
 from modeling_lmindexer import LMIndexerForSemanticID, PrefixGroupMeans, SemanticIDs, validate_corpus
 from modeling_lmindexer.collaborative import blend_embeddings
 from modeling_lmindexer.data.collator import LMIndexerDataCollator
-from modeling_lmindexer.data.sampler import NeighbourGroupedSampler, PrefixGroupedSampler
+from modeling_lmindexer.data.sampler import PrefixGroupedSampler
 from modeling_lmindexer.hub_utils import PREFIX_GROUP_MEANS_NAME
 from modeling_lmindexer.modeling_lmindexer import in_document_order
 from modeling_lmindexer.semantic_ids import code_usage_perplexity
@@ -360,9 +360,7 @@ class LMIndexerTrainer(Trainer):
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
         """
         From the second level on (with `config.num_hard_negatives > 0`), a [`PrefixGroupedSampler`]: batches of small
-        groups of documents sharing their earlier codes, the hard negatives of each other. In the first level's
-        distillation stages (with `config.num_distillation_neighbours > 0`), a [`NeighbourGroupedSampler`]: batches
-        of small groups of nearest neighbours under the distillation targets. Both group by length with
+        groups of documents sharing their earlier codes, the hard negatives of each other, grouped by length with
         `train_sampling_strategy="group_by_length"`. Otherwise the Trainer's sampler for `train_sampling_strategy`,
         except that `group_by_length` forms its mega-batches from the global batch (transformers uses the
         per-device batch), so one process and several learn the same IDs at equal global batch.
@@ -372,16 +370,14 @@ class LMIndexerTrainer(Trainer):
         lengths = self.train_dataset[self.args.length_column_name] if by_length else None
         # Mega-batches of the global batch, so that the order does not depend on the number of processes.
         global_batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
-        grouping = {
-            "seed": self.args.seed,
-            "lengths": None if lengths is None else np.asarray(lengths),
-            "mega_batch_size": 50 * global_batch_size,
-        }
         if stage is not None and stage.level > 0 and num_hard_negatives > 0:
-            return PrefixGroupedSampler(self.codes[:, : stage.level], num_hard_negatives + 1, **grouping)
-        num_neighbours = self.model.config.num_distillation_neighbours
-        if stage is not None and stage.level == 0 and "distillation" in stage.losses and num_neighbours > 0:
-            return NeighbourGroupedSampler(self.distillation_targets, num_neighbours + 1, **grouping)
+            return PrefixGroupedSampler(
+                self.codes[:, : stage.level],
+                num_hard_negatives + 1,
+                seed=self.args.seed,
+                lengths=None if lengths is None else np.asarray(lengths),
+                mega_batch_size=50 * global_batch_size,
+            )
         if by_length:
             return LengthGroupedSampler(global_batch_size, lengths=lengths)
         return super()._get_train_sampler(train_dataset)

@@ -81,10 +81,6 @@ class IndexingArguments:
     codebook_sizes: list[int] = field(default_factory=lambda: [256, 256, 256], metadata={"help": "Codes per level."})
     max_document_length: int = field(default=128, metadata={"help": "Tokens kept per document."})
     num_hard_negatives: int = field(default=4, metadata={"help": "Prefix-sharing hard negatives from level 2 on."})
-    num_distillation_neighbours: int = field(
-        default=0,
-        metadata={"help": "Nearest neighbours (by distillation target) batched with each document at level 1."},
-    )
     center_by_prefix: bool = field(
         default=True,
         metadata={"help": "Centre level representations by their prefix group's mean before k-means and scoring."},
@@ -246,8 +242,6 @@ def main() -> None:
         # `accelerate launch` sets OMP_NUM_THREADS=1; on CPU, give each process its share of the cores instead.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // training_args.world_size))
     config_overrides = indexer_config_overrides(args.config_overrides)
-    if args.num_distillation_neighbours < 0:
-        sys.exit(f"error: --num_distillation_neighbours {args.num_distillation_neighbours} must be 0 or more.")
     check_collaborative_source(args, corpus_args, collaborative)
     named_corpus, new_corpus = load_checked_corpus(args, corpus_args, training_args.seed)
     corpus = named_corpus.documents
@@ -265,7 +259,6 @@ def main() -> None:
         "codebook_sizes": args.codebook_sizes,
         "max_document_length": args.max_document_length,
         "num_hard_negatives": args.num_hard_negatives,
-        "num_distillation_neighbours": args.num_distillation_neighbours,
         "center_by_prefix": args.center_by_prefix,
         "collaborative_share": collaborative.collaborative_share,
         "dataset_name": named_corpus.name,
