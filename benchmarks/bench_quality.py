@@ -70,6 +70,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs  # noqa: E402
+from modeling_lmindexer.collaborative import consecutive_prefix_sharing, training_parts  # noqa: E402
 from modeling_lmindexer.data import load_corpus  # noqa: E402
 from modeling_lmindexer.data.recommendation import (  # noqa: E402
     PUBLISHED_RECOMMENDATION_RESULTS,
@@ -145,6 +146,7 @@ METRIC_COLUMNS = {
     "product_search": ("recall@1", "recall@10", "mrr@10", "ndcg@10"),
 }
 PUBLISHED = {("rec", name): results for name, results in PUBLISHED_RECOMMENDATION_RESULTS.items()}
+PREFIX_SHARING_COLUMN = "consecutive training items sharing 1, 2, ... codes"
 ZERO_SHOT_NAME = "LMIndexer, no fine-tuning (zero-shot), {num_beams} beams"
 DEFAULT_ZERO_SHOT_BEAMS = [20, 50, 100]
 PRODUCT_SEARCH_LABEL = (
@@ -432,6 +434,14 @@ def load_peer_recommenders():
     return module
 
 
+def task_sequences(args: argparse.Namespace) -> dict[str, list[str]]:
+    """rec: every user's item sequence of `--dataset`, the first `--max_users` users with that flag."""
+    sequences = load_sequences(args.dataset, args.data_dir)
+    if args.max_users is not None:
+        sequences = dict(list(sequences.items())[: args.max_users])
+    return sequences
+
+
 def run_peer(args: argparse.Namespace, peer: str, seed: int) -> dict:
     """
     Train and evaluate one cornac peer recommender for `--budget_minutes` of training on the scripts' split (or, with
@@ -444,9 +454,7 @@ def run_peer(args: argparse.Namespace, peer: str, seed: int) -> dict:
         return json.loads(result_file.read_text())
     peers = load_peer_recommenders()
     model, config = PEERS[peer]
-    sequences = load_sequences(args.dataset, args.data_dir)
-    if args.max_users is not None:
-        sequences = dict(list(sequences.items())[: args.max_users])
+    sequences = task_sequences(args)
     split = leave_one_out_split(sequences, PEER_HISTORY_LENGTH[model])
     item_ids = list(load_corpus(args.dataset, args.data_dir)["doc_id"])
     options = {
@@ -491,15 +499,27 @@ def run_peer(args: argparse.Namespace, peer: str, seed: int) -> dict:
     return row
 
 
-def id_quality(semantic_ids: SemanticIDs, category_of: dict[str, str]) -> dict:
-    """AMI with the leaf category, collision rate before resolution and code-usage perplexity of every level."""
+def id_quality(
+    semantic_ids: SemanticIDs, category_of: dict[str, str], training_sequences: list[list[str]] | None = None
+) -> dict:
+    """
+    AMI with the leaf category, collision rate before resolution and code-usage perplexity of every level; with the
+    training part of users' sequences (rec), the share of consecutive training items whose IDs share 1, 2, ... codes.
+    """
     categories = [category_of.get(doc_id, "") for doc_id in semantic_ids.doc_ids]
+    learned_codes = semantic_ids.codes[:, : semantic_ids.num_learned_levels]
     return {
         **semantic_id_metrics(semantic_ids, categories),
         "code_usage_perplexity": [
             round(semantic_ids.code_usage_perplexity(level), 2) for level in range(semantic_ids.num_learned_levels)
         ],
         "codebook_sizes": list(semantic_ids.codebook_sizes),
+        "consecutive_prefix_sharing": None
+        if training_sequences is None
+        else [
+            round(share, 4)
+            for share in consecutive_prefix_sharing(training_sequences, semantic_ids.doc_ids, learned_codes)
+        ],
     }
 
 
@@ -673,9 +693,18 @@ def zero_shot_rows(args: argparse.Namespace, seed: int, category_of: dict[str, s
 
 
 def scheme_row(
-    scheme: str, variant: tuple[str, list[str]], seed: int, report: dict, run_dir: Path, category_of: dict[str, str]
+    scheme: str,
+    variant: tuple[str, list[str]],
+    seed: int,
+    report: dict,
+    run_dir: Path,
+    category_of: dict[str, str],
+    training_sequences: list[list[str]] | None = None,
 ) -> dict:
-    """One table row from a run's report and saved IDs; `variant` is the `(name, script flags)` it was trained with."""
+    """
+    One table row from a run's report and saved IDs; `variant` is the `(name, script flags)` it was trained with,
+    `training_sequences` the training part of users' sequences (rec).
+    """
     semantic_ids = SemanticIDs.load(run_dir / "semantic_ids.json")
     evaluation_seconds = report["wall_time_seconds"].get("evaluation")
     variant_name, variant_flags = variant
@@ -690,7 +719,7 @@ def scheme_row(
         "commit": report["machine"].get("git_commit"),
         "retriever": report["backbone"],
         "metrics": report["metrics"],
-        "id_quality": id_quality(semantic_ids, category_of),
+        "id_quality": id_quality(semantic_ids, category_of, training_sequences),
         "training_wall_time_seconds": round(report["wall_time_seconds"].get("training", 0.0), 1),
         "evaluation_wall_time_seconds": round(evaluation_seconds or 0.0, 1),
         # The recommendation report keeps its beam width with the training fields.
@@ -849,6 +878,7 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
     """
     metrics = result["metric_columns"]
     machine = result["machine"]
+    sharing = any(row["id_quality"].get("consecutive_prefix_sharing") is not None for row in result["rows"])
     lines = [
         f"# Quality benchmark: {result['task']} on {result['dataset']}",
         "",
@@ -865,9 +895,10 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
         "| IDs | retriever | seed | "
         + " | ".join(metrics)
         + " | beams | ms per query | AMI level 1 | AMI full ID | collisions before resolution | "
-        "code-usage perplexity per level | training (min) | steps | epochs | targets/s | stopped by budget | "
-        "tested weights |",
-        "|---|---|---|" + "---|" * (len(metrics) + 12),
+        "code-usage perplexity per level | "
+        + (PREFIX_SHARING_COLUMN + " | " if sharing else "")
+        + "training (min) | steps | epochs | targets/s | stopped by budget | tested weights |",
+        "|---|---|---|" + "---|" * (len(metrics) + 12 + sharing),
     ]
     # The zero-shot rows (not trained: no steps, epochs or budget) follow the trained rows they compare with.
     for row in [*result["rows"], *result.get("zero_shot_rows", [])]:
@@ -877,12 +908,21 @@ def markdown_report(result: dict, plots: Sequence[str]) -> str:
             + " | ".join(_format(row["metrics"].get(metric)) for metric in metrics)
             + f" | {_format(row.get('num_beams'))} | {_milliseconds(row)} | {_format(quality['ami_level_1'])} | "
             f"{_format(quality['ami_full_id'])} | {_format(quality['collision_rate_before_resolution'])} | "
-            f"{_format(quality['code_usage_perplexity'])} | {row['training_wall_time_seconds'] / 60:.1f} | "
+            f"{_format(quality['code_usage_perplexity'])} | "
+            + (f"{_format(quality.get('consecutive_prefix_sharing'))} | " if sharing else "")
+            + f"{row['training_wall_time_seconds'] / 60:.1f} | "
             f"{row.get('optimizer_steps', '-')} | {row.get('epochs_done', '-')} | "
             f"{_format(row.get('targets_per_second'))} | {_format(row.get('stopped_by_time_budget'))} | "
             f"{describe_tested_weights(row.get('tested_weights'), brief=True)} |"
         )
     lines += ["", _latency_note(result)]
+    if sharing:
+        lines += [
+            "",
+            f"{PREFIX_SHARING_COLUMN}: of the consecutive pairs of two different items in the training part of the "
+            "users' sequences (all items but the last two), the share whose IDs have the same first code, the same "
+            "first two codes, and so on: how much of what is consumed together the ID prefixes group.",
+        ]
     if result.get("peer_rows"):
         lines += [
             "",
@@ -944,13 +984,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args, extra = parse_arguments(argv)
     corpus = load_corpus(args.dataset, args.data_dir)
     category_of = dict(zip(corpus["doc_id"], corpus["category"]))
+    training_sequences = training_parts(task_sequences(args)) if args.task == "rec" else None
     rows = []
     for seed in args.seeds:
         for scheme in args.schemes:
             for variant in args.variants:
                 report = run_scheme(args, scheme, variant[0], seed, extra + variant[1])
                 run_dir = args.output_dir / f"{run_name(scheme, variant[0])}-seed{seed}"
-                rows.append(scheme_row(scheme, variant, seed, report, run_dir, category_of))
+                rows.append(scheme_row(scheme, variant, seed, report, run_dir, category_of, training_sequences))
                 logger.info(f"{rows[-1]['scheme']} (seed {seed}): {rows[-1]['metrics']}")
     peer_rows = []
     for seed in args.seeds:

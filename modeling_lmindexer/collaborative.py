@@ -9,7 +9,7 @@ two items is a weighted sum of their text and collaborative similarities. The bl
 computed from fixed embeddings: the k-means baselines, or the targets of the indexer's distillation loss.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -112,4 +112,42 @@ def blend_embeddings(text: np.ndarray, collaborative: np.ndarray, collaborative_
     return blend / np.linalg.norm(blend, axis=1, keepdims=True).clip(min=1e-12)
 
 
-__all__ = ["blend_embeddings", "cooccurrence_embeddings"]
+def training_parts(sequences: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """
+    Every user's items but the last two, the validation and test targets of the leave-one-out split: the part of the
+    sequences that IDs may be learned from without leaking what is evaluated.
+    """
+    return [list(items[:-2]) for items in sequences.values()]
+
+
+def consecutive_prefix_sharing(
+    sequences: Iterable[Sequence[str]], doc_ids: Sequence[str], codes: np.ndarray
+) -> list[float]:
+    """
+    How well ID prefixes group what is consumed together: for `t = 1 .. num_levels`, the fraction of consecutive pairs
+    of two different items in `sequences` whose IDs share their first `t` codes.
+
+    Args:
+        sequences (`Iterable[Sequence[str]]`): Item ids of each user, in time order (e.g. [`training_parts`]).
+        doc_ids (`Sequence[str]`): The items of the ID table, in row order.
+        codes (`np.ndarray` of shape `(len(doc_ids), num_levels)`): Their codes (the learned levels).
+
+    Returns:
+        `list[float]` of length `num_levels`, non-increasing; empty when no pair has both items in `doc_ids` (pairs
+        with an item outside it are skipped).
+    """
+    row_of = {doc_id: row for row, doc_id in enumerate(doc_ids)}
+    first_rows, second_rows = [], []
+    for sequence in sequences:
+        rows = [row_of.get(item) for item in sequence]
+        for first, second in zip(rows, rows[1:]):
+            if first is not None and second is not None and first != second:
+                first_rows.append(first)
+                second_rows.append(second)
+    if not first_rows:
+        return []
+    shared_prefix = np.cumprod(codes[first_rows] == codes[second_rows], axis=1)
+    return [float(share) for share in shared_prefix.mean(axis=0)]
+
+
+__all__ = ["blend_embeddings", "consecutive_prefix_sharing", "cooccurrence_embeddings", "training_parts"]

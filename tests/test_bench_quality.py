@@ -20,6 +20,8 @@ from test_retrieval_tasks import SYNTHETIC_SEQUENCES, write_synthetic_beauty, wr
 from test_retriever_trainer import save_tiny_indexer
 from transformers import T5ForConditionalGeneration
 
+from modeling_lmindexer import SemanticIDs
+from modeling_lmindexer.collaborative import consecutive_prefix_sharing
 from modeling_lmindexer.data.retrieval_tasks import EvaluationQuery, RetrievalTask, TrainingPair
 
 
@@ -434,12 +436,21 @@ def test_beauty_table_with_recommender_rows_a_cornac_peer_and_curves(t5_tokenize
     assert [row["system"] for row in result["reference_rows"]] == ["popularity (most frequent training targets)"]
     assert result["reference_rows"][0]["milliseconds_per_query"] > 0 and result["zero_shot_rows"] == []
     assert set(result["seed_spread"]) == {"random", "lmindexer_codebooks", "sasrec"}
+    training_sequences = [[str(item) for item in items[:-2]] for items in SYNTHETIC_SEQUENCES.values()]
+    for row in result["rows"]:
+        semantic_ids = SemanticIDs.load(tmp_path / "runs" / f"{row['scheme']}-seed1" / "semantic_ids.json")
+        learned_codes = semantic_ids.codes[:, : semantic_ids.num_learned_levels]
+        sharing = row["id_quality"]["consecutive_prefix_sharing"]
+        assert len(sharing) == learned_codes.shape[1] and sharing == sorted(sharing, reverse=True)
+        expected = consecutive_prefix_sharing(training_sequences, semantic_ids.doc_ids, learned_codes)
+        assert sharing == pytest.approx(expected, abs=1e-4)
 
     results_dir = tmp_path / "results"
     markdown = (results_dir / "quality_rec_beauty.md").read_text()
     assert "## Peer recommenders (cornac), same split and training minutes" in markdown
     assert "| SASRec (cornac), tuned config (loss bce) | 1 |" in markdown
     assert markdown.count(" | best at ") == 3  # the tested weights of both schemes and of the peer
+    assert f"| {bench.PREFIX_SHARING_COLUMN} |" in markdown and f"{bench.PREFIX_SHARING_COLUMN}: of the" in markdown
     assert "| TIGER (Rajput et al., 2023), published | 0.0454 | 0.0648 | 0.0321 | 0.0384 | n/a | - |" in markdown
     assert "| LMIndexer (learned), ID-token embeddings from its codebooks | LMIndexerRecommender" in markdown
     assert (results_dir / "quality_rec_beauty_recall_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

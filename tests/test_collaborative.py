@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_lmindexer.collaborative import blend_embeddings, cooccurrence_embeddings
+from modeling_lmindexer.collaborative import (
+    blend_embeddings,
+    consecutive_prefix_sharing,
+    cooccurrence_embeddings,
+    training_parts,
+)
 
 
 ITEMS = ["a", "b", "c", "d", "e", "f", "lonely"]
@@ -79,3 +84,16 @@ def test_an_item_without_collaborative_signal_keeps_its_text_direction():
 def test_blend_refuses_bad_input(share, collaborative_rows, message):
     with pytest.raises(ValueError, match=message):
         blend_embeddings(unit_rows(3, 4, seed=0), unit_rows(collaborative_rows, 2, seed=1), share)
+
+
+def test_training_parts_leave_out_every_user_s_last_two_items():
+    assert training_parts({"u1": ["a", "b", "c", "d"], "u2": ["e", "f"], "u3": ["g"]}) == [["a", "b"], [], []]
+
+
+def test_consecutive_prefix_sharing_counts_pairs_of_different_items_by_shared_prefix_length():
+    doc_ids = ["a", "b", "c", "d"]
+    codes = np.array([[0, 0, 1], [0, 0, 2], [0, 1, 0], [1, 0, 0]])
+    # Pairs: a-b (2 codes), b-c (1), c-d (0), d-d (same item, skipped), a-x (unknown item, skipped).
+    sequences = [["a", "b", "c", "d", "d"], ["a", "x"]]
+    assert consecutive_prefix_sharing(sequences, doc_ids, codes) == pytest.approx([2 / 3, 1 / 3, 0.0])
+    assert consecutive_prefix_sharing([["a"], ["x", "y"]], doc_ids, codes) == []

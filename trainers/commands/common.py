@@ -18,7 +18,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_lmindexer import SemanticIDs
 from modeling_lmindexer.baselines import baseline_semantic_ids
-from modeling_lmindexer.collaborative import cooccurrence_embeddings
+from modeling_lmindexer.collaborative import cooccurrence_embeddings, training_parts
 from modeling_lmindexer.data import load_corpus
 from modeling_lmindexer.data.user_files import NamedCorpus, TableSource, load_corpus_file
 from trainers.callbacks import TimeBudgetCallback
@@ -121,9 +121,8 @@ class CollaborativeArguments:
         Shape `(len(item_ids), min(--collaborative_dimension, len(item_ids)))`.
         """
         known = set(item_ids)
-        training_parts = [[item for item in items[:-2] if item in known] for items in sequences.values()]
         return cooccurrence_embeddings(
-            training_parts,
+            [[item for item in items if item in known] for items in training_parts(sequences)],
             item_ids,
             dimension=min(self.collaborative_dimension, len(item_ids)),
             window=self.collaborative_window,
