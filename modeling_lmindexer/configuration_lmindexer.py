@@ -100,12 +100,6 @@ class LMIndexerConfig(PreTrainedConfig):
             embeddings (given to the trainer as `collaborative_embeddings`, see
             [`~collaborative.cooccurrence_embeddings`]) instead of the backbone's sentence embeddings, so that items
             bought together are pulled into the same prefix groups. 0 distils text similarity alone.
-        residual_distillation (`bool`, *optional*, defaults to `False`):
-            From the second level on, distil the similarities of the targets' residuals instead of the targets': each
-            (normalised) target minus the mean target of its prefix group (the corpus documents sharing its earlier
-            codes, as [`PrefixGroupMeans`] computes it), so that a level learns what tells apart the documents of one
-            prefix group, as residual k-means clusters residuals. Only levels whose stages list `"distillation"`
-            (see `distillation_levels` of the training arguments) are affected.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of codebooks and reconstructor.
         dataset_name (`str`, *optional*):
@@ -153,7 +147,6 @@ class LMIndexerConfig(PreTrainedConfig):
     distillation_loss_weight: float = 1.0
     distillation_temperature: float = 0.05
     collaborative_share: float = 0.0
-    residual_distillation: bool = False
     initializer_range: float = 0.02
     dataset_name: str | None = None
     indexing_metrics: dict | None = None

@@ -271,47 +271,6 @@ def test_collaborative_share_blends_co_occurrence_into_the_distillation_targets(
     np.testing.assert_allclose(targets[1, : text.shape[1]], text[1], atol=1e-5)
 
 
-def test_residual_distillation_distils_what_tells_a_prefix_group_apart(tmp_path, t5_tokenizer, documents):
-    trainer = make_trainer(tmp_path, t5_tokenizer, documents, residual_distillation=True)
-    rng = np.random.default_rng(0)
-    trainer.distillation_targets = rng.normal(size=(len(documents), 5)).astype(np.float32)
-    trainer.codes = rng.integers(0, 4, size=(len(documents), 1))
-    trainer.codes[0, 0], trainer.codes[1:, 0] = 3, rng.integers(0, 3, size=len(documents) - 1)  # document 0 alone
-    normalised = trainer.distillation_targets / np.linalg.norm(trainer.distillation_targets, axis=1, keepdims=True)
-    np.testing.assert_array_equal(trainer.level_distillation_targets(0), trainer.distillation_targets)
-    residuals = trainer.level_distillation_targets(1)
-    for code in range(3):
-        group = trainer.codes[:, 0] == code
-        np.testing.assert_allclose(residuals[group], normalised[group] - normalised[group].mean(0), atol=1e-6)
-    np.testing.assert_allclose(residuals[0], normalised[0], atol=1e-6)
-    trainer.model.config.residual_distillation = False
-    np.testing.assert_array_equal(trainer.level_distillation_targets(1), trainer.distillation_targets)
-
-
-def test_residual_distillation_reaches_the_second_level_batches(tmp_path, t5_tokenizer, documents, monkeypatch):
-    plan = default_stage_plan(2, warmup_epochs=0, continuous_epochs=1, joint_epochs=1, distillation_levels=2)
-    trainer = make_trainer(tmp_path, t5_tokenizer, documents, stage_plan=plan, residual_distillation=True)
-    seen = []
-    original_call = LMIndexerDataCollator.__call__
-
-    def recording_call(collator, features):
-        batch = original_call(collator, features)
-        seen.append((trainer.current_stage, batch["distillation_targets"], trainer.codes.copy()))
-        return batch
-
-    monkeypatch.setattr(LMIndexerDataCollator, "__call__", recording_call)
-    trainer.train()
-    level_two = [(targets, codes) for stage, targets, codes in seen if stage.level == 1]
-    assert level_two and all(stage.level in (0, 1) for stage, _, _ in seen)
-    targets, codes = level_two[-1]
-    trainer.codes = codes  # the level-1 codes of the level-2 stages (the final re-assignment changes some)
-    expected = trainer.level_distillation_targets(1)
-    rows = [np.flatnonzero((expected == row).all(axis=1)) for row in targets.numpy()]
-    assert all(len(match) == 1 for match in rows)
-    level_one_targets = {tuple(row) for stage, batch, _ in seen if stage.level == 0 for row in batch.numpy()}
-    assert not level_one_targets & {tuple(row) for row in targets.numpy()}
-
-
 def test_collaborative_share_needs_one_collaborative_row_per_document(tmp_path, t5_tokenizer, documents):
     with pytest.raises(ValueError, match="collaborative_share = 0.5 needs collaborative_embeddings"):
         make_trainer(tmp_path, t5_tokenizer, documents, collaborative_share=0.5)

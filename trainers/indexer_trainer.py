@@ -276,20 +276,6 @@ class LMIndexerTrainer(Trainer):
                 np.save(targets_file, self.distillation_targets)
             os.replace(targets_path + ".tmp", targets_path)
 
-    def level_distillation_targets(self, level: int) -> np.ndarray:
-        """
-        The distillation targets `(num_documents, target_size)` of a level's stages: the run's targets, or, from the
-        second level on with `config.residual_distillation`, the normalised targets minus the mean of their prefix
-        group under the codes assigned so far (groups of one document keep their target, as in [`PrefixGroupMeans`]).
-        """
-        if level == 0 or not self.model.config.residual_distillation:
-            return self.distillation_targets
-        targets = torch.nn.functional.normalize(torch.from_numpy(self.distillation_targets).float(), dim=-1)
-        prefix_codes = torch.from_numpy(self.codes[:, :level])
-        group_means = PrefixGroupMeans(self.model.config.codebook_sizes)
-        group_means.fit(level, targets, prefix_codes)
-        return (targets - group_means(level, prefix_codes, targets)).numpy()
-
     def _stage_output_dir(self, index: int, stage: IndexingStage) -> str:
         return os.path.join(self.root_output_dir, f"stage-{index:02d}-{stage.name.replace('/', '-')}")
 
@@ -362,9 +348,7 @@ class LMIndexerTrainer(Trainer):
     def _train_stage(self, index: int, stage: IndexingStage, checkpoint: str | None) -> None:
         self._set_trainable(stage)
         self.data_collator.set_level(stage.level, self.codes)
-        self.data_collator.distillation_targets = (
-            self.level_distillation_targets(stage.level) if "distillation" in stage.losses else None
-        )
+        self.data_collator.distillation_targets = self.distillation_targets if "distillation" in stage.losses else None
         self.args.output_dir = self._stage_output_dir(index, stage)
         self.args.num_train_epochs = stage.num_epochs
         self.args.learning_rate = self.base_learning_rate if stage.learning_rate is None else stage.learning_rate
