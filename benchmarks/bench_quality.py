@@ -70,12 +70,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs  # noqa: E402
-from modeling_lmindexer.collaborative import consecutive_prefix_sharing, training_parts  # noqa: E402
+from modeling_lmindexer.collaborative import consecutive_prefix_sharing  # noqa: E402
 from modeling_lmindexer.data import load_corpus  # noqa: E402
 from modeling_lmindexer.data.recommendation import (  # noqa: E402
     PUBLISHED_RECOMMENDATION_RESULTS,
     leave_one_out_split,
     load_sequences,
+    training_parts,
 )
 from modeling_lmindexer.data.retrieval_tasks import (  # noqa: E402
     EvaluationQuery,

@@ -9,7 +9,7 @@ two items is a weighted sum of their text and collaborative similarities. The bl
 computed from fixed embeddings: the k-means baselines, or the targets of the indexer's distillation loss.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -112,14 +112,6 @@ def blend_embeddings(text: np.ndarray, collaborative: np.ndarray, collaborative_
     return blend / np.linalg.norm(blend, axis=1, keepdims=True).clip(min=1e-12)
 
 
-def training_parts(sequences: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """
-    Every user's items but the last two, the validation and test targets of the leave-one-out split: the part of the
-    sequences that IDs may be learned from without leaking what is evaluated.
-    """
-    return [list(items[:-2]) for items in sequences.values()]
-
-
 def consecutive_prefix_sharing(
     sequences: Iterable[Sequence[str]], doc_ids: Sequence[str], codes: np.ndarray
 ) -> list[float]:
@@ -128,7 +120,8 @@ def consecutive_prefix_sharing(
     of two different items in `sequences` whose IDs share their first `t` codes.
 
     Args:
-        sequences (`Iterable[Sequence[str]]`): Item ids of each user, in time order (e.g. [`training_parts`]).
+        sequences (`Iterable[Sequence[str]]`): Item ids of each user, in time order (e.g.
+            [`~data.recommendation.training_parts`]).
         doc_ids (`Sequence[str]`): The items of the ID table, in row order.
         codes (`np.ndarray` of shape `(len(doc_ids), num_levels)`): Their codes (the learned levels).
 
@@ -150,4 +143,4 @@ def consecutive_prefix_sharing(
     return [float(share) for share in shared_prefix.mean(axis=0)]
 
 
-__all__ = ["blend_embeddings", "consecutive_prefix_sharing", "cooccurrence_embeddings", "training_parts"]
+__all__ = ["blend_embeddings", "consecutive_prefix_sharing", "cooccurrence_embeddings"]

@@ -6,8 +6,8 @@ from modeling_lmindexer.collaborative import (
     blend_embeddings,
     consecutive_prefix_sharing,
     cooccurrence_embeddings,
-    training_parts,
 )
+from modeling_lmindexer.data.recommendation import training_parts
 
 
 ITEMS = ["a", "b", "c", "d", "e", "f", "lonely"]

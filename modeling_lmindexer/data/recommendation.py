@@ -170,6 +170,14 @@ def curve_sample(
     return [examples[index] for index in chosen]
 
 
+def training_parts(sequences: dict[str, list[str]]) -> list[list[str]]:
+    """
+    Every user's items but the last two, the validation and test targets of [`leave_one_out_split`]: the part of the
+    sequences that a model or its IDs may learn from without leaking what is evaluated.
+    """
+    return [items[:-2] for items in sequences.values()]
+
+
 def training_windows(sequences: dict[str, list[str]], max_history_length: int = 20) -> list[list[str]]:
     """
     The training sequences of the leave-one-out split, for a model trained on every position: each user's items but
@@ -182,13 +190,13 @@ def training_windows(sequences: dict[str, list[str]], max_history_length: int = 
     """
     if max_history_length < 1:
         raise ValueError(f"max_history_length must be positive, got {max_history_length}.")
-    windows = []
     for user_id, items in sequences.items():
         if len(items) < 3:
             raise ValueError(
                 f"User '{user_id}' has {len(items)} interactions; leave-one-out needs at least 3 per user."
             )
-        training_items = items[:-2]
+    windows = []
+    for training_items in training_parts(sequences):
         for start in range(0, max(1, len(training_items) - 1), max_history_length):
             window = training_items[start : start + max_history_length + 1]
             if len(window) >= 2:
@@ -222,5 +230,6 @@ __all__ = [
     "load_movielens_sequences",
     "load_office_sequences",
     "load_sequences",
+    "training_parts",
     "training_windows",
 ]

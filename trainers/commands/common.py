@@ -18,8 +18,9 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from modeling_lmindexer import SemanticIDs
 from modeling_lmindexer.baselines import baseline_semantic_ids
-from modeling_lmindexer.collaborative import cooccurrence_embeddings, training_parts
+from modeling_lmindexer.collaborative import cooccurrence_embeddings
 from modeling_lmindexer.data import load_corpus
+from modeling_lmindexer.data.recommendation import training_parts
 from modeling_lmindexer.data.user_files import NamedCorpus, TableSource, load_corpus_file
 from trainers.callbacks import TimeBudgetCallback
 
