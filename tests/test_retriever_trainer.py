@@ -35,8 +35,15 @@ from trainers import (
     retrieval_evaluation_dataset,
     retrieval_training_dataset,
 )
-from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS
-from trainers.commands.retrieve import RetrieverArguments, resume_source
+from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS, CorpusFileArguments
+from trainers.commands.retrieve import (
+    INDEXER_START_LEARNING_RATE,
+    TRAINING_DEFAULTS,
+    RetrievalArguments,
+    RetrieverArguments,
+    parse_arguments,
+    resume_source,
+)
 from trainers.report import describe_tested_weights
 
 
@@ -143,6 +150,28 @@ def test_metrics_equal_a_direct_computation_on_the_generated_rankings(t5_tokeniz
     expected = compute_retrieval_metrics(rankings, relevance, K_VALUES)
     assert {name: output.metrics[f"test_{name}"] for name in METRIC_NAMES} == pytest.approx(expected, abs=1e-12)
     assert 0.0 < expected["ndcg@10"] < 1.0  # graded, with a relevant document that has no ID
+
+
+@pytest.mark.parametrize(
+    "arguments, learning_rate",
+    [
+        (["--indexer", "saved"], INDEXER_START_LEARNING_RATE),
+        (["--indexer", "saved", "--learning_rate", str(TRAINING_DEFAULTS["learning_rate"])], 5e-4),
+        (["--indexer", "saved", "--learning_rate=3e-4"], 3e-4),
+        (["--indexer", "saved", "--learning_r", "3e-4"], 3e-4),
+        (["--indexer", "saved", "--retriever_init", "backbone"], TRAINING_DEFAULTS["learning_rate"]),
+        (["--id_scheme", "random"], TRAINING_DEFAULTS["learning_rate"]),
+    ],
+)
+def test_a_retriever_started_from_its_indexer_defaults_to_its_own_learning_rate(
+    monkeypatch, tmp_path, arguments, learning_rate
+):
+    assert INDEXER_START_LEARNING_RATE != TRAINING_DEFAULTS["learning_rate"] == 5e-4
+    monkeypatch.setattr("sys.argv", ["run_retrieval.py", *arguments, "--output_dir", str(tmp_path)])
+    *_, training_args = parse_arguments(
+        (RetrievalArguments, CorpusFileArguments, RetrieverArguments, Seq2SeqTrainingArguments), "retrieval", "scifact"
+    )
+    assert training_args.learning_rate == learning_rate
 
 
 def test_bad_arguments_are_refused(t5_tokenizer, tmp_path):
@@ -455,6 +484,7 @@ def test_run_retrieval_from_a_saved_indexer_within_a_time_budget(t5_tokenizer, t
     assert report["id_scheme"] == f"LMIndexer ({indexer})" and report["stopped_by_time_budget"]
     assert report["training"]["optimizer steps"] == 1 and report["num_test_queries"] == 4
     assert report["training_examples"] == {"query": 12, "indexing": 12} and report["labels"] == []
+    assert report["training"]["learning rate"] == INDEXER_START_LEARNING_RATE
 
 
 @pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings

@@ -94,6 +94,21 @@ def _flag_value(flag: str) -> str | None:
     return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv[:-1] else None
 
 
+def argument_given(parser: HfArgumentParser, name: str) -> bool:
+    """
+    Whether the command line sets the argument `name` in any spelling the parser accepts (`--name value`,
+    `--name=value`, an abbreviation), so that a default chosen from other arguments never overrides the user's value.
+    """
+    default = parser.get_default(name)
+    unset = object()
+    parser.set_defaults(**{name: unset})
+    try:
+        namespace, _ = parser.parse_known_args(sys.argv[1:])
+    finally:
+        parser.set_defaults(**{name: default})
+    return getattr(namespace, name) is not unset
+
+
 @dataclass
 class CollaborativeArguments:
     """Co-occurrence in users' interaction sequences as a second similarity the IDs are clustered on."""

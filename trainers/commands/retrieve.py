@@ -13,8 +13,9 @@ queries with beam search (20 beams) constrained to the indexed IDs: Recall@K, ND
   column, `--query_split_column`; without one the judged queries are split 50/50 by id) and `--qrels_file` (TREC
   qrels or BEIR TSV). Training always includes one indexing pair (document text -> its ID) per document.
 - IDs: `--indexer <folder>` (a saved `LMIndexerForSemanticID`: the retriever starts from its backbone and codebooks,
-  as in the paper) or a baseline `--id_scheme random|kmeans|rq_kmeans` on `--backbone` (or on a
-  backbone trained from scratch: `--backbone_config`, `--backbone_config_overrides`).
+  as in the paper, and fine-tunes at learning rate 1e-4 unless `--learning_rate` is given) or a baseline
+  `--id_scheme random|kmeans|rq_kmeans` on `--backbone` (or on a backbone trained from scratch: `--backbone_config`,
+  `--backbone_config_overrides`), at 5e-4.
 
 Writes to `--output_dir` (default `outputs/retrieval-<dataset>`): the retriever (`save_pretrained`, IDs inside) and
 its tokenizer, and `retrieval_report.json` + `.md` (metrics, split, labels, training examples, wall time, machine).
@@ -70,6 +71,7 @@ from trainers import (
 from trainers.commands.common import (
     CorpusFileArguments,
     HubPush,
+    argument_given,
     cached_baseline_semantic_ids,
     configure_logging,
     load_documents,
@@ -87,7 +89,7 @@ START_TIME = time.time()
 RETRIEVER_INITS = ("indexer", "backbone")
 # The kinds of training pairs --training_pairs chooses from.
 TRAINING_PAIR_KINDS = (QUERY, INDEXING, PSEUDO_QUERY)
-# Training defaults of the downstream scripts; every one can be changed with its flag.
+# Training defaults of the retrieval script; every one can be changed with its flag.
 TRAINING_DEFAULTS = dict(
     do_train=True,
     learning_rate=5e-4,
@@ -97,6 +99,10 @@ TRAINING_DEFAULTS = dict(
     logging_steps=50,
     report_to="none",
 )
+# Learning rate of a retriever started from its indexer (unless --learning_rate says otherwise): it already maps a
+# document's text to its ID, and at the rate of a retriever that learns its ID embeddings from scratch, fine-tuning
+# first washes that mapping out and falls below the retriever with no fine-tuning at all.
+INDEXER_START_LEARNING_RATE = 1e-4
 
 
 @dataclass
@@ -212,11 +218,18 @@ class RetrievalArguments:
 
 
 def parse_arguments(dataclass_types: tuple, output_prefix: str, default_dataset: str, **defaults) -> tuple:
-    """Parse the script's dataclasses, with `TRAINING_DEFAULTS` and `output_dir` defaulting to `<prefix>-<dataset>`."""
+    """
+    Parse the script's dataclasses, with `TRAINING_DEFAULTS`, `output_dir` defaulting to `<prefix>-<dataset>`, and
+    `INDEXER_START_LEARNING_RATE` as the learning rate of a retriever started from its indexer.
+    """
     parser = HfArgumentParser(dataclass_types)
     parser.set_defaults(**TRAINING_DEFAULTS, **defaults)
     parsed = parse_command_line(parser, output_prefix, default_dataset)
     training_args = parsed[-1]
+    retriever_args = next(arguments for arguments in parsed if isinstance(arguments, RetrieverArguments))
+    starts_from_indexer = retriever_args.indexer is not None and retriever_args.retriever_init == "indexer"
+    if starts_from_indexer and not argument_given(parser, "learning_rate"):
+        training_args.learning_rate = INDEXER_START_LEARNING_RATE
     # CPU threads are left to OMP_NUM_THREADS (`accelerate launch --num_cpu_threads_per_process`): on a busy
     # machine, more threads than free cores made every step tens of times slower.
     configure_logging(training_args)
