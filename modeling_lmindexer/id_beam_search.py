@@ -13,7 +13,9 @@ ID-only score is always 0. [`search_id_codes`]:
    the beams but never reorders the cross-attention keys and values, and the recommender never copies the history's
    cache at all (its beams attend to one shared copy, [`shared_prefix_attention`]);
 2. at step `t`, scores only the `codebook_sizes[t]` codes of level `t` (log-softmax, as generic beam search does),
-   masks them with [`IDTrie.allowed_next`], and keeps the `num_beams` best extensions of each query;
+   masks them with [`IDTrie.allowed_next`] (with `renormalize_logits`, takes the log-softmax again over the codes
+   the trie allows, as `LogitNormalization` after the trie processor does), and keeps the `num_beams` best
+   extensions of each query;
 3. stops after the last level.
 
 [`ranked_doc_ids`] maps the beams to doc ids with their scores (the log-probabilities of the IDs): the ranking the
@@ -23,8 +25,9 @@ The model side of a step is an [`IDDecodingSteps`]: [`EncoderDecoderSteps`] for 
 for the recommender. [`id_beam_search`] wraps the search as a `generate(custom_generate=...)` loop: it returns the
 sequences that generic beam search returns with the ID-only head and a [`TrieConstrainedLogitsProcessor`], in the
 same order (every ID has the same length, so no length penalty changes a ranking), and hands requests it does not
-cover (sampling, other logits processors or stopping criteria, scores or other outputs in a `ModelOutput`, too few
-new tokens for a whole ID, a model-specific reason) to the generic loop.
+cover (sampling, logits processors other than the trie's and `renormalize_logits`' normalisation, other stopping
+criteria, scores or other outputs in a `ModelOutput`, too few new tokens for a whole ID, a model-specific reason) to
+the generic loop.
 """
 
 import math
@@ -33,7 +36,13 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from transformers import GenerationConfig, GenerationMixin, LogitsProcessorList, StoppingCriteriaList
+from transformers import (
+    GenerationConfig,
+    GenerationMixin,
+    LogitNormalization,
+    LogitsProcessorList,
+    StoppingCriteriaList,
+)
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.generation.utils import GENERATION_MODES_MAPPING
@@ -180,14 +189,21 @@ class DecoderOnlySteps(IDDecodingSteps):
         self.cache.reorder_cache(parent_rows)
 
 
-def _code_log_probs(model, head_states: torch.Tensor, level: int, trie: IDTrie | None, prefix_codes) -> torch.Tensor:
+def _code_log_probs(
+    model, head_states: torch.Tensor, level: int, trie: IDTrie | None, prefix_codes, renormalize: bool = False
+) -> torch.Tensor:
     """
     Log-probabilities `(rows, codebook_sizes[level])` of the level's codes under the ID-only head, `-inf` for codes
-    that leave the trie after `prefix_codes` `(rows, level)`.
+    that leave the trie after `prefix_codes` `(rows, level)`; with `renormalize`, over the allowed codes only (a row
+    without any, a padding beam's, stays `-inf`).
     """
     log_probs = nn.functional.log_softmax(model.step_scores(head_states, level, prefix_codes), dim=-1)
     if trie is not None:
-        log_probs = log_probs.masked_fill(~trie.allowed_next(prefix_codes), -math.inf)
+        allowed = trie.allowed_next(prefix_codes)
+        log_probs = log_probs.masked_fill(~allowed, -math.inf)
+        if renormalize:
+            renormalized = nn.functional.log_softmax(log_probs, dim=-1)
+            log_probs = torch.where(allowed.any(dim=-1, keepdim=True), renormalized, log_probs)
     return log_probs
 
 
@@ -218,7 +234,7 @@ def _best_extensions(
 
 
 def search_id_codes(
-    model, steps: IDDecodingSteps, batch_size: int, num_beams: int, trie: IDTrie | None
+    model, steps: IDDecodingSteps, batch_size: int, num_beams: int, trie: IDTrie | None, renormalize: bool = False
 ) -> tuple[torch.LongTensor, torch.Tensor]:
     """
     Beam search (greedy search for one beam) over the codes of whole IDs.
@@ -230,6 +246,8 @@ def search_id_codes(
         batch_size (`int`): Number of queries.
         num_beams (`int`): Beams kept per query.
         trie ([`IDTrie`], *optional*): The valid IDs; `None` for unconstrained search.
+        renormalize (`bool`): Score each level's codes by their log-softmax over the codes the trie allows
+            (`generate(renormalize_logits=True)`), so that every prefix passes its whole probability on.
 
     Returns:
         The codes `(batch_size, num_beams, num_levels)` and summed log-probabilities `(batch_size, num_beams)` of
@@ -239,7 +257,7 @@ def search_id_codes(
     num_levels = layout.num_levels
     head_states = steps.first()
     no_prefix = torch.zeros((batch_size, 0), dtype=torch.long, device=head_states.device)
-    log_probs = _code_log_probs(model, head_states, 0, trie, no_prefix)
+    log_probs = _code_log_probs(model, head_states, 0, trie, no_prefix, renormalize)
     beam_scores, _, codes = _best_extensions(log_probs.new_zeros((batch_size, 1)), log_probs, num_beams)
     prefix_codes = codes.reshape(-1, 1)
     if num_levels > 1:
@@ -247,7 +265,7 @@ def search_id_codes(
     first_beam_rows = torch.arange(batch_size, device=prefix_codes.device)[:, None] * num_beams
     for level in range(1, num_levels):
         newest_tokens = layout.codes_to_tokens(prefix_codes[:, -1:], first_level=level - 1)
-        log_probs = _code_log_probs(model, steps.next(newest_tokens), level, trie, prefix_codes)
+        log_probs = _code_log_probs(model, steps.next(newest_tokens), level, trie, prefix_codes, renormalize)
         beam_scores, parent_beams, codes = _best_extensions(beam_scores, log_probs, num_beams)
         parent_rows = (first_beam_rows + parent_beams).reshape(-1)
         prefix_codes = torch.cat([prefix_codes[parent_rows], codes.reshape(-1, 1)], dim=1)
@@ -257,7 +275,13 @@ def search_id_codes(
 
 
 def ranked_doc_ids(
-    model, steps: IDDecodingSteps, batch_size: int, num_beams: int, k: int, constrain_to_trie: bool = True
+    model,
+    steps: IDDecodingSteps,
+    batch_size: int,
+    num_beams: int,
+    k: int,
+    constrain_to_trie: bool = True,
+    renormalize: bool = False,
 ) -> tuple[list[list[str]], list[list[float]]]:
     """
     [`search_id_codes`] read as documents, the ranking that [`LMIndexerRetriever.retrieve`] and
@@ -273,13 +297,16 @@ def ranked_doc_ids(
         num_beams (`int`): Beams kept per query, at least `k`.
         k (`int`): Best beams read per query.
         constrain_to_trie (`bool`): Search the indexed IDs only.
+        renormalize (`bool`): See [`search_id_codes`].
 
     Returns:
         `tuple[list[list[str]], list[list[float]]]`: For every query, at most `k` distinct doc ids and their scores,
         the log-probability of the ID (the summed log-probabilities of its codes), in descending order.
     """
     trie = model.trie
-    codes, beam_scores = search_id_codes(model, steps, batch_size, num_beams, trie if constrain_to_trie else None)
+    codes, beam_scores = search_id_codes(
+        model, steps, batch_size, num_beams, trie if constrain_to_trie else None, renormalize
+    )
     best_codes = codes[:, :k].reshape(batch_size * k, -1).to(trie.leaf_doc_rows.device)
     rows = trie.doc_rows(best_codes).reshape(batch_size, k)
     doc_ids = model.semantic_ids.doc_ids
@@ -336,19 +363,24 @@ def apply_id_generation_defaults(
 
 def _trie_of(
     model, input_ids: torch.LongTensor, logits_processor: LogitsProcessorList
-) -> tuple[IDTrie | None, str | None]:
+) -> tuple[IDTrie | None, bool, str | None]:
     """
-    The trie the request is constrained to (`None` when unconstrained), or the reason why the processors are not
+    The trie the request is constrained to (`None` when unconstrained) and whether the scores are renormalised after
+    it (`renormalize_logits`: `generate()` puts `LogitNormalization` last), or the reason why the processors are not
     ones this loop applies.
     """
-    if len(logits_processor) == 0:
-        return None, None
-    processor = logits_processor[0]
-    if len(logits_processor) > 1 or not isinstance(processor, TrieConstrainedLogitsProcessor):
-        return None, f"logits processors {[type(processor).__name__ for processor in logits_processor]}"
+    processors = list(logits_processor)
+    renormalize = bool(processors) and isinstance(processors[-1], LogitNormalization)
+    if renormalize:
+        processors = processors[:-1]
+    if not processors:
+        return None, renormalize, None
+    processor = processors[0]
+    if len(processors) > 1 or not isinstance(processor, TrieConstrainedLogitsProcessor):
+        return None, renormalize, f"logits processors {[type(processor).__name__ for processor in logits_processor]}"
     if processor.layout != model.config.id_token_layout or processor.decoder_start_length != input_ids.shape[1]:
-        return None, "a trie processor with another token layout than the model's"
-    return processor.trie, None
+        return None, renormalize, "a trie processor with another token layout than the model's"
+    return processor.trie, renormalize, None
 
 
 def _unsupported_reason(
@@ -376,7 +408,7 @@ def _unsupported_reason(
     ]
     if other_criteria:
         return f"stopping criteria {other_criteria}"
-    return _trie_of(model, input_ids, logits_processor)[1]
+    return _trie_of(model, input_ids, logits_processor)[2]
 
 
 def id_beam_search(
@@ -399,7 +431,7 @@ def id_beam_search(
         input_ids (`torch.LongTensor` of shape `(batch_size * num_beams, prompt_length)`): The decoder start tokens
             (encoder-decoder) or the prompts (decoder-only).
         logits_processor (`LogitsProcessorList`): Empty (unconstrained) or the model's
-            [`TrieConstrainedLogitsProcessor`].
+            [`TrieConstrainedLogitsProcessor`], followed by `LogitNormalization` with `renormalize_logits`.
         stopping_criteria (`StoppingCriteriaList`): `generate()`'s length and end-token criteria.
         generation_config (`GenerationConfig`): `num_beams` and `num_return_sequences` are read.
         model_kwargs: The model inputs `generate()` prepared, repeated for the beams: `attention_mask` and, for an
@@ -421,7 +453,7 @@ def id_beam_search(
             generation_config=generation_config,
             **model_kwargs,
         )
-    trie = _trie_of(model, input_ids, logits_processor)[0]
+    trie, renormalize, _ = _trie_of(model, input_ids, logits_processor)
     num_beams = generation_config.num_beams
     num_return_sequences = generation_config.num_return_sequences
     batch_size = input_ids.shape[0] // num_beams
@@ -433,7 +465,8 @@ def id_beam_search(
         states = model_kwargs["encoder_outputs"].last_hidden_state[::num_beams]
         query_kwargs["encoder_outputs"] = BaseModelOutput(last_hidden_state=states)
     prompts = input_ids[::num_beams]
-    codes, _ = search_id_codes(model, model.id_decoding_steps(prompts, query_kwargs), batch_size, num_beams, trie)
+    steps = model.id_decoding_steps(prompts, query_kwargs)
+    codes, _ = search_id_codes(model, steps, batch_size, num_beams, trie, renormalize)
     best_codes = codes[:, :num_return_sequences].reshape(batch_size * num_return_sequences, -1)
     layout = model.config.id_token_layout
     end_tokens = torch.full_like(best_codes[:, :1], layout.eos_token_id)

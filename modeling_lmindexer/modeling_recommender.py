@@ -394,7 +394,9 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             k (`int`): Items per user; more than the catalogue gives the whole catalogue (with a warning).
             num_beams (`int`, *optional*): Beam width, at least `k` (the default).
             batch_size (`int`): Users decoded at once.
-            return_scores (`bool`): Also return every item's score: the log-probability of its ID.
+            return_scores (`bool`): Also return every item's score: the log-probability of its ID (with
+                `generation_config.renormalize_logits`, each level's probability renormalised over the codes the
+                trie allows after its prefix).
 
         Returns:
             `list[list[str]]`: Per user, item doc ids best first; with `return_scores`, also their scores.
@@ -416,7 +418,9 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         for start in range(0, len(histories), batch_size):
             prompts, attention_mask = self.history_prompts(histories[start : start + batch_size])
             steps = DecoderOnlySteps(self, prompts, attention_mask)
-            batch_rankings, batch_scores = ranked_doc_ids(self, steps, len(prompts), num_beams, k)
+            batch_rankings, batch_scores = ranked_doc_ids(
+                self, steps, len(prompts), num_beams, k, renormalize=bool(self.generation_config.renormalize_logits)
+            )
             rankings += batch_rankings
             scores += batch_scores
         self.train(was_training)

@@ -602,8 +602,9 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
         """
         The `k` best documents of every query, by constrained beam search.
 
-        With the ID-only head and nothing in `generate_kwargs` but `constrain_to_trie` and `id_beam_search`, the
-        queries are decoded by [`ranked_doc_ids`] (the search `generate()` runs with [`id_beam_search`], without its
+        With the ID-only head and nothing in `generate_kwargs` but `constrain_to_trie`, `id_beam_search` and
+        `renormalize_logits` (default: `generation_config.renormalize_logits`), the queries are decoded by
+        [`ranked_doc_ids`] (the search `generate()` runs with [`id_beam_search`], without its
         copies of the encoder states for the beams); otherwise by `generate()`, ranked by the log-probabilities of
         the generated sequences.
 
@@ -616,7 +617,8 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             num_beams (`int`, *optional*): Beam width; at least `k`, which is the default.
             batch_size (`int`): Queries decoded at once.
             return_scores (`bool`): Also return every document's score: the log-probability of its ID (with a
-                full-vocabulary head, of the ID and its end token).
+                full-vocabulary head, of the ID and its end token; with `renormalize_logits`, each level's
+                probability renormalised over the codes the trie allows after its prefix).
             generate_kwargs: Other `generate()` arguments, e.g. `constrain_to_trie=False` or `repetition_penalty`.
 
         Returns:
@@ -674,7 +676,7 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
         # The search generate() runs as id_beam_search, called directly: generate() does not return its scores.
         if (
             use_id_beam_search
-            and set(generate_kwargs) <= {"constrain_to_trie", "id_beam_search"}
+            and set(generate_kwargs) <= {"constrain_to_trie", "id_beam_search", "renormalize_logits"}
             and self.id_beam_search_unsupported_reason(start_tokens) is None
         ):
             encoder_outputs = self.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
@@ -684,7 +686,12 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             constrain_to_trie = generate_kwargs.get("constrain_to_trie")
             if constrain_to_trie is None:
                 constrain_to_trie = self.config.constrain_to_trie
-            return ranked_doc_ids(self, steps, input_ids.shape[0], num_beams, num_return_sequences, constrain_to_trie)
+            renormalize = generate_kwargs.get("renormalize_logits")
+            if renormalize is None:
+                renormalize = self.generation_config.renormalize_logits
+            return ranked_doc_ids(
+                self, steps, input_ids.shape[0], num_beams, num_return_sequences, constrain_to_trie, bool(renormalize)
+            )
         outputs = self.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,

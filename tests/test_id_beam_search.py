@@ -56,6 +56,20 @@ def test_same_sequences_as_generic_beam_search(kind, constrain_to_trie, t5_token
                 assert len(set(ranked)) == len(ranked)
 
 
+def test_renormalized_logits_rank_as_in_the_generic_loop(t5_tokenizer, decoder_step_rows):
+    # 40 IDs of 8 x 8 x 8 codes: most codes leave the trie, so renormalising over the allowed ones reorders beams.
+    model = tiny_retriever("t5", random_ids(40, (8, 8, 8), seed=3)).eval()
+    inputs = t5_tokenizer(QUERIES, padding=True, return_tensors="pt")
+    arguments = dict(num_beams=10, num_return_sequences=10)
+    with torch.no_grad():
+        fast = model.generate(**inputs, renormalize_logits=True, **arguments)
+        assert decoder_step_rows  # decoded by id_beam_search
+        generic = model.generate(**inputs, renormalize_logits=True, id_beam_search=False, **arguments)
+        plain = model.generate(**inputs, **arguments)
+    assert torch.equal(fast, generic)
+    assert not torch.equal(fast, plain)
+
+
 def test_random_decodes_return_distinct_valid_ids(t5_tokenizer):
     inputs = t5_tokenizer(QUERIES, padding=True, return_tensors="pt")
     generator = torch.Generator().manual_seed(0)

@@ -160,6 +160,26 @@ def test_beams_share_their_prompts_cache_instead_of_copying_it():
     ]
 
 
+def test_recommend_renormalizes_logits_as_its_generation_config_says():
+    model = tiny_recommender()
+    histories = [["item-1", "item-2", "item-9"], ["item-20"]]
+    prompts, attention_mask = model.history_prompts(histories)
+    rankings = {}
+    for renormalize in (False, True):
+        model.generation_config.renormalize_logits = renormalize
+        with torch.no_grad():
+            generic = model.generate(
+                input_ids=prompts, attention_mask=attention_mask, num_beams=6, num_return_sequences=6,
+                id_beam_search=False,
+            )  # fmt: skip
+        codes = model.config.id_token_layout.tokens_to_codes(generic[:, prompts.shape[1] : -1])
+        generic_items = [ITEMS[row] for row in model.trie.doc_rows(codes).tolist()]
+        rankings[renormalize] = model.recommend(histories, k=6)
+        assert rankings[renormalize] == [generic_items[:6], generic_items[6:]]
+    # Only code 0 of the collision level is used: renormalising over it reorders the items.
+    assert rankings[True] != rankings[False]
+
+
 def test_recommend_on_a_saved_and_reloaded_model_returns_valid_distinct_items(tmp_path):
     model = tiny_recommender()
     histories = [["item-1", "item-2"], ["item-23"], ["item-4", "item-4", "item-9"]]

@@ -579,13 +579,18 @@ def test_retrieve_scores_are_the_log_probabilities_of_its_ranking(trained_retrie
 
 @pytest.mark.parametrize("kind", ["t5", "bart", "bert2bert"])
 @pytest.mark.parametrize("constrain_to_trie", [True, False])
-def test_retrieve_ranks_and_scores_as_generate_does(kind, constrain_to_trie, t5_tokenizer, monkeypatch):
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_retrieve_ranks_and_scores_as_generate_does(kind, constrain_to_trie, renormalize, t5_tokenizer, monkeypatch):
     model = tiny_retriever(kind, random_ids(60, (6, 5, 4), seed=1)).eval()
     arguments = dict(k=6, num_beams=8, batch_size=3, return_scores=True, constrain_to_trie=constrain_to_trie)
     with monkeypatch.context() as patch:
         patch.setattr(model, "generate", lambda *args, **kwargs: pytest.fail("retrieve ran generate()"))
+        # The model's generation config sets the fast search's default, as it sets generate()'s.
+        patch.setattr(model.generation_config, "renormalize_logits", renormalize)
         fast_rankings, fast_scores = model.retrieve(QUERIES, t5_tokenizer, **arguments)
-    generic_rankings, generic_scores = model.retrieve(QUERIES, t5_tokenizer, id_beam_search=False, **arguments)
+    generic_rankings, generic_scores = model.retrieve(
+        QUERIES, t5_tokenizer, id_beam_search=False, renormalize_logits=renormalize, **arguments
+    )
     assert fast_rankings == generic_rankings
     assert all(fast_rankings)  # without the constraint too, some beams of every query are indexed IDs
     for fast, generic in zip(fast_scores, generic_scores):
