@@ -168,6 +168,8 @@ def test_a_retriever_started_from_its_indexer_defaults_to_its_own_learning_rate(
 ):
     assert INDEXER_START_LEARNING_RATE != TRAINING_DEFAULTS["learning_rate"] == 5e-4
     monkeypatch.setattr("sys.argv", ["run_retrieval.py", *arguments, "--output_dir", str(tmp_path)])
+    # The script's logging set-up would change this test process's handlers and levels for the tests after it.
+    monkeypatch.setattr("trainers.commands.retrieve.configure_logging", lambda training_args: None)
     *_, training_args = parse_arguments(
         (RetrievalArguments, CorpusFileArguments, RetrieverArguments, Seq2SeqTrainingArguments), "retrieval", "scifact"
     )

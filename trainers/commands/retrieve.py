@@ -13,9 +13,9 @@ queries with beam search (20 beams) constrained to the indexed IDs: Recall@K, ND
   column, `--query_split_column`; without one the judged queries are split 50/50 by id) and `--qrels_file` (TREC
   qrels or BEIR TSV). Training always includes one indexing pair (document text -> its ID) per document.
 - IDs: `--indexer <folder>` (a saved `LMIndexerForSemanticID`: the retriever starts from its backbone and codebooks,
-  as in the paper, and fine-tunes at learning rate 1e-4 unless `--learning_rate` is given) or a baseline
-  `--id_scheme random|kmeans|rq_kmeans` on `--backbone` (or on a backbone trained from scratch: `--backbone_config`,
-  `--backbone_config_overrides`), at 5e-4.
+  as in the paper, and fine-tunes at learning rate 1e-4 unless `--learning_rate` is given; with `--retriever_init
+  backbone` only its IDs are used) or a baseline `--id_scheme random|kmeans|rq_kmeans` on `--backbone` (or on a
+  backbone trained from scratch: `--backbone_config`, `--backbone_config_overrides`); these two train at 5e-4.
 
 Writes to `--output_dir` (default `outputs/retrieval-<dataset>`): the retriever (`save_pretrained`, IDs inside) and
 its tokenizer, and `retrieval_report.json` + `.md` (metrics, split, labels, training examples, wall time, machine).
@@ -118,8 +118,8 @@ class RetrieverArguments:
         default="indexer",
         metadata={
             "help": "With --indexer: 'indexer' starts the retriever from the indexer's weights, ID-token embeddings "
-            "from its codebooks (the paper); 'backbone' takes only its IDs, on --backbone with random ID-token "
-            "embeddings, as the baselines (compares the IDs alone)."
+            "from its codebooks (the paper), fine-tuned at 1e-4 by default; 'backbone' takes only its IDs, on "
+            "--backbone with random ID-token embeddings, as the baselines (compares the IDs alone), at 5e-4."
         },
     )
     backbone: str = field(
