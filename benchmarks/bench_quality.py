@@ -18,7 +18,9 @@ example script, then evaluates it on the test split with beam search constrained
   retriever started from the pretrained backbone like the baselines, which compares the IDs alone. BM25 (`bm25s`)
   and dense retrieval with the MiniLM encoder (exact cosine search, faiss) are the references.
   With an indexer, the zero-shot rows rank the same test queries with the retriever built from it and not fine-tuned
-  (`LMIndexerRetriever.from_indexer`), at every beam width of `--zero_shot_beams` (20 50 100; none: no such rows).
+  (`LMIndexerRetriever.from_indexer`), at every beam width of `--zero_shot_beams` (20 50 100; none: no such rows);
+  `--zero_shot_renormalized` adds the same rows with `renormalize_logits=True` (each level's code probability
+  renormalised over the codes the IDs' prefix tree allows after the decoded prefix).
 
 `--keep_best_validation_state` (with `--eval_every_minutes`) tests every trained row, the peers included, with the
 weights of its best validation point (Recall@10) instead of its last; the table's `tested weights` column says which.
@@ -150,6 +152,7 @@ METRIC_COLUMNS = {
 PUBLISHED = {("rec", name): results for name, results in PUBLISHED_RECOMMENDATION_RESULTS.items()}
 PREFIX_SHARING_COLUMN = "consecutive training items sharing 1, 2, ... codes"
 ZERO_SHOT_NAME = "LMIndexer, no fine-tuning (zero-shot), {num_beams} beams"
+ZERO_SHOT_RENORMALIZED_NAME = ZERO_SHOT_NAME + ", scores renormalised over the valid codes"
 DEFAULT_ZERO_SHOT_BEAMS = [20, 50, 100]
 PRODUCT_SEARCH_LABEL = (
     "SUBSTITUTE for product search: Amazon ESCI is not available; queries are an item's leaf category and brand."
@@ -229,6 +232,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         default=None,
         help="retrieval with an indexer: beam widths of the zero-shot rows, the retriever built from the indexer "
         f"with no fine-tuning (default {' '.join(map(str, DEFAULT_ZERO_SHOT_BEAMS))}; no values: no such rows).",
+    )
+    parser.add_argument(
+        "--zero_shot_renormalized",
+        action="store_true",
+        help="retrieval with an indexer: also rank every zero-shot width with renormalize_logits=True, each level's "
+        "code probability renormalised over the codes the IDs' prefix tree allows after the decoded prefix.",
     )
     parser.add_argument(
         "--retriever_config",
@@ -311,6 +320,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
             )
     else:
         args.zero_shot_beams = []  # without an lmindexer row there is no indexer to build them from
+    if args.zero_shot_renormalized and not args.zero_shot_beams:
+        parser.error(
+            "--zero_shot_renormalized scores the zero-shot rows: it needs a retrieval task, --zero_shot_beams "
+            "widths and the lmindexer row's indexer"
+        )
     # The zero-shot rows truncate queries as the script's retrievers do (its --max_query_length, passed through).
     script_flags = argparse.ArgumentParser(add_help=False)
     script_flags.add_argument("--max_query_length", type=int, default=RetrievalArguments.max_query_length)
@@ -552,18 +566,23 @@ def milliseconds_per_query(seconds: float, num_queries: int) -> float | None:
 
 
 def zero_shot_rankings(
-    retriever: LMIndexerRetriever, tokenizer, queries: list[str], k: int, beam_widths: Sequence[int]
+    retriever: LMIndexerRetriever,
+    tokenizer,
+    queries: list[str],
+    k: int,
+    beam_widths: Sequence[int],
+    renormalize: bool = False,
 ) -> dict[int, tuple[list[list[str]], float | None]]:
     """
-    `retriever.retrieve` of `queries` (top `k` doc ids each) at every beam width: the rankings and their wall time in
-    milliseconds per query. One-time costs (the prefix tree of the IDs, the first CUDA kernels) are paid by one
-    warm-up query before the timed rankings, as a served retriever pays them once at start.
+    `retriever.retrieve` of `queries` (top `k` doc ids each) at every beam width, with `renormalize_logits =
+    renormalize`: the rankings and their wall time in milliseconds per query. One-time costs (the prefix tree of the
+    IDs, the first CUDA kernels) are paid by one warm-up query before the timed rankings, as a served retriever pays
+    them once at start.
     """
-    retriever.retrieve(queries[:1], tokenizer, k=k, num_beams=beam_widths[0])
+    rank = partial(retriever.retrieve, tokenizer=tokenizer, k=k, renormalize_logits=renormalize)
+    rank(queries[:1], num_beams=beam_widths[0])
     return {
-        num_beams: timed_rankings(
-            partial(retriever.retrieve, queries, tokenizer, k=k, num_beams=num_beams), len(queries)
-        )
+        num_beams: timed_rankings(partial(rank, queries, num_beams=num_beams), len(queries))
         for num_beams in beam_widths
     }
 
@@ -653,9 +672,10 @@ def reference_rows(args: argparse.Namespace, seed: int) -> list[dict]:
 
 def zero_shot_rows(args: argparse.Namespace, seed: int, category_of: dict[str, str]) -> list[dict]:
     """
-    One row per `--zero_shot_beams` width: the retriever built from the indexer with no fine-tuning
-    (`LMIndexerRetriever.from_indexer`, where the `lmindexer` row's training starts) ranks the test queries of the
-    trained rows (those of `seed`'s split), with their metrics and the wall time of ranking them all per query.
+    One row per `--zero_shot_beams` width, twice with `--zero_shot_renormalized` (the ID log-probabilities, then the
+    renormalised ones): the retriever built from the indexer with no fine-tuning (`LMIndexerRetriever.from_indexer`,
+    where the `lmindexer` row's training starts) ranks the test queries of the trained rows (those of `seed`'s
+    split), with their metrics and the wall time of ranking them all per query.
     """
     indexer = LMIndexerForSemanticID.from_pretrained(args.indexer)
     tokenizer = AutoTokenizer.from_pretrained(args.indexer)
@@ -669,28 +689,32 @@ def zero_shot_rows(args: argparse.Namespace, seed: int, category_of: dict[str, s
     queries = [query.source for query in task.test]
     references = [query.relevance for query in task.test]
     k_values = TASKS[args.task]["k_values"]
-    timed = zero_shot_rankings(retriever, tokenizer, queries, max(k_values), args.zero_shot_beams)
     quality = id_quality(retriever.semantic_ids, category_of)
     backbone = retriever.config.backbone_name_or_path or retriever.config.seq2seq_config.model_type
     rows = []
-    for num_beams, (rankings, milliseconds) in timed.items():
-        rows.append(
-            {
-                "scheme": "lmindexer_zero_shot",
-                "system": ZERO_SHOT_NAME.format(num_beams=num_beams),
-                "seed": seed,
-                "retriever": f"{backbone} (the indexer's, no fine-tuning)",
-                "num_beams": num_beams,
-                "metrics": compute_retrieval_metrics(rankings, references, k_values, task.relevance_threshold),
-                "milliseconds_per_query": milliseconds,
-                "device": device,
-                "id_quality": quality,
-                "training_wall_time_seconds": 0.0,
-                "num_test_queries": len(queries),
-                "labels": task.labels,
-            }
-        )
-        logger.info(f"{rows[-1]['system']}: {rows[-1]['metrics']}, {milliseconds:.1f} ms per query.")
+    for renormalize in (False, True) if args.zero_shot_renormalized else (False,):
+        timed = zero_shot_rankings(retriever, tokenizer, queries, max(k_values), args.zero_shot_beams, renormalize)
+        for num_beams, (rankings, milliseconds) in timed.items():
+            rows.append(
+                {
+                    "scheme": "lmindexer_zero_shot",
+                    "system": (ZERO_SHOT_RENORMALIZED_NAME if renormalize else ZERO_SHOT_NAME).format(
+                        num_beams=num_beams
+                    ),
+                    "seed": seed,
+                    "retriever": f"{backbone} (the indexer's, no fine-tuning)",
+                    "num_beams": num_beams,
+                    "renormalize_logits": renormalize,
+                    "metrics": compute_retrieval_metrics(rankings, references, k_values, task.relevance_threshold),
+                    "milliseconds_per_query": milliseconds,
+                    "device": device,
+                    "id_quality": quality,
+                    "training_wall_time_seconds": 0.0,
+                    "num_test_queries": len(queries),
+                    "labels": task.labels,
+                }
+            )
+            logger.info(f"{rows[-1]['system']}: {rows[-1]['metrics']}, {milliseconds:.1f} ms per query.")
     return rows
 
 

@@ -20,9 +20,10 @@ from test_retrieval_tasks import SYNTHETIC_SEQUENCES, write_synthetic_beauty, wr
 from test_retriever_trainer import save_tiny_indexer
 from transformers import T5ForConditionalGeneration
 
-from modeling_lmindexer import SemanticIDs
+from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRetriever, SemanticIDs
 from modeling_lmindexer.collaborative import consecutive_prefix_sharing
 from modeling_lmindexer.data.retrieval_tasks import EvaluationQuery, RetrievalTask, TrainingPair
+from modeling_lmindexer.metrics import compute_retrieval_metrics
 
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
@@ -349,6 +350,31 @@ def test_zero_shot_rows_rank_the_test_queries_with_the_untrained_retriever(t5_to
         assert all(0.0 <= value <= 1.0 for value in row["metrics"].values())
         assert row["milliseconds_per_query"] > 0 and row["training_wall_time_seconds"] == 0.0
         assert row["id_quality"]["codebook_sizes"][:2] == [8, 6]  # the indexer's IDs
+
+
+def test_renormalized_zero_shot_rows_rank_as_the_retriever_does_with_renormalized_logits(t5_tokenizer, tmp_path):
+    bench = load_benchmark()
+    data_dir = write_synthetic_cranfield(tmp_path / "data")
+    indexer = save_tiny_indexer(tmp_path / "indexer", [str(doc) for doc in range(1, 13)], t5_tokenizer)
+    arguments = [
+        "--task", "retrieval", "--dataset", "cranfield", "--data_dir", str(data_dir), "--schemes", "lmindexer",
+        "--indexer", str(indexer), "--zero_shot_renormalized",
+    ]  # fmt: skip
+    args, _ = bench.parse_arguments([*arguments, "--zero_shot_beams", "10"])
+    rows = bench.zero_shot_rows(args, 42, {})
+    assert [(row["system"], row["renormalize_logits"]) for row in rows] == [
+        ("LMIndexer, no fine-tuning (zero-shot), 10 beams", False),
+        ("LMIndexer, no fine-tuning (zero-shot), 10 beams, scores renormalised over the valid codes", True),
+    ]
+    retriever = LMIndexerRetriever.from_indexer(LMIndexerForSemanticID.from_pretrained(indexer))
+    task, _, _ = bench.load_task(args, 42)
+    queries, references = [query.source for query in task.test], [query.relevance for query in task.test]
+    for row in rows:
+        rankings = retriever.retrieve(queries, t5_tokenizer, k=10, renormalize_logits=row["renormalize_logits"])
+        assert row["metrics"] == compute_retrieval_metrics(rankings, references, bench.TASKS["retrieval"]["k_values"])
+    assert rows[0]["metrics"] != rows[1]["metrics"]  # renormalising changes this untrained retriever's rankings
+    with pytest.raises(SystemExit):
+        bench.parse_arguments([*arguments, "--zero_shot_beams"])
 
 
 def test_reference_rows_time_the_search_of_the_test_queries_without_building_the_index(tmp_path, monkeypatch):
