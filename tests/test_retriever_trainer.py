@@ -30,6 +30,7 @@ from modeling_lmindexer.data.retrieval_tasks import PRODUCT_SEARCH_SUBSTITUTE_LA
 from modeling_lmindexer.metrics import compute_retrieval_metrics
 from trainers import (
     LMIndexerRetrieverTrainer,
+    ResumeError,
     RetrievalReport,
     TimeBudgetCallback,
     retrieval_evaluation_dataset,
@@ -167,13 +168,17 @@ def test_a_retriever_started_from_its_indexer_defaults_to_its_own_learning_rate(
     monkeypatch, tmp_path, arguments, learning_rate
 ):
     assert INDEXER_START_LEARNING_RATE != TRAINING_DEFAULTS["learning_rate"] == 5e-4
-    monkeypatch.setattr("sys.argv", ["run_retrieval.py", *arguments, "--output_dir", str(tmp_path)])
+    # HfArgumentParser would also read an `.args` file beside the entry point, which the default cannot see: the
+    # command line is the whole input.
+    (tmp_path / "run_retrieval.args").write_text("--learning_rate 2e-4 --num_train_epochs 7")
+    monkeypatch.setattr("sys.argv", [str(tmp_path / "run_retrieval.py"), *arguments, "--output_dir", str(tmp_path)])
     # The script's logging set-up would change this test process's handlers and levels for the tests after it.
     monkeypatch.setattr("trainers.commands.retrieve.configure_logging", lambda training_args: None)
     *_, training_args = parse_arguments(
         (RetrievalArguments, CorpusFileArguments, RetrieverArguments, Seq2SeqTrainingArguments), "retrieval", "scifact"
     )
     assert training_args.learning_rate == learning_rate
+    assert training_args.num_train_epochs == 3.0
 
 
 def test_bad_arguments_are_refused(t5_tokenizer, tmp_path):
@@ -266,6 +271,21 @@ def test_time_budget_counts_the_time_of_the_run_a_resumed_run_continues(t5_token
     trainer, budget = resume(30 * 60.0)
     assert trainer.state.global_step == 3 and budget.stopped_training
     assert budget.elapsed_seconds >= 30 * 60.0
+
+
+def test_a_resumed_run_refuses_another_learning_rate_than_its_checkpoint(t5_tokenizer, tmp_path):
+    first = make_trainer(
+        tiny_retriever(), t5_tokenizer, tmp_path, learning_rate=1e-3, save_strategy="steps", save_steps=1
+    )
+    first.train()
+    checkpoint = str(tmp_path / "trainer" / "checkpoint-1")
+    resumed = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, learning_rate=5e-4, num_train_epochs=2)
+    with pytest.raises(ResumeError, match=r"checkpoint-1 was trained at learning rate 0.001, .* asks for 0.0005"):
+        resumed.train(resume_from_checkpoint=checkpoint)
+    assert resumed.state.global_step == 1  # the checkpoint's: refused before any further step
+    same = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, learning_rate=1e-3, num_train_epochs=2)
+    same.train(resume_from_checkpoint=checkpoint)
+    assert same.state.global_step == 2 and set(same.lr_scheduler.get_last_lr()) == {1e-3}
 
 
 def test_evaluations_during_training_draw_a_curve_off_the_training_clock(t5_tokenizer, tmp_path):

@@ -3,8 +3,8 @@ Trainers of the lmindexer models: the progressive semantic-ID trainer and its st
 recommender trainer.
 """
 
-from .callbacks import LearningCurveMixin, TimeBudgetCallback
-from .indexer_trainer import LMIndexerTrainer, ResumeError, check_corpus
+from .callbacks import LearningCurveMixin, ResumeError, TimeBudgetCallback
+from .indexer_trainer import LMIndexerTrainer, check_corpus
 from .recommender_trainer import (
     LMIndexerRecommenderTrainer,
     RecommendationCollator,

@@ -118,6 +118,10 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         self.start_time = None
 
 
+class ResumeError(ValueError):
+    """A stopped run cannot be continued: its saved state does not fit this run, or a file of it is unreadable."""
+
+
 class LearningCurveMixin:
     """
     For a [`~transformers.Trainer`] subclass whose `evaluate()` ranks a validation split: call
@@ -126,7 +130,8 @@ class LearningCurveMixin:
     (`eval_on_start` included, at step 0) adds a point to `self.curve`: the training minutes spent (`None` without a
     budget), the step, the epoch and the metrics. With `save_strategy="best"` and `load_best_model_at_end`, the
     Trainer checkpoints each new best of these evaluations and ends with its weights;
-    [`~LearningCurveMixin.tested_weights`] says which weights the model holds.
+    [`~LearningCurveMixin.tested_weights`] says which weights the model holds. A run resumed from a checkpoint
+    trained at another learning rate than its arguments ask for raises [`ResumeError`] before training.
     """
 
     def __init__(self, *args, **kwargs):
@@ -171,6 +176,21 @@ class LearningCurveMixin:
             step, self.args.metric_for_best_model, self.state.best_metric, point.get("training_minutes")
         )
 
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        # The resumed scheduler brings the checkpoint's learning rate with it: a run asked for another one would
+        # silently train at the old rate while its report states the new one.
+        super()._load_optimizer_and_scheduler(checkpoint)
+        resumed_rates = getattr(self.lr_scheduler, "base_lrs", None)
+        if checkpoint is None or not resumed_rates:
+            return
+        resumed = max(resumed_rates)
+        if not math.isclose(resumed, self.args.learning_rate, rel_tol=1e-6):
+            raise ResumeError(
+                f"{checkpoint} was trained at learning rate {resumed:g}, and this run asks for "
+                f"{self.args.learning_rate:g}: continue it with --learning_rate {resumed:g}, or start over in another "
+                "--output_dir (or with --auto_resume False)."
+            )
+
     def _issue_warnings_after_load(self, load_result) -> None:
         # A checkpoint leaves tied weights out (they share the tensor they are tied to, which it holds), but the
         # Trainer knows only `_keys_to_ignore_on_save` and would call them missing when it loads the best checkpoint.
@@ -194,4 +214,4 @@ class LearningCurveMixin:
             )
 
 
-__all__ = ["LearningCurveMixin", "TimeBudgetCallback"]
+__all__ = ["LearningCurveMixin", "ResumeError", "TimeBudgetCallback"]

@@ -29,6 +29,7 @@ from modeling_lmindexer.hub_utils import PREFIX_GROUP_MEANS_NAME
 from modeling_lmindexer.modeling_lmindexer import in_document_order
 from modeling_lmindexer.semantic_ids import code_usage_perplexity
 
+from .callbacks import ResumeError
 from .lora import is_lora_parameter
 from .report import StageRecord, directory_size_mb, peak_memory_mb, prefix_collision_rate
 from .stages import IndexingStage, default_stage_plan, validate_stage_plan
@@ -45,10 +46,6 @@ STAGE_STATE_PREFIX = "indexer_after_stage-"
 DISTILLATION_TARGETS_FILE = "distillation_targets.npy"
 STAGE_WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_STAGE_FILE = "indexer_stage.json"
-
-
-class ResumeError(ValueError):
-    """A stopped run cannot be continued: its saved state does not fit this run, or a file of it is unreadable."""
 
 
 def check_corpus(corpus: Dataset, codebook_sizes: list[int]) -> None:
@@ -637,4 +634,4 @@ def _last_complete_checkpoint(stage_dir: str) -> str | None:
     return None
 
 
-__all__ = ["LMIndexerTrainer", "ResumeError", "check_corpus"]
+__all__ = ["LMIndexerTrainer", "check_corpus"]

@@ -162,7 +162,9 @@ def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dat
             dataset = _flag_value("--dataset") or default_dataset
         sys.argv += ["--output_dir", f"outputs/{output_prefix}-{dataset}"]
     try:
-        parsed = parser.parse_args_into_dataclasses(return_remaining_strings=True)
+        # The command line is the whole input: an `<entry point>.args` file, which HfArgumentParser would otherwise
+        # read too, would set arguments that the defaults chosen from the command line (`argument_given`) cannot see.
+        parsed = parser.parse_args_into_dataclasses(return_remaining_strings=True, look_for_args_file=False)
     except ValueError as error:
         sys.exit(f"error: {str(error).strip()}")
     *dataclasses, unknown = parsed

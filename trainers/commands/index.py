@@ -41,7 +41,7 @@ from modeling_lmindexer.backbones import parse_config_overrides
 from modeling_lmindexer.baselines import hierarchical_kmeans_codes, sentence_embeddings
 from modeling_lmindexer.data.recommendation import SEQUENCE_LOADERS, load_sequences
 from modeling_lmindexer.data.user_files import NamedCorpus
-from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, check_corpus
+from trainers import IndexingReport, LMIndexerTrainer, LMIndexerTrainingArguments, ResumeError, check_corpus
 from trainers.commands.common import (
     CollaborativeArguments,
     CorpusFileArguments,
@@ -50,7 +50,7 @@ from trainers.commands.common import (
     load_documents,
     parse_command_line,
 )
-from trainers.indexer_trainer import PROGRESS_FILE, ResumeError
+from trainers.indexer_trainer import PROGRESS_FILE
 from trainers.lora import apply_lora, merge_lora
 from trainers.report import (
     code_agreement,

@@ -63,6 +63,7 @@ from modeling_lmindexer.data.retrieval_tasks import (
 from modeling_lmindexer.data.user_files import load_queries_files
 from trainers import (
     LMIndexerRetrieverTrainer,
+    ResumeError,
     RetrievalReport,
     TimeBudgetCallback,
     retrieval_evaluation_dataset,
@@ -358,7 +359,10 @@ def train_evaluate_and_report(
     training_seconds = 0.0
     if training_args.do_train:
         train_start = time.time()
-        trainer.train(resume_from_checkpoint=resume_source(args, training_args))
+        try:
+            trainer.train(resume_from_checkpoint=resume_source(args, training_args))
+        except ResumeError as error:
+            sys.exit(f"error: {error}")
         training_seconds = time.time() - train_start
         if budget is not None:
             # The Trainer may have replaced the callback by the one restored from the checkpoint.
