@@ -185,8 +185,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
         "--keep_best_validation_state",
         action="store_true",
         help="With --eval_every_minutes: test every trained row (peers too) with the weights of its best validation "
-        "point (Recall@10) instead of its last (the scripts' --save_strategy best --load_best_model_at_end True "
-        "--metric_for_best_model recall@10).",
+        "point (Recall@10; the scripts' evaluation before training included) instead of its last (the scripts' "
+        "--save_strategy best --load_best_model_at_end True --metric_for_best_model recall@10).",
     )
     parser.add_argument(
         "--variants",

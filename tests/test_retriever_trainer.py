@@ -6,6 +6,7 @@ subprocess on synthetic data files written by the tests (Office and Cranfield la
 tiny T5 backbone saved by the tests.
 """
 
+import copy
 import json
 import logging
 import os
@@ -373,6 +374,28 @@ def test_the_best_point_of_a_time_based_curve_is_restored_and_reported(t5_tokeni
     last.train()
     assert last.tested_weights() == {"weights": "last", "step": 2}
     assert describe_tested_weights(last.tested_weights()) == "last (step 2)"
+
+
+def test_the_untrained_weights_are_the_best_point_when_no_step_beats_them(overfitted_trainer, t5_tokenizer, tmp_path):
+    trainer = make_trainer(
+        copy.deepcopy(overfitted_trainer.model),
+        t5_tokenizer,
+        tmp_path,
+        num_train_epochs=3,
+        eval_on_start=True,
+        save_strategy="best",
+        metric_for_best_model="mrr@10",
+        load_best_model_at_end=True,
+        save_total_limit=1,
+    )
+    trainer.add_callback(TimeBudgetCallback(max_minutes=30, eval_every_minutes=1e-9))
+    trainer.add_callback(WreckWeightsAtStep(1))
+    trainer.train()
+    start, *trained = trainer.curve
+    assert start["step"] == 0 and start["eval_mrr@10"] > max(point["eval_mrr@10"] for point in trained)
+    assert trainer.tested_weights()["step"] == 0
+    assert trainer.evaluate()["eval_mrr@10"] == start["eval_mrr@10"]
+    assert os.listdir(tmp_path / "trainer") == ["checkpoint-0"]
 
 
 def test_report_shows_labels_and_published_results(tmp_path):

@@ -2,11 +2,13 @@
 learning curve a trainer records against it."""
 
 import math
+import os
 import time
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy
 from transformers.utils import logging
 
 from .report import tested_weights_record
@@ -129,7 +131,7 @@ class LearningCurveMixin:
     counted as training time by the [`TimeBudgetCallback`] among the callbacks, and every evaluation during training
     (`eval_on_start` included, at step 0) adds a point to `self.curve`: the training minutes spent (`None` without a
     budget), the step, the epoch and the metrics. With `save_strategy="best"` and `load_best_model_at_end`, the
-    Trainer checkpoints each new best of these evaluations and ends with its weights;
+    Trainer checkpoints each new best of these evaluations (the one at step 0 included) and ends with its weights;
     [`~LearningCurveMixin.tested_weights`] says which weights the model holds. A run resumed from a checkpoint
     trained at another learning rate than its arguments ask for raises [`ResumeError`] before training.
     """
@@ -175,6 +177,21 @@ class LearningCurveMixin:
         return tested_weights_record(
             step, self.args.metric_for_best_model, self.state.best_metric, point.get("training_minutes")
         )
+
+    def _evaluate(self, trial, ignore_keys_for_eval: list[str] | None, skip_scheduler: bool = False) -> dict:
+        metrics = super()._evaluate(trial, ignore_keys_for_eval, skip_scheduler=skip_scheduler)
+        # The Trainer weighs only the evaluations after a step for the best state; the untrained weights of
+        # `eval_on_start` (a retriever or recommender that starts from a trained model) are a candidate too.
+        if (
+            self.is_in_train
+            and self.state.global_step == 0
+            and self.args.save_strategy == SaveStrategy.BEST
+            and self._determine_best_metric(metrics=metrics, trial=trial)
+        ):
+            self._save_checkpoint(self.model, trial)
+            # `_save_checkpoint` records a best checkpoint only for a best step above 0.
+            self.state.best_model_checkpoint = os.path.join(self._get_output_dir(trial), f"{PREFIX_CHECKPOINT_DIR}-0")
+        return metrics
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         # The resumed scheduler brings the checkpoint's learning rate with it: a run asked for another one would

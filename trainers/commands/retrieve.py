@@ -22,7 +22,7 @@ its tokenizer, and `retrieval_report.json` + `.md` (metrics, split, labels, trai
 Re-running the same command continues from the last checkpoint in `output_dir`; `--max_train_minutes` stops training
 after a wall-time budget; `--do_train False` only evaluates. With `--eval_every_minutes`, `--save_strategy best
 --load_best_model_at_end True --metric_for_best_model recall@10` evaluates the best validation point's weights instead
-of the last (the report's `tested weights`).
+of the last (the report's `tested weights`; with `--eval_on_start True` the weights before training are a candidate).
 """
 
 import logging
