@@ -329,20 +329,28 @@ class WreckWeightsAtStep(TrainerCallback):
                     parameter.normal_()
 
 
-def test_the_best_point_of_a_time_based_curve_is_restored_and_reported(t5_tokenizer, tmp_path, caplog):
-    num_steps = 10  # 8 training pairs at batch 8: one step per epoch, an evaluation after each
+def best_state_trainer(model, tokenizer, tmp_path, num_steps: int, wreck_at_step: int, **overrides):
+    """A trainer that evaluates after every step, keeps the best validation state (MRR@10) and wrecks the weights
+    at `wreck_at_step`."""
     trainer = make_trainer(
-        tiny_retriever(),
-        t5_tokenizer,
+        model,
+        tokenizer,
         tmp_path,
         num_train_epochs=num_steps,
         save_strategy="best",
         metric_for_best_model="mrr@10",
         load_best_model_at_end=True,
         save_total_limit=1,
+        **overrides,
     )
     trainer.add_callback(TimeBudgetCallback(max_minutes=30, eval_every_minutes=1e-9))
-    trainer.add_callback(WreckWeightsAtStep(num_steps))
+    trainer.add_callback(WreckWeightsAtStep(wreck_at_step))
+    return trainer
+
+
+def test_the_best_point_of_a_time_based_curve_is_restored_and_reported(t5_tokenizer, tmp_path, caplog):
+    num_steps = 10  # 8 training pairs at batch 8: one step per epoch, an evaluation after each
+    trainer = best_state_trainer(tiny_retriever(), t5_tokenizer, tmp_path, num_steps, wreck_at_step=num_steps)
     with CaptureLogger(transformers_logging.get_logger("transformers.trainer")) as trainer_log:
         trainer.train()
     # The tied embeddings are not in the checkpoint, and not missing from it: the tie holds after loading.
@@ -377,19 +385,8 @@ def test_the_best_point_of_a_time_based_curve_is_restored_and_reported(t5_tokeni
 
 
 def test_the_untrained_weights_are_the_best_point_when_no_step_beats_them(overfitted_trainer, t5_tokenizer, tmp_path):
-    trainer = make_trainer(
-        copy.deepcopy(overfitted_trainer.model),
-        t5_tokenizer,
-        tmp_path,
-        num_train_epochs=3,
-        eval_on_start=True,
-        save_strategy="best",
-        metric_for_best_model="mrr@10",
-        load_best_model_at_end=True,
-        save_total_limit=1,
-    )
-    trainer.add_callback(TimeBudgetCallback(max_minutes=30, eval_every_minutes=1e-9))
-    trainer.add_callback(WreckWeightsAtStep(1))
+    model = copy.deepcopy(overfitted_trainer.model)
+    trainer = best_state_trainer(model, t5_tokenizer, tmp_path, 3, wreck_at_step=1, eval_on_start=True)
     trainer.train()
     start, *trained = trainer.curve
     assert start["step"] == 0 and start["eval_mrr@10"] > max(point["eval_mrr@10"] for point in trained)
