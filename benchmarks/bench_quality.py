@@ -37,9 +37,9 @@ embedded in the markdown): one row per ID scheme, variant and seed with the item
 of level-1 codes and of full IDs with the leaf category, collision rate before resolution, code-usage perplexity per
 level), the training wall time and throughput, the milliseconds per test query on this machine and the commit its run
 was trained at, plus the zero-shot, peer, reference and published rows (the references with their milliseconds per
-query too), the commit the script started at (the markdown names any row kept by `--resume` from another commit),
-the machine, the seeds and the total wall time. With several `--seeds`, a spread table gives each scheme's mean,
-minimum and maximum.
+query too), the commit the script started at (the markdown names any row trained at another commit: kept by
+`--resume`, or started after a commit made meanwhile), the machine, the seeds and the total wall time. With several
+`--seeds`, a spread table gives each scheme's mean, minimum and maximum.
 
 Every run's files stay in `--output_dir/<scheme>[-<variant>]-seed<seed>`; `--resume` keeps the finished runs there
 (and the example scripts continue a stopped run from its last checkpoint, counting the training time it already spent
@@ -868,13 +868,20 @@ def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
 
 
 def _other_commits_note(result: dict) -> list[str]:
-    """A line naming the rows trained at another commit than the table's (runs kept by `--resume`), if any."""
+    """
+    A line naming the rows trained at another commit than the table's, if any: runs kept by `--resume`, or runs that
+    started after a commit made while the benchmark ran.
+    """
     table_commit = result["machine"].get("git_commit")
     others = [row for row in result["rows"] if row.get("commit") and row["commit"] != table_commit]
     if not others:
         return []
     runs = ", ".join(f"{row['scheme']} seed {row['seed']} at {row['commit'][:7]}" for row in others)
-    return [f"> **Rows kept from runs at another commit (`--resume`): {runs}.**", ""]
+    return [
+        f"> **Rows trained at another commit than the table's (kept by `--resume`, or started after a commit): "
+        f"{runs}.**",
+        "",
+    ]
 
 
 def _milliseconds(row: dict) -> str:
