@@ -260,6 +260,37 @@ def test_run_recommendation_end_to_end_reports_tiger_next_to_ours(tmp_path):
     assert all(set(ranking) <= {str(item) for item in range(12)} for ranking in model.recommend([["0", "1"]], k=5))
 
 
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
+def test_run_recommendation_continues_a_stopped_run_from_its_checkpoint(tmp_path):
+    data_dir = write_synthetic_beauty(tmp_path / "data")
+    output_dir = tmp_path / "out"
+
+    def run(epochs: str, learning_rate: str) -> subprocess.CompletedProcess:
+        return run_recommendation(
+            "--dataset", "beauty", "--data_dir", str(data_dir), "--id_scheme", "random", "--codebook_sizes", "4", "4",
+            "--decoder_config_overrides", "hidden_size=16,intermediate_size=32,num_hidden_layers=1,"
+            "num_attention_heads=2,num_key_value_heads=2", "--per_device_train_batch_size", "4",
+            "--save_strategy", "epoch", "--num_train_epochs", epochs, "--learning_rate", learning_rate,
+            "--output_dir", str(output_dir), cwd=tmp_path,
+        )  # fmt: skip
+
+    first = run("1", "0.001")
+    assert first.returncode == 0, first.stderr[-3000:]
+    (checkpoint,) = output_dir.glob("checkpoint-*")
+    steps_per_epoch = int(checkpoint.name.removeprefix("checkpoint-"))
+    # The checkpoint is found and continued: a run at another learning rate is refused before any step...
+    refused = run("2", "0.0005")
+    error_lines = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode != 0 and len(error_lines) == 1, refused.stderr[-2000:]
+    assert f"{checkpoint.name} was trained at learning rate 0.001" in error_lines[0]
+    # ...and one at the same rate trains the second epoch only.
+    second = run("2", "0.001")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"Continuing from {checkpoint}" in second.stdout + second.stderr
+    report = json.loads((output_dir / "recommendation_report.json").read_text())
+    assert report["training"]["optimizer steps"] == 2 * steps_per_epoch and report["training"]["epochs done"] == 2.0
+
+
 def test_collaborative_embeddings_see_only_the_training_part_of_each_sequence(monkeypatch):
     # "v" and "t" are only ever a validation and a test item, so nothing a model may learn from links them.
     sequences = {"u1": ["a", "b", "c", "v", "t"], "u2": ["b", "a", "c", "v", "t"], "u3": ["c", "b", "a", "a"]}
@@ -331,6 +362,8 @@ def test_run_recommendation_on_ids_saved_elsewhere(tmp_path):
      "--collaborative_share 1.0 must lie in [0, 1)"),
     (["--dataset", "beauty", "--data_dir", "{data}", "--id_scheme", "random", "--collaborative_share", "0.5"],
      "use it with --id_scheme kmeans|rq_kmeans and no --semantic_ids_file"),
+    (["--dataset", "beauty", "--data_dir", "{data}", "--id_scheme", "random", "--resume_from_checkpoint", "{empty}"],
+     "not a checkpoint folder (no trainer_state.json)"),
 ])  # fmt: skip
 def test_bad_input_stops_the_script_with_one_error_line(arguments, message, tmp_path):
     (tmp_path / "empty").mkdir()

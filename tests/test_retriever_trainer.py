@@ -37,14 +37,13 @@ from trainers import (
     retrieval_evaluation_dataset,
     retrieval_training_dataset,
 )
-from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS, CorpusFileArguments
+from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS, CorpusFileArguments, checkpoint_to_resume
 from trainers.commands.retrieve import (
     INDEXER_START_LEARNING_RATE,
     TRAINING_DEFAULTS,
     RetrievalArguments,
     RetrieverArguments,
     parse_arguments,
-    resume_source,
 )
 from trainers.report import describe_tested_weights
 
@@ -374,8 +373,8 @@ def test_the_best_point_of_a_time_based_curve_is_restored_and_reported(t5_tokeni
         f"{best['training_minutes']:.1f} training minutes)"
     )
     # A stopped run of the script continues from the one checkpoint kept, the best point, and says so.
-    with caplog.at_level(logging.WARNING, logger="trainers.commands.retrieve"):
-        source = resume_source(RetrieverArguments(), trainer.args)
+    with caplog.at_level(logging.WARNING, logger="trainers.commands.common"):
+        source = checkpoint_to_resume(trainer.args, RetrieverArguments().auto_resume)
     assert source == str(tmp_path / "trainer" / f"checkpoint-{best['step']}")
     assert "the best validation point so far, not from where the run stopped" in caplog.text
     last = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path / "last", num_train_epochs=2)
@@ -465,6 +464,8 @@ def read_report(output_dir: Path) -> dict:
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
                           "--backbone_config", "t5", "--backbone_config_overrides", "num_layerz=2"],
      "--backbone_config 't5': key num_layerz"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--resume_from_checkpoint", "{empty}/checkpoint-5"], "not a checkpoint folder"),
 ])  # fmt: skip
 def test_bad_input_stops_with_one_error_line(script, arguments, message, tmp_path):
     (tmp_path / "empty").mkdir()

@@ -4,6 +4,7 @@ Hub dataset), set up logging, compute (or reuse) baseline IDs, and push its resu
 """
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,8 @@ import torch
 import transformers
 from datasets import Dataset
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
 
 from modeling_lmindexer import SemanticIDs
 from modeling_lmindexer.baselines import baseline_semantic_ids
@@ -190,6 +193,34 @@ def time_budget_callback(args: Any) -> TimeBudgetCallback | None:
         return TimeBudgetCallback(args.max_train_minutes, args.eval_every_minutes, args.lr_decay_over_budget)
     except ValueError as error:
         sys.exit(f"error: {error}")
+
+
+def checkpoint_to_resume(training_args: TrainingArguments, auto_resume: bool) -> str | None:
+    """
+    The checkpoint a `Trainer` run of a command continues from: `--resume_from_checkpoint` (one error line when it is
+    not a checkpoint folder), else, with `auto_resume`, the newest `checkpoint-*` in `--output_dir`, else None. With
+    `--save_strategy best` the only checkpoint kept is the best validation point, so a stopped run continues from there
+    rather than from where it stopped (a warning says so).
+    """
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint:
+        if not os.path.isfile(os.path.join(checkpoint, TRAINER_STATE_NAME)):
+            sys.exit(
+                f"error: --resume_from_checkpoint {checkpoint}: not a checkpoint folder (no {TRAINER_STATE_NAME}); "
+                "give a checkpoint-<step> folder of an earlier run with the same arguments."
+            )
+        return checkpoint
+    if not auto_resume or not os.path.isdir(training_args.output_dir):
+        return None
+    checkpoint = get_last_checkpoint(training_args.output_dir)
+    if checkpoint is not None and training_args.save_strategy == SaveStrategy.BEST:
+        logger.warning(
+            f"Continuing from {checkpoint}, the best validation point so far, not from where the run stopped: "
+            "--save_strategy best keeps no later state (--auto_resume False starts over)."
+        )
+    elif checkpoint is not None:
+        logger.info(f"Continuing from {checkpoint} (--auto_resume False starts over).")
+    return checkpoint
 
 
 def configure_logging(training_args: TrainingArguments) -> None:

@@ -22,6 +22,8 @@ NDCG@5/10 over the full item set.
   random sample of `--num_validation_users` validation users at that interval, for a curve of Recall@10 against
   training minutes; with `--save_strategy best --load_best_model_at_end True --metric_for_best_model recall@10` the
   test ranking uses the weights of the best curve point instead of the last (the report's `tested weights`).
+- Resume: re-running a stopped command continues from the last `checkpoint-*` in `--output_dir` (`--save_strategy`
+  writes them; `--auto_resume False` starts over, `--resume_from_checkpoint` names one).
 
 Writes to `--output_dir` (default `outputs/recommendation-<dataset>`): the recommender (load it with
 `AutoModelForCausalLM.from_pretrained` and call `recommend`) and `recommendation_report.json` + `.md` (test metrics,
@@ -55,6 +57,7 @@ from modeling_lmindexer.data.recommendation import (
 from modeling_lmindexer.data.user_files import NamedCorpus, load_interactions_file
 from trainers import (
     LMIndexerRecommenderTrainer,
+    ResumeError,
     recommendation_evaluation_dataset,
     recommendation_training_dataset,
 )
@@ -63,6 +66,7 @@ from trainers.commands.common import (
     CorpusFileArguments,
     HubPush,
     cached_baseline_semantic_ids,
+    checkpoint_to_resume,
     configure_logging,
     load_documents,
     parse_command_line,
@@ -155,6 +159,9 @@ class RecommendationArguments:
     num_beams: int = field(default=20, metadata={"help": "Beam width of the rankings."})
     eval_batch_size: int = field(default=128, metadata={"help": "Users ranked at once."})
     k_values: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "Metric cut-offs."})
+    auto_resume: bool = field(
+        default=True, metadata={"help": "Continue from the last checkpoint in output_dir (False starts over)."}
+    )
 
 
 # What `--id_scheme` can call IDs read from `--semantic_ids_file`.
@@ -418,7 +425,10 @@ def main() -> None:
         callbacks=[budget] if budget is not None else None,
     )
     train_start = time.time()
-    trainer.train()
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args, args.auto_resume))
+    except ResumeError as error:
+        sys.exit(f"error: {error}")
     training_seconds = trainer.time_budget.elapsed_seconds if budget is not None else time.time() - train_start
     test_start = time.time()
     test_metrics = trainer.evaluate(recommendation_evaluation_dataset(split.test), metric_key_prefix="test")

@@ -26,7 +26,6 @@ of the last (the report's `tested weights`; with `--eval_on_start True` the weig
 """
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -40,7 +39,6 @@ from transformers import (
     Seq2SeqTrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
 
 from modeling_lmindexer import (
     DEFAULT_BACKBONE,
@@ -65,7 +63,6 @@ from trainers import (
     LMIndexerRetrieverTrainer,
     ResumeError,
     RetrievalReport,
-    TimeBudgetCallback,
     retrieval_evaluation_dataset,
     retrieval_training_dataset,
 )
@@ -74,6 +71,7 @@ from trainers.commands.common import (
     HubPush,
     argument_given,
     cached_baseline_semantic_ids,
+    checkpoint_to_resume,
     configure_logging,
     load_documents,
     parse_command_line,
@@ -303,27 +301,6 @@ def retriever_backbone(args: RetrieverArguments) -> tuple[PreTrainedModel, PreTr
     return backbone, tokenizer
 
 
-def resume_source(args: RetrieverArguments, training_args: Seq2SeqTrainingArguments) -> str | None:
-    """
-    The checkpoint a run continues from: `--resume_from_checkpoint`, else (with `--auto_resume`) the newest checkpoint
-    in the output folder. With `--save_strategy best` the only checkpoint kept is the best validation point, so a
-    stopped run continues from there rather than from where it stopped (a warning says so).
-    """
-    if training_args.resume_from_checkpoint:
-        return training_args.resume_from_checkpoint
-    if args.auto_resume and os.path.isdir(training_args.output_dir):
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint is not None and training_args.save_strategy == SaveStrategy.BEST:
-            logger.warning(
-                f"Continuing from {checkpoint}, the best validation point so far, not from where the run stopped: "
-                "--save_strategy best keeps no later state (--auto_resume False starts over)."
-            )
-        elif checkpoint is not None:
-            logger.info(f"Continuing from {checkpoint} (--auto_resume False starts over).")
-        return checkpoint
-    return None
-
-
 def train_evaluate_and_report(
     task: RetrievalTask,
     retriever: LMIndexerRetriever,
@@ -360,14 +337,13 @@ def train_evaluate_and_report(
     if training_args.do_train:
         train_start = time.time()
         try:
-            trainer.train(resume_from_checkpoint=resume_source(args, training_args))
+            trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args, args.auto_resume))
         except ResumeError as error:
             sys.exit(f"error: {error}")
         training_seconds = time.time() - train_start
         if budget is not None:
-            # The Trainer may have replaced the callback by the one restored from the checkpoint.
-            budget = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback))
             # Training time of every run this one continues, as counted against the budget.
+            budget = trainer.time_budget
             training_seconds = budget.elapsed_seconds
     evaluation_start = time.time()
     test_metrics = trainer.evaluate(datasets["test"], metric_key_prefix="test")
