@@ -365,6 +365,7 @@ def main() -> None:
         )
     if args.num_beams < max(args.k_values):
         sys.exit(f"error: --num_beams {args.num_beams} must be at least the largest cut-off {max(args.k_values)}.")
+    checkpoint = checkpoint_to_resume(training_args, args.auto_resume)
     if args.interactions_file is None:
         sequences, dataset, labels = load_benchmark_sequences(args)
     documents = load_catalogue(args, corpus_args)
@@ -426,7 +427,7 @@ def main() -> None:
     )
     train_start = time.time()
     try:
-        trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args, args.auto_resume))
+        trainer.train(resume_from_checkpoint=checkpoint)
     except ResumeError as error:
         sys.exit(f"error: {error}")
     training_seconds = trainer.time_budget.elapsed_seconds if budget is not None else time.time() - train_start
