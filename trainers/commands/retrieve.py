@@ -310,10 +310,12 @@ def train_evaluate_and_report(
     training_args: Seq2SeqTrainingArguments,
     id_scheme: str,
     published: dict[str, dict[str, float]] | None = None,
+    resume_from: str | None = None,
 ) -> dict[str, float]:
     """
-    Train on `datasets["train"]` (evaluating on `datasets["validation"]` as `eval_strategy` says), evaluate on
-    `datasets["test"]`, then, on the main process, save the retriever and tokenizer and write the report.
+    Train on `datasets["train"]` (evaluating on `datasets["validation"]` as `eval_strategy` says; continuing the
+    checkpoint `resume_from`, if any), evaluate on `datasets["test"]`, then, on the main process, save the retriever
+    and tokenizer and write the report.
 
     Returns:
         `dict[str, float]`: The test metrics, e.g. `{"recall@10": ...}`.
@@ -337,7 +339,7 @@ def train_evaluate_and_report(
     if training_args.do_train:
         train_start = time.time()
         try:
-            trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args, args.auto_resume))
+            trainer.train(resume_from_checkpoint=resume_from)
         except ResumeError as error:
             sys.exit(f"error: {error}")
         training_seconds = time.time() - train_start
@@ -488,6 +490,7 @@ def main() -> None:
         (RetrievalArguments, CorpusFileArguments, RetrieverArguments, Seq2SeqTrainingArguments), "retrieval", "scifact"
     )
     check_training_choices(args, retriever_args, training_args)
+    checkpoint = checkpoint_to_resume(training_args, retriever_args.auto_resume) if training_args.do_train else None
     corpus, task = load_task(args, corpus_args, training_args.seed)
     retriever, tokenizer, id_scheme = build_retriever(
         retriever_args, corpus, task.name, training_args, args.max_query_length
@@ -534,7 +537,9 @@ def main() -> None:
         f"{task.name}: {len(task.train)} training pairs {task.training_counts()}, {len(task.validation)} validation "
         f"and {len(task.test)} test queries, {len(retriever.semantic_ids)} indexed documents."
     )
-    train_evaluate_and_report(task, retriever, tokenizer, datasets, retriever_args, training_args, id_scheme)
+    train_evaluate_and_report(
+        task, retriever, tokenizer, datasets, retriever_args, training_args, id_scheme, resume_from=checkpoint
+    )
 
 
 if __name__ == "__main__":
