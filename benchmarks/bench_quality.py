@@ -38,12 +38,15 @@ of level-1 codes and of full IDs with the leaf category, collision rate before r
 level), the training wall time and throughput, the milliseconds per test query on this machine and the commit its run
 was trained at, plus the zero-shot, peer, reference and published rows (the references with their milliseconds per
 query too), the commit the script started at (the markdown names any row trained at another commit: kept by
-`--resume`, or started after a commit made meanwhile), the machine, the seeds and the total wall time. With several
-`--seeds`, a spread table gives each scheme's mean, minimum and maximum.
+`--resume` or `--keep_rows_from`, or started after a commit made meanwhile), the machine, the seeds and the total
+wall time. With several `--seeds`, a spread table gives each scheme's mean, minimum and maximum.
 
 Every run's files stay in `--output_dir/<scheme>[-<variant>]-seed<seed>`; `--resume` keeps the finished runs there
 (and the example scripts continue a stopped run from its last checkpoint, counting the training time it already spent
 against `--budget_minutes`), so a comparison longer than a session continues where it stopped with equal budgets.
+Where those folders are gone (a fresh checkout), `--keep_rows_from <results JSON>` keeps the rows an earlier run of
+the same command wrote (e.g. the committed file) for the seeds it has and trains only the others; a row trained with an
+indexer's IDs is kept only when `--indexer` (re-made) gives the same IDs.
 Other arguments are passed to the example script unchanged, e.g. `--max_users 200` or
 `--per_device_train_batch_size 64`.
 """
@@ -87,6 +90,7 @@ from modeling_lmindexer.data.retrieval_tasks import (  # noqa: E402
     load_recommendation_task,
     load_retrieval_task,
 )
+from modeling_lmindexer.hub_utils import SEMANTIC_IDS_NAME  # noqa: E402
 from modeling_lmindexer.metrics import compute_retrieval_metrics  # noqa: E402
 from trainers.commands.common import BEST_VALIDATION_STATE_FLAGS  # noqa: E402
 from trainers.commands.recommend import SAVED_ID_SCHEMES, id_files_by_scheme  # noqa: E402
@@ -106,6 +110,8 @@ SCHEME_NAMES = {
 }
 ID_SCHEMES = tuple(SCHEME_NAMES)
 RETRIEVAL_SCHEMES = ("random", "kmeans", "rq_kmeans", "lmindexer", "lmindexer_ids")
+# The schemes that train with the IDs of `--indexer` (unless `--semantic_ids_file` gives them).
+INDEXER_SCHEMES = ("lmindexer", "lmindexer_codebooks", "lmindexer_ids")
 TASKS = {
     "rec": {
         "script": "run_recommendation.py",
@@ -257,6 +263,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
     parser.add_argument("--output_dir", default=None, help="Runs' folders (default outputs/quality-<task>-<dataset>).")
     parser.add_argument("--results_dir", default=str(REPO_ROOT / "benchmarks" / "results"))
     parser.add_argument("--resume", action="store_true", help="Keep finished runs and continue stopped ones.")
+    parser.add_argument(
+        "--keep_rows_from",
+        type=Path,
+        default=None,
+        help="A results JSON of an earlier run of this same command: its rows of the asked seeds are kept instead of "
+        "trained again (rows with an indexer's IDs only when --indexer gives the same IDs: equal ID quality).",
+    )
     parser.add_argument("--max_users", type=int, default=None, help="rec: only the first N users (quick runs).")
     parser.add_argument("--max_documents", type=int, default=None, help="retrieval: index only N documents.")
     parser.add_argument("--max_test_queries", type=int, default=None, help="retrieval: evaluate N test queries.")
@@ -310,7 +323,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> tuple[argparse.Namespa
     unused_files = sorted(set(args.id_files) - set(args.schemes))
     if unused_files:
         parser.error(f"--semantic_ids_file names schemes that are not in --schemes: {', '.join(unused_files)}")
-    if {"lmindexer", "lmindexer_codebooks", "lmindexer_ids"} & set(args.schemes) - set(args.id_files):
+    if set(INDEXER_SCHEMES) & set(args.schemes) - set(args.id_files):
         args.indexer = args.indexer or str(REPO_ROOT / "outputs" / f"bench-{args.dataset}")
         if not (Path(args.indexer) / "config.json").is_file():
             parser.error(
@@ -405,6 +418,68 @@ def script_command(args: argparse.Namespace, scheme: str, seed: int, run_dir: Pa
             if getattr(args, name) is not None:
                 command += [f"--{name}", str(getattr(args, name))]
     return command + extra
+
+
+# Flags that choose which rows a run trains or where its files go, not how a row is trained.
+ROW_SELECTION_FLAGS = {"--seeds": "+", "--resume": 0, "--keep_rows_from": 1}
+
+
+def training_command(command: str) -> list[str]:
+    """A bench command's words without the flags of `ROW_SELECTION_FLAGS` and their values."""
+    words, kept = shlex.split(command), []
+    skipping = False
+    for word in words:
+        if word in ROW_SELECTION_FLAGS:
+            skipping = ROW_SELECTION_FLAGS[word] != 0
+            continue
+        if skipping and not word.startswith("--"):
+            continue
+        skipping = False
+        kept.append(word)
+    return kept
+
+
+def kept_rows(
+    args: argparse.Namespace,
+    command: str,
+    category_of: dict[str, str],
+    training_sequences: list[list[str]] | None,
+) -> dict[tuple[str, int], dict]:
+    """
+    `--keep_rows_from`'s rows of the asked seeds, by (row scheme, seed), after checking that they come from the same
+    command (up to the seeds and the resume flags) and, for a row trained with IDs read from `--indexer` or
+    `--semantic_ids_file`, that those IDs are the ones of this run: the same ID quality (collision rate, AMI, code
+    usage, ...). Anything else ends the run with one error line naming the file and the row.
+    """
+    if args.keep_rows_from is None:
+        return {}
+    source = args.keep_rows_from
+    try:
+        earlier = json.loads(source.read_text())
+        earlier_command, earlier_rows = earlier["command"], earlier["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        message = f"error: --keep_rows_from {source}: not a results JSON of bench_quality.py ({error})"
+        raise SystemExit(message) from None
+    if training_command(earlier_command) != training_command(command):
+        raise SystemExit(
+            f"error: --keep_rows_from {source}: its rows come from another command ({earlier_command}); keep rows "
+            "only of the same command, with other --seeds at most"
+        )
+    rows = {(row["scheme"], row["seed"]): row for row in earlier_rows if row["seed"] in args.seeds}
+    for (name, seed), row in rows.items():
+        ids_file = args.id_files.get(row["id_scheme"])
+        if ids_file is None and row["id_scheme"] in INDEXER_SCHEMES:
+            ids_file = Path(args.indexer) / SEMANTIC_IDS_NAME
+        if ids_file is None:
+            continue
+        quality = id_quality(SemanticIDs.load(ids_file), category_of, training_sequences)
+        if row["id_quality"] != quality:
+            raise SystemExit(
+                f"error: --keep_rows_from {source}: row {name} seed {seed} was trained with other IDs than "
+                f"{ids_file} holds now (ID quality {row['id_quality']} there, {quality} here); re-make the same "
+                "indexer or train the row again"
+            )
+    return rows
 
 
 def run_scheme(args: argparse.Namespace, scheme: str, variant: str, seed: int, extra: list[str]) -> dict:
@@ -768,13 +843,34 @@ def scheme_row(
     }
 
 
-def row_label(label: str, rows: list[dict]) -> str:
-    """A run's label for the table's top: as it is when every row carries it, else naming the rows that do (a
-    variant's training choice is not the whole table's)."""
-    carriers = list(dict.fromkeys(row["scheme"] for row in rows if label in row["labels"]))
-    if len(carriers) == len(dict.fromkeys(row["scheme"] for row in rows)):
-        return label
-    return f"{label} (rows {', '.join(carriers)})"
+# A label that names the seed it was drawn with ("... (--validation_queries, seed 43)"): one per seed in the rows.
+SEEDED_LABEL = re.compile(r"seed (?P<seed>\d+)\)$")
+
+
+def table_labels(rows: list[dict]) -> list[str]:
+    """The runs' labels for the table's top, each once: labels that differ only in the seed they end with become one
+    naming the seeds; a label that not every scheme carries names the rows that do (a variant's training choice is not
+    the whole table's)."""
+    seeds_of: dict[str, list[str]] = {}
+    schemes_of: dict[str, list[str]] = {}
+    for row in rows:
+        for label in row["labels"]:
+            seeded = SEEDED_LABEL.search(label)
+            stem = label[: seeded.start()] if seeded else label
+            seeds_of.setdefault(stem, [])
+            if seeded and seeded["seed"] not in seeds_of[stem]:
+                seeds_of[stem].append(seeded["seed"])
+            schemes_of.setdefault(stem, [])
+            if row["scheme"] not in schemes_of[stem]:
+                schemes_of[stem].append(row["scheme"])
+    every_scheme = list(dict.fromkeys(row["scheme"] for row in rows))
+    labels = []
+    for stem, seeds in seeds_of.items():
+        label = f"{stem}seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})" if seeds else stem
+        if len(schemes_of[stem]) < len(every_scheme):
+            label = f"{label} (rows {', '.join(schemes_of[stem])})"
+        labels.append(label)
+    return labels
 
 
 def seed_spread(rows: list[dict], metric_names: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
@@ -869,8 +965,8 @@ def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
 
 def _other_commits_note(result: dict) -> list[str]:
     """
-    A line naming the rows trained at another commit than the table's, if any: runs kept by `--resume`, or runs that
-    started after a commit made while the benchmark ran.
+    A line naming the rows trained at another commit than the table's, if any: runs kept by `--resume` or
+    `--keep_rows_from`, or runs that started after a commit made while the benchmark ran.
     """
     table_commit = result["machine"].get("git_commit")
     others = [row for row in result["rows"] if row.get("commit") and row["commit"] != table_commit]
@@ -878,7 +974,8 @@ def _other_commits_note(result: dict) -> list[str]:
         return []
     runs = ", ".join(f"{row['scheme']} seed {row['seed']} at {row['commit'][:7]}" for row in others)
     return [
-        f"> **Rows trained at another commit than the table's (kept by `--resume`, or started after a commit): "
+        f"> **Rows trained at another commit than the table's (kept by `--resume` or `--keep_rows_from`, or started "
+        f"after a commit): "
         f"{runs}.**",
         "",
     ]
@@ -1015,13 +1112,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     start = time.time()
     machine = machine_info()
     args, extra = parse_arguments(argv)
+    command = " ".join(["python", "benchmarks/bench_quality.py", *(argv if argv is not None else sys.argv[1:])])
     corpus = load_corpus(args.dataset, args.data_dir)
     category_of = dict(zip(corpus["doc_id"], corpus["category"]))
     training_sequences = training_parts(task_sequences(args)) if args.task == "rec" else None
+    kept = kept_rows(args, command, category_of, training_sequences)
     rows = []
     for seed in args.seeds:
         for scheme in args.schemes:
             for variant in args.variants:
+                if (run_name(scheme, variant[0]), seed) in kept:
+                    rows.append(kept[(run_name(scheme, variant[0]), seed)])
+                    logger.info(f"Keeping {rows[-1]['scheme']} (seed {seed}) from {args.keep_rows_from}.")
+                    continue
                 report = run_scheme(args, scheme, variant[0], seed, extra + variant[1])
                 run_dir = args.output_dir / f"{run_name(scheme, variant[0])}-seed{seed}"
                 rows.append(scheme_row(scheme, variant, seed, report, run_dir, category_of, training_sequences))
@@ -1031,7 +1134,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for peer in args.peers:
             peer_rows.append(run_peer(args, peer, seed))
             logger.info(f"{peer} (seed {seed}): {peer_rows[-1]['metrics']}")
-    labels = [row_label(label, rows) for label in dict.fromkeys(label for row in rows for label in row["labels"])]
+    labels = table_labels(rows)
     if args.task == "product_search" and PRODUCT_SEARCH_LABEL not in labels:
         labels.insert(0, PRODUCT_SEARCH_LABEL)
     metric_columns = METRIC_COLUMNS[args.task]
@@ -1039,7 +1142,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "benchmark": "quality",
         "task": args.task,
         "dataset": args.dataset,
-        "command": " ".join(["python", "benchmarks/bench_quality.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command,
         "results_name": args.results_name,
         "seeds": args.seeds,
         "budget_minutes": args.budget_minutes,

@@ -8,6 +8,7 @@ The end-to-end tests read no real data: synthetic Cranfield files (12 documents,
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -126,6 +127,28 @@ def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, 
     assert resumed["rows"] == result["rows"] and resumed["zero_shot_rows"] == []
     assert {path: path.stat().st_mtime for path in logs} == logs
     assert "no fine-tuning (zero-shot)" not in (results_dir / "quality_retrieval_cranfield.md").read_text()
+
+    # Without the run folders (a fresh checkout), --keep_rows_from keeps the rows of the written results instead of
+    # training them again, after checking the command and that the indexer still gives the lmindexer row's IDs.
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps(stored))
+    shutil.rmtree(tmp_path / "runs")
+    kept = bench.main([*arguments, "--keep_rows_from", str(earlier)])
+    assert kept["rows"] == result["rows"] and not (tmp_path / "runs").exists()
+    assert kept["reference_rows"][0]["metrics"] == result["reference_rows"][0]["metrics"]
+    other_command = [*arguments, "--num_train_epochs", "2", "--keep_rows_from", str(earlier)]
+    with pytest.raises(SystemExit, match="its rows come from another command"):
+        bench.main(other_command)
+    stored["rows"][1]["id_quality"]["collision_rate_before_resolution"] += 0.5  # the lmindexer row of seed 1
+    earlier.write_text(json.dumps(stored))
+    with pytest.raises(SystemExit, match=r"row lmindexer seed 1 was trained with other IDs than .*semantic_ids.json"):
+        bench.main([*arguments, "--keep_rows_from", str(earlier)])
+    stored["rows"][1]["id_quality"]["collision_rate_before_resolution"] -= 0.5
+    stored["rows"][0]["id_quality"]["collision_rate_before_resolution"] += 0.5  # random IDs: not the indexer's
+    earlier.write_text(json.dumps(stored))
+    assert bench.main([*arguments, "--seeds", "1", "--keep_rows_from", str(earlier)])["rows"] == stored["rows"][:2]
+    with pytest.raises(SystemExit, match="not a results JSON of bench_quality.py"):
+        bench.main([*arguments, "--keep_rows_from", str(tmp_path / "missing.json")])
 
 
 @pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
@@ -493,6 +516,24 @@ def test_popularity_ranks_the_most_frequent_training_targets():
     test = [EvaluationQuery("u1", ("a",), {"y": 1}), EvaluationQuery("u2", ("b",), {"z": 1})]
     task = RetrievalTask("synthetic", "sequential recommendation", train, [], test, "leave-one-out")
     assert bench.popularity_index(task, depth=2)(task.test) == [["y", "x"], ["y", "x"]]
+
+
+def test_table_labels_name_each_seeded_label_once_with_its_seeds():
+    bench = load_benchmark()
+    held_out = "30 training queries held out for validation (--validation_queries, seed {})"
+    rows = [
+        {"scheme": scheme, "labels": [held_out.format(seed), *extra]}
+        for seed in (1, 2, 3)
+        for scheme, extra in (("lmindexer-all", []), ("lmindexer-queries", ["trained on query pairs only"]))
+    ]
+    assert bench.table_labels(rows) == [
+        "30 training queries held out for validation (--validation_queries, seeds 1, 2, 3)",
+        "trained on query pairs only (rows lmindexer-queries)",
+    ]
+    assert bench.table_labels(rows[:2]) == [
+        "30 training queries held out for validation (--validation_queries, seed 1)",
+        "trained on query pairs only (rows lmindexer-queries)",
+    ]
 
 
 def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
