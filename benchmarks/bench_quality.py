@@ -974,9 +974,8 @@ def _other_commits_note(result: dict) -> list[str]:
         return []
     runs = ", ".join(f"{row['scheme']} seed {row['seed']} at {row['commit'][:7]}" for row in others)
     return [
-        f"> **Rows trained at another commit than the table's (kept by `--resume` or `--keep_rows_from`, or started "
-        f"after a commit): "
-        f"{runs}.**",
+        "> **Rows trained at another commit than the table's (kept by `--resume` or `--keep_rows_from`, or started "
+        f"after a commit): {runs}.**",
         "",
     ]
 

@@ -611,8 +611,8 @@ def test_seed_spread_and_markdown_of_a_written_result(tmp_path):
     markdown = markdown_file.read_text()
     assert "> **time order: file order**" in markdown
     assert (
-        "> **Rows trained at another commit than the table's (kept by `--resume`, or started after a commit): "
-        "kmeans seed 1 at 0123456.**"
+        "> **Rows trained at another commit than the table's (kept by `--resume` or `--keep_rows_from`, or started "
+        "after a commit): kmeans seed 1 at 0123456.**"
     ) in markdown
     assert (
         "| hierarchical k-means (DSI) on MiniLM embeddings | t5 from scratch (num_layers=4,d_model=128) | 2 | 0.0300 "
