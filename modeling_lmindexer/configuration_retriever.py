@@ -19,6 +19,13 @@ def seq2seq_decoder_config(seq2seq_config: PreTrainedConfig) -> PreTrainedConfig
     return decoder_config if isinstance(decoder_config, PreTrainedConfig) else seq2seq_config
 
 
+def seq2seq_encoder_config(seq2seq_config: PreTrainedConfig) -> PreTrainedConfig:
+    """The config describing the encoder of a seq2seq config: its `encoder` sub-config for an `EncoderDecoderConfig`,
+    the config itself for T5 or BART."""
+    encoder_config = getattr(seq2seq_config, "encoder", None)
+    return encoder_config if isinstance(encoder_config, PreTrainedConfig) else seq2seq_config
+
+
 @strict
 class LMIndexerRetrieverConfig(PreTrainedConfig):
     r"""
@@ -140,6 +147,12 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
             )
         if self.max_query_length < 1:
             raise ValueError(f"max_query_length = {self.max_query_length}: queries need at least one token.")
+        max_positions = getattr(seq2seq_encoder_config(self.seq2seq_config), "max_position_embeddings", None)
+        if max_positions is not None and self.max_query_length > max_positions:
+            raise ValueError(
+                f"max_query_length = {self.max_query_length} is longer than the encoder's max_position_embeddings = "
+                f"{max_positions}: give at most {max_positions}."
+            )
         if self.constraint_num_threads is not None and self.constraint_num_threads < 1:
             raise ValueError(
                 f"constraint_num_threads = {self.constraint_num_threads}: give at least 1 thread, or None for "

@@ -359,7 +359,8 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         first; the `config.max_history_length` most recent items are read).
 
         Raises:
-            `ValueError`: For an empty history or items missing from the catalogue, naming the history's index.
+            `ValueError`: For an empty history or items missing from the catalogue (anywhere in the history), naming
+            the history's index.
         """
         sequences = []
         for index, history in enumerate(histories):
@@ -367,6 +368,8 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
                 raise ValueError(
                     f"histories[{index}] = {history!r}: a history is a non-empty list of item doc ids, oldest first."
                 )
+            # The whole history is checked, not only the recent items read, so that no unknown id passes unnoticed.
+            self.item_codes(history, source=f"histories[{index}]")
             recent = list(history)[-self.config.max_history_length :]
             sequences.append(self.sequence_token_ids(recent, source=f"histories[{index}]"))
         length = max(len(sequence) for sequence in sequences)

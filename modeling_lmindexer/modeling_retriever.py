@@ -613,7 +613,7 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
                 (one warning says how many).
             tokenizer (`PreTrainedTokenizerBase`, *optional*): The backbone's tokenizer. Defaults to the tokenizer
                 saved next to the model, loaded once from the folder or Hub repository the model was loaded from.
-            k (`int`): Documents per query (at most the number of indexed documents).
+            k (`int`): Documents per query; more than the indexed documents gives all of them (with a warning).
             num_beams (`int`, *optional*): Beam width; at least `k`, which is the default.
             batch_size (`int`): Queries decoded at once.
             return_scores (`bool`): Also return every document's score: the log-probability of its ID (with a
@@ -626,12 +626,14 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             `list[list[float]]`: their scores, in descending order.
 
         Raises:
-            `ValueError`: For an empty query (naming its index), `k < 1`, a retriever without IDs, or no `tokenizer`
-            for a retriever saved without one.
+            `ValueError`: For an empty query (naming its index), one string instead of a list of queries, `k < 1`,
+            a retriever without IDs, or no `tokenizer` for a retriever saved without one.
         """
         semantic_ids = self._require_semantic_ids()
         if k < 1 or batch_size < 1:
             raise ValueError(f"k = {k} and batch_size = {batch_size} must both be at least 1.")
+        if isinstance(queries, str):
+            raise ValueError(f"queries = {queries!r} is one string: pass a list of queries, e.g. [{queries!r}].")
         queries = list(queries)
         for index, query in enumerate(queries):
             if not isinstance(query, str) or not query.strip():
@@ -639,6 +641,8 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
         if tokenizer is None:
             tokenizer = self._saved_tokenizer()
         self._warn_about_truncation(queries, tokenizer)
+        if k > len(semantic_ids):
+            logger.warning(f"k = {k} is more than the {len(semantic_ids)} indexed documents: ranking all of them.")
         num_return_sequences = min(k, len(semantic_ids))
         num_beams = max(num_return_sequences, k if num_beams is None else num_beams)
         was_training = self.training

@@ -213,18 +213,25 @@ def test_recommend_learns_a_deterministic_next_item():
     assert [ranking[0] for ranking in rankings] == ["item-7", "item-13"]
 
 
-def test_bad_input_gets_one_clear_error(caplog):
+def test_bad_input_gets_one_clear_error(caplog, tmp_path):
     model = tiny_recommender()
     with pytest.raises(
         ValueError, match=r"histories\[1\]: 1 item\(s\) are not in the recommender's catalogue.*'nope'"
     ):
         model.recommend([["item-1"], ["item-2", "nope"]])
+    # An unknown item older than the max_history_length (4) items read is an error too.
+    with pytest.raises(ValueError, match=r"histories\[0\]: 1 item\(s\) are not.*'old-nope'"):
+        model.recommend([["old-nope", "item-1", "item-2", "item-3", "item-4"]])
     with pytest.raises(ValueError, match=r"histories\[0\] = \[\]: a history is a non-empty list"):
         model.recommend([[]])
     with pytest.raises(ValueError, match="k = 0"):
         model.recommend([["item-1"]], k=0)
-    assert len(model.recommend([["item-1"]], k=100)[0]) == len(ITEMS)  # the whole catalogue, with a warning
-    without_ids = LMIndexerRecommender(model.config)
+    with caplog.at_level("WARNING", logger="modeling_lmindexer.modeling_recommender"):
+        (ranking,) = model.recommend([["item-1"]], k=100)
+    assert sorted(ranking) == sorted(ITEMS)
+    assert "k = 100 is more than the 24 catalogue items: ranking all of them." in caplog.text
+    LMIndexerRecommender(model.config).save_pretrained(tmp_path / "no-ids")
+    without_ids = LMIndexerRecommender.from_pretrained(tmp_path / "no-ids")
     with pytest.raises(ValueError, match="has no semantic IDs"):
         without_ids.recommend([["item-1"]])
     with pytest.raises(ValueError, match="level 1 has codebook size 5 but the recommender's level 1 has 6"):
@@ -350,6 +357,8 @@ def test_run_recommendation_on_ids_saved_elsewhere(tmp_path):
     (["--id_scheme", "random", "--overwrite_output_dir", "True"], "unrecognized arguments: --overwrite_output_dir"),
     (["--dataset", "beauty", "--data_dir", "{data}", "--id_scheme", "rq"], "unknown --id_scheme 'rq'"),
     (["--dataset", "beauty", "--data_dir", "{data}"], "pass either --indexer"),
+    (["--dataset", "beauty", "--data_dir", "{data}", "--indexer", "{empty}/gone"],
+     "cannot load the indexer '{empty}/gone': no such folder, nor a Hub repository"),
     (["--dataset", "beauty", "--data_dir", "{data}", "--id_scheme", "random", "--num_beams", "5"],
      "--num_beams 5 must be at least the largest cut-off 10"),
     (["--dataset", "beauty", "--data_dir", "{data}", "--semantic_ids_file", "{empty}/ids.json"],
@@ -369,6 +378,7 @@ def test_bad_input_stops_the_script_with_one_error_line(arguments, message, tmp_
     (tmp_path / "empty").mkdir()
     data_dir = write_synthetic_beauty(tmp_path / "data")
     arguments = [argument.format(empty=tmp_path / "empty", data=data_dir) for argument in arguments]
+    message = message.format(empty=tmp_path / "empty")
     completed = run_recommendation(*arguments, "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
     error_lines = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
     assert completed.returncode != 0 and len(error_lines) == 1 and message in error_lines[0], completed.stderr[-2000:]

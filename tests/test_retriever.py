@@ -535,9 +535,21 @@ def test_loading_refuses_ids_of_other_codebook_sizes(trained_retriever, tmp_path
         LMIndexerRetriever.from_pretrained(tmp_path)
 
 
-def test_retrieve_refuses_empty_queries(trained_retriever, t5_tokenizer):
+def test_retrieve_refuses_empty_queries_one_string_and_a_retriever_without_ids(trained_retriever, t5_tokenizer):
     with pytest.raises(ValueError, match=r"queries\[1\] = '  ' is empty"):
         trained_retriever.retrieve(["red lipstick", "  ", "pen"], t5_tokenizer)
+    with pytest.raises(ValueError, match=r"queries = 'pen' is one string: pass a list of queries, e.g. \['pen'\]"):
+        trained_retriever.retrieve("pen", t5_tokenizer)
+    with pytest.raises(ValueError, match="The retriever has no semantic IDs"):
+        LMIndexerRetriever(trained_retriever.config).retrieve(["pen"], t5_tokenizer)
+
+
+def test_max_query_length_must_fit_the_encoder_positions():
+    backbone = tiny_backbone("bert2bert")
+    positions = backbone.config.encoder.max_position_embeddings
+    with pytest.raises(ValueError, match=f"max_query_length = {positions + 1} is longer than the encoder's"):
+        LMIndexerRetriever.from_backbone(backbone, query_ids(), max_query_length=positions + 1)
+    assert LMIndexerRetriever.from_backbone(backbone, query_ids(), max_query_length=positions).config.max_query_length
 
 
 def test_retrieve_warns_once_about_truncated_queries(trained_retriever, t5_tokenizer, caplog):
@@ -550,9 +562,11 @@ def test_retrieve_warns_once_about_truncated_queries(trained_retriever, t5_token
     assert len(rankings) == 3 and rankings[0] == rankings[2]
 
 
-def test_retrieve_caps_k_at_the_number_of_documents(trained_retriever, t5_tokenizer):
-    (ranking,) = trained_retriever.retrieve(QUERIES[:1], t5_tokenizer, k=20)
+def test_retrieve_caps_k_at_the_number_of_documents(trained_retriever, t5_tokenizer, caplog):
+    with caplog.at_level(logging.WARNING, logger="modeling_lmindexer.modeling_retriever"):
+        (ranking,) = trained_retriever.retrieve(QUERIES[:1], t5_tokenizer, k=20)
     assert sorted(ranking) == sorted(DOC_IDS)
+    assert f"k = 20 is more than the {len(DOC_IDS)} indexed documents: ranking all of them." in caplog.text
 
 
 def teacher_forced_log_probs(model: LMIndexerRetriever, tokenizer, query: str, doc_ids: list[str]) -> list[float]:

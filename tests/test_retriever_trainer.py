@@ -443,8 +443,14 @@ def read_report(output_dir: Path) -> dict:
      "unknown --id_scheme"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}"],
      "cannot load the indexer"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}/gone"],
+     "cannot load the indexer '{empty}/gone': no such folder, nor a Hub repository"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}",
                           "--retriever_init", "scratch"], "unknown --retriever_init 'scratch'"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--max_query_length", "1000"], "max_query_length = 1000 is longer than the encoder's"),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--max_document_length", "1000"], "--max_document_length 1000 is longer than the encoder's"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
                           "--eval_strategy", "steps"], "needs validation queries: pass --validation_queries N"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
@@ -471,6 +477,7 @@ def test_bad_input_stops_with_one_error_line(script, arguments, message, tmp_pat
     (tmp_path / "empty").mkdir()
     data_dir = write_synthetic_cranfield(tmp_path / "data")
     arguments = [argument.format(empty=tmp_path / "empty", data=data_dir) for argument in arguments]
+    message = message.format(empty=tmp_path / "empty")
     completed = run_example(script, *arguments, "--output_dir", str(tmp_path / "out"), cwd=tmp_path)
     assert completed.returncode != 0
     error_lines = [line for line in completed.stderr.splitlines() if line.startswith("error:")]

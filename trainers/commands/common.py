@@ -19,7 +19,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
 
-from modeling_lmindexer import SemanticIDs
+from modeling_lmindexer import LMIndexerForSemanticID, SemanticIDs
 from modeling_lmindexer.baselines import baseline_semantic_ids
 from modeling_lmindexer.collaborative import cooccurrence_embeddings
 from modeling_lmindexer.data import load_corpus
@@ -178,6 +178,28 @@ def parse_command_line(parser: HfArgumentParser, output_prefix: str, default_dat
             if isinstance(arguments, TrainingArguments):
                 arguments.dataloader_pin_memory = False
     return tuple(dataclasses)
+
+
+def load_indexer(path: str) -> LMIndexerForSemanticID:
+    """
+    The indexer of a command's `--indexer` (a local folder or a Hub repository), with its semantic IDs, or one error
+    line naming `path`.
+    """
+    try:
+        indexer = LMIndexerForSemanticID.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        reason = str(error).splitlines()[0]
+        if not Path(path).exists():
+            # Hub ids and local paths look alike ("org/name", "outputs/run"), and the Hub's error alone reads as if
+            # only a repository had been looked for.
+            reason = f"no such folder, nor a Hub repository that could be loaded ({reason})"
+        sys.exit(f"error: cannot load the indexer '{path}': {reason}")
+    if indexer.semantic_ids is None:
+        sys.exit(
+            f"error: the indexer '{path}' carries no semantic IDs; make them with examples/run_indexing.py "
+            "(lmindexer-index)."
+        )
+    return indexer
 
 
 def time_budget_callback(args: Any) -> TimeBudgetCallback | None:

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoConfig, HfArgumentParser, TrainingArguments, set_seed
 
-from modeling_lmindexer import LMIndexerForSemanticID, LMIndexerRecommender, SemanticIDs
+from modeling_lmindexer import LMIndexerRecommender, SemanticIDs
 from modeling_lmindexer.backbones import parse_config_overrides
 from modeling_lmindexer.baselines import BASELINE_ID_SCHEMES, sentence_embeddings
 from modeling_lmindexer.collaborative import blend_embeddings
@@ -69,6 +69,7 @@ from trainers.commands.common import (
     checkpoint_to_resume,
     configure_logging,
     load_documents,
+    load_indexer,
     parse_command_line,
     time_budget_callback,
 )
@@ -210,12 +211,7 @@ def semantic_ids_of(
     if (args.indexer is None) == (args.id_scheme is None):
         sys.exit(f"error: pass either --indexer <folder> or --id_scheme {'|'.join(BASELINE_ID_SCHEMES)}")
     if args.indexer is not None:
-        try:
-            indexer = LMIndexerForSemanticID.from_pretrained(args.indexer)
-        except (OSError, ValueError) as error:
-            sys.exit(f"error: cannot load the indexer '{args.indexer}': {str(error).splitlines()[0]}")
-        if indexer.semantic_ids is None:
-            sys.exit(f"error: the indexer '{args.indexer}' carries no semantic IDs; run lmindexer-index first.")
+        indexer = load_indexer(args.indexer)
         vectors = [codebook.weight.detach() for codebook in indexer.codebooks] if args.init_from_codebooks else []
         return indexer.semantic_ids, vectors, "lmindexer"
     if args.id_scheme not in BASELINE_ID_SCHEMES:

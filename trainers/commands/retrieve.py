@@ -42,13 +42,13 @@ from transformers import (
 
 from modeling_lmindexer import (
     DEFAULT_BACKBONE,
-    LMIndexerForSemanticID,
     LMIndexerRetriever,
     backbone_from_config,
     load_backbone,
     load_tokenizer,
 )
 from modeling_lmindexer.baselines import BASELINE_ID_SCHEMES
+from modeling_lmindexer.configuration_retriever import seq2seq_encoder_config
 from modeling_lmindexer.data.retrieval_tasks import (
     INDEXING,
     PSEUDO_QUERY,
@@ -74,6 +74,7 @@ from trainers.commands.common import (
     checkpoint_to_resume,
     configure_logging,
     load_documents,
+    load_indexer,
     parse_command_line,
     time_budget_callback,
 )
@@ -260,13 +261,11 @@ def build_retriever(
             "indexer's own backbone; add --retriever_init backbone to put the indexer's IDs on a new backbone."
         )
     if args.indexer is not None:
+        indexer = load_indexer(args.indexer)
         try:
-            indexer = LMIndexerForSemanticID.from_pretrained(args.indexer)
             tokenizer = AutoTokenizer.from_pretrained(args.indexer)
         except (OSError, ValueError) as error:
-            sys.exit(f"error: cannot load the indexer '{args.indexer}': {str(error).splitlines()[0]}")
-        if indexer.semantic_ids is None:
-            sys.exit(f"error: the indexer '{args.indexer}' carries no semantic IDs; run examples/run_indexing.py.")
+            sys.exit(f"error: cannot load the tokenizer of the indexer '{args.indexer}': {str(error).splitlines()[0]}")
         if args.retriever_init == "backbone":
             backbone, tokenizer = retriever_backbone(args)
             retriever = LMIndexerRetriever.from_backbone(
@@ -492,9 +491,18 @@ def main() -> None:
     check_training_choices(args, retriever_args, training_args)
     checkpoint = checkpoint_to_resume(training_args, retriever_args.auto_resume) if training_args.do_train else None
     corpus, task = load_task(args, corpus_args, training_args.seed)
-    retriever, tokenizer, id_scheme = build_retriever(
-        retriever_args, corpus, task.name, training_args, args.max_query_length
-    )
+    try:
+        retriever, tokenizer, id_scheme = build_retriever(
+            retriever_args, corpus, task.name, training_args, args.max_query_length
+        )
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    max_positions = getattr(seq2seq_encoder_config(retriever.config.seq2seq_config), "max_position_embeddings", None)
+    if max_positions is not None and args.max_document_length > max_positions:
+        sys.exit(
+            f"error: --max_document_length {args.max_document_length} is longer than the encoder's "
+            f"max_position_embeddings = {max_positions}: give at most {max_positions}."
+        )
     task = task.restrict_to_documents(retriever.semantic_ids.doc_ids)
     task = select_training_pairs(task, args, training_args.seed)
     if args.max_test_queries is not None:
