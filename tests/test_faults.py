@@ -142,3 +142,14 @@ def test_a_corrupt_resume_state_stops_run_indexing_with_one_error_line(tmp_path)
     completed = run_example("run_indexing.py", *TINY_JOB_ARGUMENTS, "--output_dir", str(output), cwd=tmp_path)
     assert_one_error_line(completed, "indexer_progress.json")
     assert "cannot continue the stopped run" in completed.stderr
+
+
+@pytest.mark.slow  # seconds: a subprocess (script, import check) or several trainings
+def test_resuming_from_a_folder_without_a_stopped_run_trains_nothing(tmp_path):
+    """A mistyped --resume_from_checkpoint (MovieLens-1M catalogue, first 48 movies) stops before any training."""
+    completed = run_example(
+        "run_indexing.py", *TINY_JOB_ARGUMENTS, "--resume_from_checkpoint", str(tmp_path / "typo"),
+        "--output_dir", str(tmp_path / "out"), cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_error_line(completed, f"{tmp_path / 'typo'}: no stopped indexing run to continue")
+    assert not (tmp_path / "out" / "indexer_progress.json").exists()

@@ -199,12 +199,16 @@ def test_bad_arguments_are_refused(t5_tokenizer, tmp_path):
         retrieval_evaluation_dataset(model, [[5, 1], [6, 1]], [{"doc-1": 1}, {"doc-99": 1, "doc-2": 0}])
 
 
-def test_time_budget_stops_training_after_the_first_step(t5_tokenizer, tmp_path):
+def test_time_budget_stops_training_after_the_first_step_and_checkpoints_it(t5_tokenizer, tmp_path):
     budget = TimeBudgetCallback(max_minutes=1e-6)
-    trainer = make_trainer(tiny_retriever(), t5_tokenizer, tmp_path, num_train_epochs=5)
+    trainer = make_trainer(
+        tiny_retriever(), t5_tokenizer, tmp_path, num_train_epochs=5, save_strategy="steps", save_steps=100
+    )
     trainer.add_callback(budget)
     trainer.train()
     assert trainer.state.global_step == 1 and budget.stopped_training
+    # Saved at the stop although the next scheduled save was 99 steps away.
+    assert [path.name for path in (tmp_path / "trainer").glob("checkpoint-*")] == ["checkpoint-1"]
     with pytest.raises(ValueError, match="must be positive"):
         TimeBudgetCallback(0)
 
@@ -443,6 +447,8 @@ def read_report(output_dir: Path) -> dict:
      "unknown --id_scheme"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}"],
      "cannot load the indexer"),
+    ("run_retrieval.py", ["--corpus_file", "{empty}/docs.jsonl", "--dataset_name", "me/docs", "--id_scheme", "random"],
+     "pass either --corpus_file or --dataset_name, not both"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}/gone"],
      "cannot load the indexer '{empty}/gone': no such folder, nor a Hub repository"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--indexer", "{empty}",

@@ -130,7 +130,27 @@ def test_a_column_missing_from_a_csv_header_is_an_error_even_when_skipping(tmp_p
         load_corpus_file(TableSource(str(path)), text_columns=["abstract"], skip_bad_rows=True)
 
 
+def test_a_csv_row_with_more_fields_than_the_header_is_a_bad_row(tmp_path):
+    (tmp_path / "docs.csv").write_text("id,text\nd1,one text\nd2,hello, world\nd3,third text\n")
+    source = TableSource(str(tmp_path / "docs.csv"))
+    with pytest.raises(DataFileError, match=r"docs.csv, line 3: 1 more field\(s\) than the header's columns"):
+        load_corpus_file(source)
+    assert load_corpus_file(source, skip_bad_rows=True).documents["doc_id"] == ["d1", "d3"]
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
+    (tmp_path / "docs.csv").write_bytes("id,text\nd1,caf\u00e9 au lait\n".encode("utf-8-sig"))
+    corpus = load_corpus_file(TableSource(str(tmp_path / "docs.csv")))
+    assert corpus.documents["doc_id"] == ["d1"] and corpus.documents["text"] == ["caf\u00e9 au lait"]
+
+
 def test_unreadable_and_unknown_files_give_one_error(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataFileError, match=r"empty.csv: empty file \(no header line\)"):
+        load_corpus_file(TableSource(str(tmp_path / "empty.csv")))
+    (tmp_path / "latin1.csv").write_bytes("id,text\nd1,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataFileError, match="latin1.csv: cannot read it \\(UnicodeDecodeError"):
+        load_corpus_file(TableSource(str(tmp_path / "latin1.csv")))
     with pytest.raises(DataFileError, match="unknown file type '.xml'"):
         load_corpus_file(TableSource(str(tmp_path / "docs.xml")))
     with pytest.raises(DataFileError, match="no such file"):
@@ -212,8 +232,9 @@ def test_trec_and_beir_qrels_read_the_same_judgments(tmp_path):
         ("q1 0 d404 1", ["qrels.trec, line 2", "document 'd404' of query 'q1'"]),
         ("q99 0 d1 1", ["qrels.trec, line 2", "query 'q99'"]),
         ("q1 d1", ["qrels.trec, line 2", "2 fields"]),
+        ("q0 0 d0 2", ["qrels.trec, line 2", "a second grade of document 'd0' for query 'q0' (first at line 1)"]),
     ],
-    ids=["unknown-document", "unknown-query", "bad-line"],
+    ids=["unknown-document", "unknown-query", "bad-line", "second-grade"],
 )
 def test_a_bad_judgment_gives_one_error_naming_the_line(tmp_path, qrels_line, words):
     queries = write_queries(tmp_path, with_split=False)
@@ -223,6 +244,14 @@ def test_a_bad_judgment_gives_one_error_naming_the_line(tmp_path, qrels_line, wo
     assert all(word in str(raised.value) for word in words), str(raised.value)
     skipped = load_queries_files(str(queries), str(tmp_path / "qrels.trec"), ["d0", "d1"], skip_bad_rows=True)
     assert skipped.qrels == {"q0": {"d0": 1}} and skipped.skipped_rows == {"qrels.trec": 1}
+
+
+@pytest.mark.parametrize("first_line", ["q0\td0\t1.0", "q0 0 d0 x"])
+def test_only_a_beir_header_is_passed_over_on_the_first_qrels_line(tmp_path, first_line):
+    queries = write_queries(tmp_path, with_split=False)
+    (tmp_path / "qrels.trec").write_text(f"{first_line}\nq1 0 d1 1\n")
+    with pytest.raises(DataFileError, match=r"qrels.trec, line 1: grade '(1.0|x)' of query 'q0' is not an integer"):
+        load_queries_files(str(queries), str(tmp_path / "qrels.trec"), ["d0", "d1"])
 
 
 def test_a_split_column_or_the_fixed_split_by_id_makes_the_task(tmp_path):

@@ -113,6 +113,10 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
             )
             self.stopped_training = True
             control.should_training_stop = True
+            if args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH):
+                # A checkpoint of the last step, so that a run stopped later (in its test evaluation) continues
+                # from there instead of redoing the steps since the last scheduled save.
+                control.should_save = True
         return control
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):

@@ -563,8 +563,16 @@ class LMIndexerTrainer(Trainer):
         """
         progress_path = os.path.join(root, PROGRESS_FILE)
         if not os.path.isfile(progress_path):
-            checkpoint = _last_complete_checkpoint(self._stage_output_dir(0, self.stage_plan[0]))
-            logger.info(f"No finished stage in {root}; starting at the first stage (checkpoint: {checkpoint}).")
+            first_stage_dir = os.path.basename(self._stage_output_dir(0, self.stage_plan[0]))
+            checkpoint = _last_complete_checkpoint(os.path.join(root, first_stage_dir))
+            if checkpoint is None:
+                # Starting afresh would write over the folder the user meant to continue (a mistyped path, a
+                # checkpoint-N folder of one stage): nothing is trained until the right folder is given.
+                raise ResumeError(
+                    f"{root}: no stopped indexing run to continue (no {PROGRESS_FILE}, no checkpoint of the first "
+                    f"stage in {first_stage_dir}); give the output_dir of the stopped run."
+                )
+            logger.info(f"No finished stage in {root}; continuing the first stage from {checkpoint}.")
             return 0, checkpoint
         progress = _read_state_file(progress_path, lambda path: json.loads(Path(path).read_text(encoding="utf-8")))
         if progress["stage_plan"] != [stage.to_dict() for stage in self.stage_plan]:

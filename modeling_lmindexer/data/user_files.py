@@ -134,7 +134,8 @@ def read_table_rows(source: TableSource, required_columns: Sequence[str]) -> Ite
         yield from ((f"row {number}", row) for number, row in enumerate(table.to_pylist(), start=1))
         return
     try:
-        with path.open(encoding="utf-8", newline="") as file:
+        # utf-8-sig: spreadsheet exports start with a byte-order mark, which would otherwise join the first column.
+        with path.open(encoding="utf-8-sig", newline="") as file:
             if table_format == "json":
                 for number, line in enumerate(file, start=1):
                     if not line.strip():
@@ -148,7 +149,9 @@ def read_table_rows(source: TableSource, required_columns: Sequence[str]) -> Ite
                     yield f"line {number}", row
                 return
             reader = csv.DictReader(file, delimiter="\t" if table_format == "tsv" else ",")
-            _check_columns(source, reader.fieldnames or [], required_columns)
+            if reader.fieldnames is None:
+                raise DataFileError(f"{source}: empty file (no header line).")
+            _check_columns(source, reader.fieldnames, required_columns)
             for row in reader:
                 yield f"line {reader.line_num}", row
     except (OSError, UnicodeDecodeError, csv.Error) as error:
@@ -163,6 +166,8 @@ def complete_rows(
         missing = [column for column in required_columns if column not in row]
         if missing:
             checker.bad_row(place, f"no field {', '.join(repr(column) for column in missing)}")
+        elif None in row:  # csv.DictReader's key for the fields past the header's (an unquoted separator in a text)
+            checker.bad_row(place, f"{len(row[None])} more field(s) than the header's columns (quote the text?)")
         else:
             yield place, row
 
@@ -234,6 +239,14 @@ def load_corpus_file(
     if not documents:
         raise DataFileError(f"{source}: no usable document.")
     return NamedCorpus(Dataset.from_list(documents), source.name, checker.skipped)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _timestamp(value: str) -> float | None:
@@ -344,8 +357,9 @@ def _read_qrels(path: str, query_ids: Collection[str], doc_ids: Collection[str],
     line allowed), told apart by the number of fields on each line."""
     known_queries, known_documents = set(query_ids), set(doc_ids)
     qrels: Qrels = {}
+    first_line: dict[tuple[str, str], int] = {}
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DataFileError(f"{path}: cannot read it ({type(error).__name__}: {error}).") from None
     for number, line in enumerate(lines, start=1):
@@ -361,8 +375,8 @@ def _read_qrels(path: str, query_ids: Collection[str], doc_ids: Collection[str],
             checker.bad_row(place, f"{len(fields)} fields; TREC qrels have 4, BEIR TSV 3")
             continue
         if not grade.lstrip("-").isdigit():
-            if number == 1:
-                continue  # a BEIR header
+            if number == 1 and len(fields) == 3 and not _is_number(grade):
+                continue  # a BEIR header, "query-id corpus-id score"
             checker.bad_row(place, f"grade '{grade}' of query '{query_id}' is not an integer")
             continue
         if query_id not in known_queries:
@@ -371,6 +385,14 @@ def _read_qrels(path: str, query_ids: Collection[str], doc_ids: Collection[str],
         if doc_id not in known_documents:
             checker.bad_row(place, f"document '{doc_id}' of query '{query_id}' is not in the corpus")
             continue
+        if (query_id, doc_id) in first_line:
+            checker.bad_row(
+                place,
+                f"a second grade of document '{doc_id}' for query '{query_id}' (first at line "
+                f"{first_line[query_id, doc_id]})",
+            )
+            continue
+        first_line[query_id, doc_id] = number
         qrels.setdefault(query_id, {})[doc_id] = int(grade)
     return qrels
 

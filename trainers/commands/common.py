@@ -67,13 +67,16 @@ class CorpusFileArguments:
         metadata={"help": "Leave out bad rows (empty text, duplicate or unknown id), counted in the log and report."},
     )
 
+    def __post_init__(self):
+        # Checked as the command line is parsed, so that it ends the run with one error line before any work.
+        if self.corpus_file is not None and self.dataset_name is not None:
+            raise ValueError("pass either --corpus_file or --dataset_name, not both.")
+
     @property
     def source(self) -> TableSource | None:
         """Where your corpus is read from; None for a benchmark dataset."""
         if self.corpus_file is None and self.dataset_name is None:
             return None
-        if self.corpus_file is not None and self.dataset_name is not None:
-            raise ValueError("pass either --corpus_file or --dataset_name, not both.")
         return TableSource(self.corpus_file, self.dataset_name, self.dataset_config_name, self.dataset_split)
 
 
@@ -210,6 +213,8 @@ def time_budget_callback(args: Any) -> TimeBudgetCallback | None:
     if args.max_train_minutes is None:
         if args.lr_decay_over_budget is not None:
             sys.exit("error: --lr_decay_over_budget decays over the training minutes: add --max_train_minutes.")
+        if args.eval_every_minutes is not None:
+            sys.exit("error: --eval_every_minutes counts training minutes: add --max_train_minutes.")
         return None
     try:
         return TimeBudgetCallback(args.max_train_minutes, args.eval_every_minutes, args.lr_decay_over_budget)

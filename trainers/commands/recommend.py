@@ -22,8 +22,9 @@ NDCG@5/10 over the full item set.
   random sample of `--num_validation_users` validation users at that interval, for a curve of Recall@10 against
   training minutes; with `--save_strategy best --load_best_model_at_end True --metric_for_best_model recall@10` the
   test ranking uses the weights of the best curve point instead of the last (the report's `tested weights`).
-- Resume: re-running a stopped command continues from the last `checkpoint-*` in `--output_dir` (`--save_strategy`
-  writes them; `--auto_resume False` starts over, `--resume_from_checkpoint` names one).
+- Resume: re-running a stopped command continues from the last `checkpoint-*` in `--output_dir` (one every
+  `--save_steps` 500 steps and one when the time budget stops training; `--auto_resume False` starts over,
+  `--resume_from_checkpoint` names one). The trained model is saved before the test ranking.
 
 Writes to `--output_dir` (default `outputs/recommendation-<dataset>`): the recommender (load it with
 `AutoModelForCausalLM.from_pretrained` and call `recommend`) and `recommendation_report.json` + `.md` (test metrics,
@@ -93,7 +94,9 @@ TRAINING_DEFAULTS = {
     "warmup_steps": 100,
     "weight_decay": 0.01,
     "logging_steps": 50,
-    "save_strategy": "no",
+    "save_strategy": "steps",
+    "save_steps": 500,
+    "save_total_limit": 1,
     "eval_strategy": "no",
     "report_to": "none",
     "dataloader_num_workers": 0,
@@ -362,6 +365,7 @@ def main() -> None:
     if args.num_beams < max(args.k_values):
         sys.exit(f"error: --num_beams {args.num_beams} must be at least the largest cut-off {max(args.k_values)}.")
     checkpoint = checkpoint_to_resume(training_args, args.auto_resume)
+    budget = time_budget_callback(args)
     if args.interactions_file is None:
         sequences, dataset, labels = load_benchmark_sequences(args)
     documents = load_catalogue(args, corpus_args)
@@ -410,7 +414,6 @@ def main() -> None:
         f"{dataset}: {len(windows)} training sequences ({num_targets} next-item targets), {len(split.test)} test "
         f"users, {len(semantic_ids)} items with {id_scheme} IDs; {model.num_parameters():,} weights."
     )
-    budget = time_budget_callback(args)
     trainer = LMIndexerRecommenderTrainer(
         model,
         training_args,
@@ -427,6 +430,9 @@ def main() -> None:
     except ResumeError as error:
         sys.exit(f"error: {error}")
     training_seconds = trainer.time_budget.elapsed_seconds if budget is not None else time.time() - train_start
+    if trainer.is_world_process_zero():
+        # Saved before the test ranking too, so that a failure there (e.g. out of memory) loses no training.
+        model.save_pretrained(training_args.output_dir)
     test_start = time.time()
     test_metrics = trainer.evaluate(recommendation_evaluation_dataset(split.test), metric_key_prefix="test")
     test_seconds = time.time() - test_start

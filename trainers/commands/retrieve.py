@@ -346,6 +346,8 @@ def train_evaluate_and_report(
             # Training time of every run this one continues, as counted against the budget.
             budget = trainer.time_budget
             training_seconds = budget.elapsed_seconds
+        # Saved before the test ranking too, so that a failure there (e.g. out of memory) loses no training.
+        trainer.save_model(training_args.output_dir)
     evaluation_start = time.time()
     test_metrics = trainer.evaluate(datasets["test"], metric_key_prefix="test")
     evaluation_seconds = time.time() - evaluation_start
