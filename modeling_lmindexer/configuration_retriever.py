@@ -19,13 +19,6 @@ def seq2seq_decoder_config(seq2seq_config: PreTrainedConfig) -> PreTrainedConfig
     return decoder_config if isinstance(decoder_config, PreTrainedConfig) else seq2seq_config
 
 
-def seq2seq_encoder_config(seq2seq_config: PreTrainedConfig) -> PreTrainedConfig:
-    """The config describing the encoder of a seq2seq config: its `encoder` sub-config for an `EncoderDecoderConfig`,
-    the config itself for T5 or BART."""
-    encoder_config = getattr(seq2seq_config, "encoder", None)
-    return encoder_config if isinstance(encoder_config, PreTrainedConfig) else seq2seq_config
-
-
 @strict
 class LMIndexerRetrieverConfig(PreTrainedConfig):
     r"""
@@ -147,7 +140,7 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
             )
         if self.max_query_length < 1:
             raise ValueError(f"max_query_length = {self.max_query_length}: queries need at least one token.")
-        max_positions = getattr(seq2seq_encoder_config(self.seq2seq_config), "max_position_embeddings", None)
+        max_positions = self.encoder_max_positions
         if max_positions is not None and self.max_query_length > max_positions:
             raise ValueError(
                 f"max_query_length = {self.max_query_length} is longer than the encoder's max_position_embeddings = "
@@ -160,6 +153,14 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
             )
         for name in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
             self._inherit_token_id(name, decoder_config)
+
+    @property
+    def encoder_max_positions(self) -> int | None:
+        """The longest input the encoder takes (its `max_position_embeddings`); None for relative positions (T5)."""
+        encoder_config = getattr(self.seq2seq_config, "encoder", None)  # an EncoderDecoderConfig's
+        if not isinstance(encoder_config, PreTrainedConfig):
+            encoder_config = self.seq2seq_config
+        return getattr(encoder_config, "max_position_embeddings", None)
 
     def _inherit_token_id(self, name: str, decoder_config: PreTrainedConfig) -> None:
         """Take a special token id from the backbone config when not given, and check that it is a text token."""

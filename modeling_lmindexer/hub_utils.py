@@ -146,6 +146,15 @@ class SemanticIDsHubMixin:
         group_means = {} if self.prefix_group_means is None else self.prefix_group_means.to_tensors()
         if group_means:
             save_file(group_means, os.path.join(save_directory, PREFIX_GROUP_MEANS_NAME))
+        self._write_model_card(save_directory)
+
+    def save_config_and_model_card(self, save_directory: str | os.PathLike) -> None:
+        """Rewrite only the config and the model card of a folder the model was saved to, e.g. once its test metrics
+        are in the config, without writing its weights again."""
+        self.config.save_pretrained(save_directory)
+        self._write_model_card(save_directory)
+
+    def _write_model_card(self, save_directory: str | os.PathLike) -> None:
         with open(os.path.join(save_directory, MODEL_CARD_NAME), "w", encoding="utf-8") as card_file:
             card_file.write(self.model_card())
 

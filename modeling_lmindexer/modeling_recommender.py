@@ -144,7 +144,11 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
 
     def sequence_token_ids(self, items: Sequence[str], source: str = "items") -> list[int]:
         """The model's input for a sequence of items, oldest first: `bos_token_id`, then every item's ID tokens."""
-        tokens = self.config.id_token_layout.codes_to_tokens(self.item_codes(items, source).astype(np.int64))
+        return self._codes_token_ids(self.item_codes(items, source))
+
+    def _codes_token_ids(self, codes: np.ndarray) -> list[int]:
+        """`bos_token_id`, then the ID tokens of items' codes `(num_items, num_levels)`."""
+        tokens = self.config.id_token_layout.codes_to_tokens(codes.astype(np.int64))
         return [self.config.bos_token_id, *tokens.reshape(-1).tolist()]
 
     def id_head_states(
@@ -368,10 +372,9 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
                 raise ValueError(
                     f"histories[{index}] = {history!r}: a history is a non-empty list of item doc ids, oldest first."
                 )
-            # The whole history is checked, not only the recent items read, so that no unknown id passes unnoticed.
-            self.item_codes(history, source=f"histories[{index}]")
-            recent = list(history)[-self.config.max_history_length :]
-            sequences.append(self.sequence_token_ids(recent, source=f"histories[{index}]"))
+            # The whole history is looked up, not only the recent items read, so that no unknown id passes unnoticed.
+            codes = self.item_codes(history, source=f"histories[{index}]")
+            sequences.append(self._codes_token_ids(codes[-self.config.max_history_length :]))
         length = max(len(sequence) for sequence in sequences)
         prompts = torch.full((len(sequences), length), self.config.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(prompts)

@@ -612,6 +612,19 @@ def test_retrieve_ranks_and_scores_as_generate_does(kind, constrain_to_trie, ren
         torch.testing.assert_close(torch.tensor(fast), torch.tensor(generic))
 
 
+def test_save_config_and_model_card_writes_what_a_full_save_would(t5_tokenizer, tmp_path):
+    model = tiny_retriever("t5", dataset_name="synthetic-queries")
+    model.save_pretrained(tmp_path / "updated")
+    weights = (tmp_path / "updated" / "model.safetensors").read_bytes()
+    model.config.retrieval_metrics = {"recall@10": 0.5}
+    model.save_config_and_model_card(tmp_path / "updated")
+    model.save_pretrained(tmp_path / "full")
+    for name in ("config.json", "README.md"):
+        assert (tmp_path / "updated" / name).read_text() == (tmp_path / "full" / name).read_text(), name
+    assert "| recall@10 | 0.5 |" in (tmp_path / "updated" / "README.md").read_text()
+    assert (tmp_path / "updated" / "model.safetensors").read_bytes() == weights
+
+
 def test_retrieve_uses_the_tokenizer_saved_next_to_the_model(trained_retriever, t5_tokenizer, tmp_path, monkeypatch):
     trained_retriever.save_pretrained(tmp_path)
     t5_tokenizer.save_pretrained(tmp_path)

@@ -431,7 +431,7 @@ def main() -> None:
         sys.exit(f"error: {error}")
     training_seconds = trainer.time_budget.elapsed_seconds if budget is not None else time.time() - train_start
     if trainer.is_world_process_zero():
-        # Saved before the test ranking too, so that a failure there (e.g. out of memory) loses no training.
+        # Saved before the test ranking, so that a failure there (e.g. out of memory) loses no training.
         model.save_pretrained(training_args.output_dir)
     test_start = time.time()
     test_metrics = trainer.evaluate(recommendation_evaluation_dataset(split.test), metric_key_prefix="test")
@@ -441,7 +441,7 @@ def main() -> None:
     model.config.recommendation_metrics = {name: round(value, 4) for name, value in metrics.items()}
     if not trainer.is_world_process_zero():
         return
-    model.save_pretrained(training_args.output_dir)
+    model.save_config_and_model_card(training_args.output_dir)
     epochs = trainer.state.epoch or 0.0
     decoder = model.config.decoder_config
     report = {

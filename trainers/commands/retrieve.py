@@ -48,7 +48,6 @@ from modeling_lmindexer import (
     load_tokenizer,
 )
 from modeling_lmindexer.baselines import BASELINE_ID_SCHEMES
-from modeling_lmindexer.configuration_retriever import seq2seq_encoder_config
 from modeling_lmindexer.data.retrieval_tasks import (
     INDEXING,
     PSEUDO_QUERY,
@@ -346,8 +345,8 @@ def train_evaluate_and_report(
             # Training time of every run this one continues, as counted against the budget.
             budget = trainer.time_budget
             training_seconds = budget.elapsed_seconds
-        # Saved before the test ranking too, so that a failure there (e.g. out of memory) loses no training.
-        trainer.save_model(training_args.output_dir)
+    # Saved before the test ranking, so that a failure there (e.g. out of memory) loses no training.
+    trainer.save_model(training_args.output_dir)
     evaluation_start = time.time()
     test_metrics = trainer.evaluate(datasets["test"], metric_key_prefix="test")
     evaluation_seconds = time.time() - evaluation_start
@@ -356,8 +355,8 @@ def train_evaluate_and_report(
     logger.info(f"Test metrics ({task.name}, {id_scheme} IDs): {metrics}")
 
     retriever.config.retrieval_metrics = {name: round(value, 4) for name, value in metrics.items()}
-    trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
+        retriever.save_config_and_model_card(training_args.output_dir)
         report = RetrievalReport(
             dataset=task.name,
             task_type=task.task_type,
@@ -499,7 +498,7 @@ def main() -> None:
         )
     except ValueError as error:
         sys.exit(f"error: {error}")
-    max_positions = getattr(seq2seq_encoder_config(retriever.config.seq2seq_config), "max_position_embeddings", None)
+    max_positions = retriever.config.encoder_max_positions
     if max_positions is not None and args.max_document_length > max_positions:
         sys.exit(
             f"error: --max_document_length {args.max_document_length} is longer than the encoder's "
