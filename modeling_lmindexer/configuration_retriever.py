@@ -12,11 +12,16 @@ from .semantic_ids import validate_codebook_sizes
 DEFAULT_NUM_LEVELS = 3
 
 
+def seq2seq_part_config(seq2seq_config: PreTrainedConfig, part: str) -> PreTrainedConfig:
+    """The config describing the `part` ("encoder" or "decoder") of a seq2seq config: that sub-config for an
+    `EncoderDecoderConfig`, the config itself for T5 or BART."""
+    part_config = getattr(seq2seq_config, part, None)
+    return part_config if isinstance(part_config, PreTrainedConfig) else seq2seq_config
+
+
 def seq2seq_decoder_config(seq2seq_config: PreTrainedConfig) -> PreTrainedConfig:
-    """The config describing the decoder of a seq2seq config: its `decoder` sub-config for an `EncoderDecoderConfig`,
-    the config itself for T5 or BART."""
-    decoder_config = getattr(seq2seq_config, "decoder", None)
-    return decoder_config if isinstance(decoder_config, PreTrainedConfig) else seq2seq_config
+    """The config describing the decoder of a seq2seq config (see [`seq2seq_part_config`])."""
+    return seq2seq_part_config(seq2seq_config, "decoder")
 
 
 @strict
@@ -157,10 +162,7 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
     @property
     def encoder_max_positions(self) -> int | None:
         """The longest input the encoder takes (its `max_position_embeddings`); None for relative positions (T5)."""
-        encoder_config = getattr(self.seq2seq_config, "encoder", None)  # an EncoderDecoderConfig's
-        if not isinstance(encoder_config, PreTrainedConfig):
-            encoder_config = self.seq2seq_config
-        return getattr(encoder_config, "max_position_embeddings", None)
+        return getattr(seq2seq_part_config(self.seq2seq_config, "encoder"), "max_position_embeddings", None)
 
     def _inherit_token_id(self, name: str, decoder_config: PreTrainedConfig) -> None:
         """Take a special token id from the backbone config when not given, and check that it is a text token."""
