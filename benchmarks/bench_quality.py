@@ -833,6 +833,8 @@ def scheme_row(
         "optimizer_steps": report["training"].get("optimizer steps"),
         "epochs_done": report["training"].get("epochs done"),
         "targets_per_second": report["training"].get("next-item targets per second"),
+        # Training pairs by kind (retrieval: query, pseudo-query, indexing), what an epoch of the row holds.
+        "training_examples": report.get("training_examples"),
         # Validation Recall@10 against training minutes (runs with --eval_every_minutes).
         "curve": [
             {"training_minutes": point["training_minutes"], "recall@10": point.get("eval_recall@10")}

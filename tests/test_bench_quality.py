@@ -73,6 +73,8 @@ def test_cranfield_table_from_two_schemes_and_two_seeds(t5_tokenizer, tmp_path, 
         assert set(bench.METRIC_COLUMNS["retrieval"]) <= set(row["metrics"])
         assert all(0.0 <= value <= 1.0 for value in row["metrics"].values())
         assert row["num_test_queries"] == 4 and row["optimizer_steps"] >= 1
+        # Training queries 1-4 judge 3 documents each; every one of the 12 documents gives a document->ID pair.
+        assert row["training_examples"] == {"query": 12, "indexing": 12}
         quality = row["id_quality"]
         assert len(quality["code_usage_perplexity"]) == 2 and all(p >= 1.0 for p in quality["code_usage_perplexity"])
         assert 0.0 <= quality["collision_rate_before_resolution"] <= 1.0
