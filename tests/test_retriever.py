@@ -399,6 +399,22 @@ def test_retriever_from_indexer_generates_the_codes_the_indexer_predicts(t5_toke
         assert not torch.equal(plain_sequences[:, 1:4] - level_starts, indexer_codes)
 
 
+def test_zero_shot_retriever_returns_each_document_for_its_own_text(t5_tokenizer, documents):
+    indexer = indexer_with_kmeans_codebooks(tiny_t5_config(), documents, t5_tokenizer)
+    semantic_ids = indexer.semantic_ids
+    model = LMIndexerRetriever.from_indexer(indexer).eval()  # no training step
+    # One beam (k = 1): this untrained tiny model scores all IDs almost alike, so a wider beam's order means nothing.
+    rankings = model.retrieve(documents, t5_tokenizer, k=1)
+    learned_codes = {doc_id: semantic_ids[doc_id][:3] for doc_id in semantic_ids.doc_ids}
+    documents_alone = 0
+    for doc_id, (top_hit,) in zip(semantic_ids.doc_ids, rankings):
+        sharing = {other for other, codes in learned_codes.items() if codes == learned_codes[doc_id]}
+        # Documents that share their learned codes differ only in the collision code, which no text predicts.
+        assert top_hit in sharing, doc_id
+        documents_alone += sharing == {doc_id}
+    assert documents_alone >= 15  # most documents have an ID of their own: their top hit is the document itself
+
+
 def test_prefix_centring_needs_the_decoded_prefix(t5_tokenizer, documents):
     indexer = indexer_with_kmeans_codebooks(tiny_t5_config(), documents, t5_tokenizer)
     model = LMIndexerRetriever.from_indexer(indexer).eval()
