@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
+from .semantic_ids import _index_doc_ids
+
 
 def cooccurrence_embeddings(
     sequences: Iterable[Sequence[str]],
@@ -24,7 +26,8 @@ def cooccurrence_embeddings(
 ) -> np.ndarray:
     """
     Item vectors from co-occurrence: the rank-`dimension` SVD factors `U * sqrt(S)` of the positive PMI matrix of
-    item pairs that occur within `window` positions of each other in one sequence, rows L2-normalised.
+    pairs of two different items that occur within `window` positions of each other in one sequence (an item
+    repeated in a sequence says nothing about which other items go with it), rows L2-normalised.
 
     Pass only what a model may learn from (the training part of a leave-one-out split), or the validation and test
     items leak into the IDs.
@@ -44,9 +47,10 @@ def cooccurrence_embeddings(
         `ValueError`: For an item of `sequences` missing from `item_ids` (naming it), repeated `item_ids`, or a
         `dimension` or `window` out of range.
     """
-    row_of = {item_id: row for row, item_id in enumerate(item_ids)}
-    if len(row_of) != len(item_ids):
-        raise ValueError("item_ids repeats an item: every catalogue item needs one row.")
+    try:
+        row_of = _index_doc_ids(item_ids)
+    except ValueError as error:
+        raise ValueError(f"item_ids: {error}") from None
     if not 1 <= dimension <= len(item_ids):
         raise ValueError(f"dimension = {dimension} must lie between 1 and the catalogue size {len(item_ids)}.")
     if window < 1:
@@ -58,8 +62,10 @@ def cooccurrence_embeddings(
         except KeyError as error:
             raise ValueError(f"Item '{error.args[0]}' of an interaction sequence is not in the catalogue.") from None
         for distance in range(1, window + 1):
-            first_rows.extend(rows[:-distance])
-            second_rows.extend(rows[distance:])
+            for first, second in zip(rows[:-distance], rows[distance:]):
+                if first != second:
+                    first_rows.append(first)
+                    second_rows.append(second)
     embeddings = np.zeros((len(item_ids), dimension), dtype=np.float32)
     if not first_rows:
         return embeddings
@@ -75,10 +81,13 @@ def cooccurrence_embeddings(
     ppmi = torch.sparse_coo_tensor(
         counts.indices()[:, positive], pmi[positive].float(), (num_items, num_items), check_invariants=True
     ).coalesce()
+    # A few more directions than kept, as randomised SVD needs for accurate leading factors (Halko et al.).
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        left, singular_values, _ = torch.svd_lowrank(ppmi, q=dimension, niter=4)
-    factors = (left * singular_values.clamp_min(0).sqrt()).numpy()
+        left, singular_values, _ = torch.svd_lowrank(ppmi, q=min(dimension + 10, num_items), niter=4)
+    factors = (left[:, :dimension] * singular_values[:dimension].sqrt()).numpy()
+    # Items without a positive PMI entry have zero rows in exact arithmetic; the SVD leaves rounding noise there.
+    factors[~np.isin(np.arange(num_items), ppmi.indices()[0].numpy())] = 0
     norms = np.linalg.norm(factors, axis=1, keepdims=True)
     np.divide(factors, norms, out=embeddings, where=norms > 0)
     return embeddings

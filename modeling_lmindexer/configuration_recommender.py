@@ -1,5 +1,7 @@
 """LMIndexer generative recommender configuration."""
 
+import copy
+
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -40,7 +42,8 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
         decoder_config (`PreTrainedConfig` or `dict`, *optional*):
             Configuration of the causal language model: any `AutoModelForCausalLM` config (Llama, Qwen2, GPT-2, ...),
             trained from scratch; its vocabulary size is set to the recommender's. Defaults to a Llama of width 128
-            with 4 layers and tied input and output embeddings.
+            with 4 layers and tied input and output embeddings; a `dict` without `model_type` overrides fields of
+            that default (not of a full-size Llama).
         codebook_sizes (`list[int]`, *optional*):
             Number of codes of every ID level, the collision level included. Defaults to 256 codes for 3 levels.
         max_history_length (`int`, *optional*, defaults to 20):
@@ -92,6 +95,8 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
     recommendation_metrics: dict | None = None
 
     def __post_init__(self, **kwargs):
+        if isinstance(self.decoder_config, dict) and "model_type" not in self.decoder_config:
+            self.decoder_config = {**DEFAULT_DECODER_CONFIG, **self.decoder_config}
         if self.codebook_sizes is None:
             self.codebook_sizes = [DEFAULT_CODEBOOK_SIZE] * 3
         self.codebook_sizes = list(self.codebook_sizes)
@@ -105,6 +110,8 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
                     f"{name} = {getattr(self, name)!r}: the recommender's special tokens are fixed (pad 0, bos 1, "
                     "eos 2), before the ID tokens."
                 )
+        # A copy: a config passed in may be shared with other models, whose vocabulary is not this one.
+        self.decoder_config = copy.deepcopy(self.decoder_config)
         self.decoder_config.vocab_size = self.vocab_size
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             setattr(self.decoder_config, name, getattr(self, name))

@@ -134,6 +134,15 @@ class EncoderDecoderSteps(IDDecodingSteps):
         self.cache.self_attention_cache.reorder_cache(parent_rows)
 
 
+def left_padded_positions(attention_mask: torch.Tensor) -> torch.LongTensor:
+    """
+    The position of every token `(batch_size, length)` in its own sequence for an `attention_mask` `(batch_size,
+    length)` (0 on padding): counted from the first unmasked token, so left padding does not shift a sequence's
+    positions (0 on the padding itself).
+    """
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 class DecoderOnlySteps(IDDecodingSteps):
     """
     Steps of a decoder-only model ([`LMIndexerRecommender`]) that continues left-padded prompts.
@@ -154,7 +163,7 @@ class DecoderOnlySteps(IDDecodingSteps):
         self.model = model
         self.prompt_ids = prompt_ids
         self.attention_mask = torch.ones_like(prompt_ids) if attention_mask is None else attention_mask
-        self.prompt_positions = (self.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        self.prompt_positions = left_padded_positions(self.attention_mask)
         self.positions = self.prompt_positions[:, -1:]
         self.prefix: SharedPrefix | None = None
         self.cache = DynamicCache()
@@ -479,6 +488,7 @@ __all__ = [
     "EncoderDecoderSteps",
     "IDDecodingSteps",
     "id_beam_search",
+    "left_padded_positions",
     "ranked_doc_ids",
     "search_id_codes",
 ]

@@ -21,6 +21,20 @@ from .semantic_ids import validate_codebook_sizes
 
 CodeArray = TypeVar("CodeArray", np.ndarray, torch.Tensor)
 
+# The label of positions without a target: the cross-entropy's `ignore_index`, as in transformers.
+IGNORE_INDEX = -100
+
+
+def loss_denominator(is_target: torch.Tensor, num_items_in_batch: int | torch.Tensor | None) -> torch.Tensor:
+    """
+    What a summed token loss is divided by: `num_items_in_batch` when the `Trainer` passes it (the targets of the
+    whole global batch, so that gradient accumulation and several processes give the loss of one large batch),
+    otherwise the number of targets in `is_target` (`torch.bool`, any shape), at least 1.
+    """
+    if num_items_in_batch is not None:
+        return torch.as_tensor(num_items_in_batch, device=is_target.device)
+    return is_target.sum().clamp(min=1)
+
 
 @dataclass(frozen=True)
 class IDTokenLayout:
@@ -153,4 +167,4 @@ class IDTokenLayout:
         return [*(int(token) for token in self.codes_to_tokens(np.asarray(codes, dtype=np.int64))), self.eos_token_id]
 
 
-__all__ = ["IDTokenLayout"]
+__all__ = ["IGNORE_INDEX", "IDTokenLayout", "loss_denominator"]

@@ -17,6 +17,7 @@ from transformers.utils import ModelOutput, logging
 from .backbones import mean_pool
 from .codebook import LMIndexerCodebook, PrefixGroupMeans, kmeans_centroids
 from .configuration_lmindexer import LMIndexerConfig
+from .evaluation_mode import evaluation_mode
 from .hub_utils import SemanticIDsHubMixin, render_model_card
 from .output_head import float32_linear
 from .reconstructor import LMIndexerReconstructor
@@ -608,19 +609,17 @@ class LMIndexerForSemanticID(SemanticIDsHubMixin, LMIndexerPreTrainedModel):
         Returns:
             `list[torch.Tensor]`: The output of every batch, in the order of `batches` (see [`in_document_order`]).
         """
-        was_training = self.training
-        self.eval()
         outputs = []
-        for rows in tqdm(batches, desc=description, disable=not show_progress_bar):
-            encoding = tokenizer(
-                [documents[row] for row in rows],
-                max_length=self.config.max_document_length,
-                truncation=True,
-                padding=True,
-                return_tensors="pt",
-            ).to(self.device)
-            outputs.append(encode(encoding["input_ids"], encoding["attention_mask"], rows))
-        self.train(was_training)
+        with evaluation_mode(self):
+            for rows in tqdm(batches, desc=description, disable=not show_progress_bar):
+                encoding = tokenizer(
+                    [documents[row] for row in rows],
+                    max_length=self.config.max_document_length,
+                    truncation=True,
+                    padding=True,
+                    return_tensors="pt",
+                ).to(self.device)
+                outputs.append(encode(encoding["input_ids"], encoding["attention_mask"], rows))
         return outputs
 
     def level_encoder(

@@ -21,17 +21,17 @@ from transformers.utils import logging
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_recommender import LMIndexerRecommenderConfig
+from .evaluation_mode import evaluation_mode
 from .hub_utils import SemanticIDsHubMixin, render_model_card
-from .id_beam_search import DecoderOnlySteps, apply_id_generation_defaults, ranked_doc_ids
+from .id_beam_search import DecoderOnlySteps, apply_id_generation_defaults, left_padded_positions, ranked_doc_ids
+from .id_tokens import IGNORE_INDEX, loss_denominator
 from .logits_process import TrieConstrainedLogitsProcessor
-from .output_head import float32_linear, skip_output_head
+from .output_head import output_rows_scores, skip_output_head
 from .semantic_ids import SemanticIDs
 from .trie import ConstrainedIDsMixin, IDTrie
 
 
 logger = logging.get_logger(__name__)
-
-IGNORE_INDEX = -100
 
 
 class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
@@ -39,7 +39,8 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
     A generative recommender: a causal language model (any `AutoModelForCausalLM` config, trained from scratch) over
     the semantic-ID tokens of a user's items, oldest first, that generates the ID of the next item. One forward pass
     over a user's sequence trains every next-item prediction in it: the loss is on the ID tokens of every item after
-    the first, each scored against its level's codes only (an ID-only head on the tied token embeddings).
+    the first, each scored against its level's codes only (an ID-only head on the output embeddings, tied to the
+    token embeddings by default).
 
     `generate()` continues a history with the IDs of catalogue items only (a [`TrieConstrainedLogitsProcessor`] and
     the ID beam search, which reads the history once per user and keeps the KV cache across levels);
@@ -81,9 +82,10 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             decoder_config (`PreTrainedConfig` or `dict`, *optional*): The causal language model's config; defaults
                 to [`LMIndexerRecommenderConfig`]'s small Llama.
             codebook_vectors (`Sequence[torch.Tensor]`, *optional*): Per level, vectors `(codebook_sizes[t], dim)`
-                (an indexer's codebooks) that the level's ID-token embeddings start from, projected to the model's
-                width by a random orthogonal map and rescaled to `config.initializer_range`; other levels start
-                random.
+                (an indexer's codebooks) that the level's ID-token embeddings (and output rows, when untied) start
+                from, projected to the model's width by a random map drawn from torch's random state (orthonormal rows
+                for `dim <= width`, which keeps their dot products; a random orthonormal basis of `width` directions
+                otherwise) and rescaled to `config.initializer_range`; `None` or missing levels start random.
             config_kwargs: Any other [`LMIndexerRecommenderConfig`] field.
         """
         config = LMIndexerRecommenderConfig(
@@ -96,23 +98,37 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         return model
 
     @torch.no_grad()
-    def _initialize_id_embeddings_from(self, codebook_vectors: Sequence[torch.Tensor]) -> None:
-        weight = self.get_input_embeddings().weight
+    def _initialize_id_embeddings_from(self, codebook_vectors: Sequence[torch.Tensor | None]) -> None:
         layout = self.config.id_token_layout
-        generator = torch.Generator().manual_seed(0)
-        for level, vectors in enumerate(codebook_vectors[: layout.num_levels]):
-            token_ids = layout.level_token_ids(level)
-            if vectors is None or vectors.shape[0] != len(token_ids):
+        if len(codebook_vectors) > layout.num_levels:
+            raise ValueError(
+                f"codebook_vectors has {len(codebook_vectors)} levels; the recommender's IDs have {layout.num_levels}."
+            )
+        weights = [self.get_input_embeddings().weight]
+        output_weight = self.get_output_embeddings().weight
+        if output_weight is not weights[0]:
+            weights.append(output_weight)
+        width = weights[0].shape[1]
+        for level, vectors in enumerate(codebook_vectors):
+            if vectors is None:
                 continue
-            vectors = vectors.detach().float().cpu()
-            projection = torch.linalg.qr(torch.randn(vectors.shape[1], weight.shape[1], generator=generator))[0]
-            if projection.shape != (vectors.shape[1], weight.shape[1]):
-                projection = torch.randn(vectors.shape[1], weight.shape[1], generator=generator) / math.sqrt(
-                    vectors.shape[1]
+            token_ids = layout.level_token_ids(level)
+            if vectors.ndim != 2 or vectors.shape[0] != len(token_ids):
+                raise ValueError(
+                    f"codebook_vectors[{level}] has shape {tuple(vectors.shape)}; level {level} needs one vector per "
+                    f"code: ({len(token_ids)}, dim)."
                 )
+            vectors = vectors.detach().float().cpu()
+            dim = vectors.shape[1]
+            # Orthonormal rows keep dot products; a wider codebook can only be projected onto `width` directions.
+            if dim > width:
+                projection = torch.linalg.qr(torch.randn(dim, width))[0]
+            else:
+                projection = torch.linalg.qr(torch.randn(width, dim))[0].T
             rows = vectors @ projection
             rows = rows / rows.std().clamp(min=1e-12) * self.config.initializer_range
-            weight[token_ids.start : token_ids.stop] = rows.to(weight)
+            for weight in weights:
+                weight[token_ids.start : token_ids.stop] = rows.to(weight)
 
     def _init_weights(self, module: nn.Module) -> None:
         # The recommender has no parameters of its own: the causal language model initialises its modules itself.
@@ -195,29 +211,20 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         `prefix_codes` is not used.
         """
         token_ids = self.config.id_token_layout.level_token_ids(level)
-        output_embeddings = self.get_output_embeddings()
-        bias = getattr(output_embeddings, "bias", None)
-        return float32_linear(
-            head_states,
-            output_embeddings.weight[token_ids.start : token_ids.stop],
-            None if bias is None else bias[token_ids.start : token_ids.stop],
-        )
+        return output_rows_scores(head_states, self.get_output_embeddings(), token_ids.start, token_ids.stop)
 
     def _id_logits(self, head_states: torch.Tensor, next_levels: torch.LongTensor) -> torch.Tensor:
         """
         Logits `(batch_size, length, vocab_size)` in `float32`: the ID tokens of the level each position predicts
-        (`next_levels` `(batch_size, length)`, `-1` for none) get their scores, every other token `-inf`.
+        (`next_levels` `(batch_size, length)`) get their scores, every other token `-inf`.
         """
         config = self.config
         start = config.text_vocab_size
-        output_embeddings = self.get_output_embeddings()
-        bias = getattr(output_embeddings, "bias", None)
-        id_scores = float32_linear(
-            head_states, output_embeddings.weight[start:], None if bias is None else bias[start:]
-        )
+        id_scores = output_rows_scores(head_states, self.get_output_embeddings(), start)
         token_levels = torch.repeat_interleave(
             torch.arange(config.num_levels, device=head_states.device),
             torch.tensor(config.codebook_sizes, device=head_states.device),
+            output_size=id_scores.shape[-1],
         )
         id_scores = id_scores.masked_fill(token_levels != next_levels[..., None], -math.inf)
         special = id_scores.new_full((*id_scores.shape[:-1], start), -math.inf)
@@ -242,7 +249,8 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): 0 on padding.
             position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): Position of every
                 token in its sequence (`bos_token_id` at 0); position `p` predicts an ID token of level
-                `p % num_levels`. Defaults to counting from the cache's length.
+                `p % num_levels`. Defaults to counting the unmasked tokens of `attention_mask` (which then covers the
+                cached tokens too), or to counting from the cache's length without one.
             cache (`Cache`, *optional*): Key/value cache of the earlier positions.
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 The tokens to predict, aligned with `input_ids` (the model shifts them): the ID tokens of every item
@@ -259,9 +267,7 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         kwargs.pop("return_dict", None)
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         if position_ids is None:
-            first_position = cache.get_seq_length() if cache is not None else 0
-            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] + first_position
-            position_ids = position_ids.expand(input_ids.shape[0], -1)
+            position_ids = self._default_position_ids(input_ids, attention_mask, cache)
         # Without a cache to continue, none is built: training batches of packed sequences (no attention mask,
         # restarting positions) get transformers' packed-sequence masks only when there is no cache.
         use_cache = cache is not None if use_cache is None else use_cache
@@ -279,22 +285,43 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         )
 
     @staticmethod
+    def _default_position_ids(
+        input_ids: torch.LongTensor, attention_mask: torch.Tensor | None, cache: Cache | None
+    ) -> torch.LongTensor:
+        """Positions `(batch_size, length)` of the new tokens `input_ids` when `forward` is given none."""
+        past_length = cache.get_seq_length() if cache is not None else 0
+        batch_size, length = input_ids.shape
+        if attention_mask is None:
+            positions = torch.arange(length, device=input_ids.device) + past_length
+            return positions.expand(batch_size, -1)
+        if attention_mask.shape[-1] != past_length + length:
+            raise ValueError(
+                f"attention_mask has {attention_mask.shape[-1]} columns for {past_length} cached and {length} new "
+                "tokens: it covers both (or pass position_ids)."
+            )
+        return left_padded_positions(attention_mask)[:, -length:]
+
+    @staticmethod
     def _loss(
         logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch: int | torch.Tensor | None
     ) -> torch.Tensor:
+        """The cross-entropy of `labels` `(batch_size, length)` under `logits` `(batch_size, length, vocab_size)`
+        (position `p` predicts `labels[:, p + 1]`), refusing a label that its position cannot produce."""
         targets = labels[:, 1:]
         is_target = targets != IGNORE_INDEX
-        scores = logits[:, :-1][is_target]
-        targets = targets[is_target]
-        if scores.numel() and scores.gather(1, targets[:, None]).isneginf().any():
+        in_vocabulary = (targets >= 0) & (targets < logits.shape[-1])
+        scores = logits[:, :-1]
+        target_scores = scores.gather(-1, torch.where(in_vocabulary, targets, 0)[..., None])[..., 0]
+        impossible = is_target & ~(in_vocabulary & target_scores.isfinite())
+        if impossible.any():
+            row, position = impossible.nonzero()[0].tolist()
             raise ValueError(
-                "labels hold a token that its position cannot produce (each position predicts the next ID level): "
-                "build input_ids and labels with `sequence_token_ids`."
+                f"labels[{row}, {position + 1}] = {int(targets[row, position])} cannot be produced there (each "
+                "position predicts the next ID level, and labels hold ID tokens or -100): build input_ids and labels "
+                "with `sequence_token_ids`."
             )
-        summed = nn.functional.cross_entropy(scores, targets, reduction="sum")
-        if num_items_in_batch is not None:
-            return summed / torch.as_tensor(num_items_in_batch, device=summed.device)
-        return summed / is_target.sum().clamp(min=1)
+        summed = nn.functional.cross_entropy(scores[is_target], targets[is_target], reduction="sum")
+        return summed / loss_denominator(is_target, num_items_in_batch)
 
     def id_beam_search_unsupported_reason(self, input_ids: torch.LongTensor) -> str | None:
         """Why [`id_beam_search`] cannot decode a request (`None`: it always can for this model)."""
@@ -336,6 +363,8 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         Returns:
             What `GenerationMixin.generate` returns: sequences `(batch_size * num_return_sequences, prompt_length +
             num_levels + 1)` of the prompt, the ID tokens and `eos_token_id`, or a `ModelOutput` holding them.
+            Without the constraint the model never scores `eos_token_id` (it is trained on ID tokens only), so the
+            last token is the next item's first code.
         """
         prompts = inputs if inputs is not None else kwargs.get("input_ids")
 
@@ -357,15 +386,19 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs
         )
 
-    def history_prompts(self, histories: Sequence[Sequence[str]]) -> tuple[torch.LongTensor, torch.LongTensor]:
+    def _history_token_ids(self, histories: Sequence[Sequence[str]]) -> list[list[int]]:
         """
-        Left-padded prompts `(batch_size, length)` and their attention mask for histories of item doc ids (oldest
-        first; the `config.max_history_length` most recent items are read).
+        Every history's prompt tokens (`bos_token_id`, then the ID tokens of its `config.max_history_length` most
+        recent items), checking all histories before any is decoded.
 
         Raises:
-            `ValueError`: For an empty history or items missing from the catalogue (anywhere in the history), naming
-            the history's index.
+            `ValueError`: For one string instead of a list of histories, an empty history or items missing from the
+            catalogue (anywhere in the history), naming the history's index.
         """
+        if isinstance(histories, str):
+            raise ValueError(
+                f"histories = {histories!r} is one string: pass a list of histories, e.g. [[{histories!r}]]."
+            )
         sequences = []
         for index, history in enumerate(histories):
             if isinstance(history, str) or len(history) == 0:
@@ -375,6 +408,21 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             # The whole history is looked up, not only the recent items read, so that no unknown id passes unnoticed.
             codes = self.item_codes(history, source=f"histories[{index}]")
             sequences.append(self._codes_token_ids(codes[-self.config.max_history_length :]))
+        return sequences
+
+    def history_prompts(self, histories: Sequence[Sequence[str]]) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """
+        Left-padded prompts `(batch_size, length)` and their attention mask for histories of item doc ids (oldest
+        first; the `config.max_history_length` most recent items are read).
+
+        Raises:
+            `ValueError`: As [`~LMIndexerRecommender.recommend`] does for bad histories.
+        """
+        return self._left_padded(self._history_token_ids(histories))
+
+    def _left_padded(self, sequences: list[list[int]]) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """`sequences` as left-padded prompts `(batch_size, length)` and their attention mask, on the model's
+        device."""
         length = max(len(sequence) for sequence in sequences)
         prompts = torch.full((len(sequences), length), self.config.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(prompts)
@@ -393,7 +441,8 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         return_scores: bool = False,
     ) -> list[list[str]] | tuple[list[list[str]], list[list[float]]]:
         """
-        The `k` items every user is most likely to interact with next, by beam search over catalogue IDs.
+        The `k` items every user is most likely to interact with next, by the ID beam search over catalogue IDs (over
+        all IDs with `config.constrain_to_trie = False`, leaving out the beams that are no catalogue item's ID).
 
         Args:
             histories (`Sequence[Sequence[str]]`): Per user, item doc ids oldest first.
@@ -408,28 +457,33 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             `list[list[str]]`: Per user, item doc ids best first; with `return_scores`, also their scores.
 
         Raises:
-            `ValueError`: For an unknown item (naming it and its history), an empty history, `k < 1`, or a
-            recommender without IDs.
+            `ValueError`: For an unknown item (naming it and its history's index), an empty history, one string
+            instead of a list of histories, `k < 1`, or a recommender without IDs; every history is checked before
+            any is decoded.
         """
         semantic_ids = self._require_semantic_ids()
         if k < 1 or batch_size < 1:
             raise ValueError(f"k = {k} and batch_size = {batch_size} must both be at least 1.")
+        sequences = self._history_token_ids(histories)
         if k > len(semantic_ids):
             logger.warning(f"k = {k} is more than the {len(semantic_ids)} catalogue items: ranking all of them.")
             k = len(semantic_ids)
         num_beams = max(k, num_beams or k)
-        was_training = self.training
-        self.eval()
         rankings, scores = [], []
-        for start in range(0, len(histories), batch_size):
-            prompts, attention_mask = self.history_prompts(histories[start : start + batch_size])
-            steps = DecoderOnlySteps(self, prompts, attention_mask)
-            batch_rankings, batch_scores = ranked_doc_ids(
-                self, steps, len(prompts), num_beams, k, renormalize=bool(self.generation_config.renormalize_logits)
-            )
-            rankings += batch_rankings
-            scores += batch_scores
-        self.train(was_training)
+        with evaluation_mode(self):
+            for start in range(0, len(sequences), batch_size):
+                prompts, attention_mask = self._left_padded(sequences[start : start + batch_size])
+                batch_rankings, batch_scores = ranked_doc_ids(
+                    self,
+                    DecoderOnlySteps(self, prompts, attention_mask),
+                    len(prompts),
+                    num_beams,
+                    k,
+                    constrain_to_trie=self.config.constrain_to_trie,
+                    renormalize=bool(self.generation_config.renormalize_logits),
+                )
+                rankings += batch_rankings
+                scores += batch_scores
         return (rankings, scores) if return_scores else rankings
 
     def model_card(self) -> str:

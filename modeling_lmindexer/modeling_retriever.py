@@ -23,17 +23,17 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .codebook import PrefixGroupMeans
 from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_config
+from .evaluation_mode import evaluation_mode
 from .hub_utils import SemanticIDsHubMixin, render_model_card
 from .id_beam_search import EncoderDecoderSteps, apply_id_generation_defaults, ranked_doc_ids
+from .id_tokens import IGNORE_INDEX, loss_denominator
 from .logits_process import TrieConstrainedLogitsProcessor
-from .output_head import float32_linear, skip_output_head
+from .output_head import output_rows_scores, skip_output_head
 from .semantic_ids import SemanticIDs
 from .trie import ConstrainedIDsMixin, IDTrie
 
 
 logger = logging.get_logger(__name__)
-
-IGNORE_INDEX = -100
 
 
 def resize_vocabulary(backbone: PreTrainedModel, text_vocab_size: int, vocab_size: int) -> None:
@@ -347,7 +347,7 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
                 token_losses = nn.functional.cross_entropy(
                     logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
                 )
-                loss = token_losses / self._loss_denominator(labels, num_items_in_batch)
+                loss = token_losses / loss_denominator(labels != IGNORE_INDEX, num_items_in_batch)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
@@ -359,12 +359,6 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             encoder_hidden_states=outputs.encoder_hidden_states,
             encoder_attentions=outputs.encoder_attentions,
         )
-
-    @staticmethod
-    def _loss_denominator(labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None) -> torch.Tensor:
-        if num_items_in_batch is not None:
-            return torch.as_tensor(num_items_in_batch, device=labels.device)
-        return (labels != IGNORE_INDEX).sum().clamp(min=1)
 
     def id_head_states(self, **backbone_inputs) -> tuple[Seq2SeqLMOutput, torch.Tensor]:
         """
@@ -455,7 +449,7 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
                 summed_loss = summed_loss + self._step_loss(scores, labels[:, position], start, end, position)
         if labels is None:
             return logits, None
-        return logits, summed_loss / self._loss_denominator(labels, num_items_in_batch)
+        return logits, summed_loss / loss_denominator(labels != IGNORE_INDEX, num_items_in_batch)
 
     def step_scores(
         self, head_states: torch.Tensor, step: int, prefix_codes: torch.Tensor | None = None
@@ -488,11 +482,7 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
                     f"{step}), got {shape}."
                 )
             head_states = head_states - self.prefix_group_means(step, prefix_codes, head_states)
-        output_embeddings = self.backbone.get_output_embeddings()
-        bias = getattr(output_embeddings, "bias", None)
-        scores = float32_linear(
-            head_states, output_embeddings.weight[start:end], None if bias is None else bias[start:end]
-        )
+        scores = output_rows_scores(head_states, self.backbone.get_output_embeddings(), start, end)
         final_logits_bias = getattr(self.backbone, "final_logits_bias", None)
         if final_logits_bias is not None:
             scores = scores + final_logits_bias[0, start:end].float()
@@ -645,23 +635,21 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             logger.warning(f"k = {k} is more than the {len(semantic_ids)} indexed documents: ranking all of them.")
         num_return_sequences = min(k, len(semantic_ids))
         num_beams = max(num_return_sequences, k if num_beams is None else num_beams)
-        was_training = self.training
-        self.eval()
         rankings, scores = [], []
-        for batch_start in range(0, len(queries), batch_size):
-            batch = tokenizer(
-                queries[batch_start : batch_start + batch_size],
-                max_length=self.config.max_query_length,
-                truncation=True,
-                padding=True,
-                return_tensors="pt",
-            ).to(self.device)
-            batch_rankings, batch_scores = self._rank_batch(
-                batch["input_ids"], batch["attention_mask"], num_beams, num_return_sequences, generate_kwargs
-            )
-            rankings += batch_rankings
-            scores += batch_scores
-        self.train(was_training)
+        with evaluation_mode(self):
+            for batch_start in range(0, len(queries), batch_size):
+                batch = tokenizer(
+                    queries[batch_start : batch_start + batch_size],
+                    max_length=self.config.max_query_length,
+                    truncation=True,
+                    padding=True,
+                    return_tensors="pt",
+                ).to(self.device)
+                batch_rankings, batch_scores = self._rank_batch(
+                    batch["input_ids"], batch["attention_mask"], num_beams, num_return_sequences, generate_kwargs
+                )
+                rankings += batch_rankings
+                scores += batch_scores
         return (rankings, scores) if return_scores else rankings
 
     def _rank_batch(

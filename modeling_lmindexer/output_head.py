@@ -52,4 +52,16 @@ def float32_linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
         return nn.functional.linear(inputs.float(), weight.float(), None if bias is None else bias.float())
 
 
-__all__ = ["float32_linear", "skip_output_head"]
+def output_rows_scores(
+    head_states: torch.Tensor, output_embeddings: nn.Module, start: int, end: int | None = None
+) -> torch.Tensor:
+    """
+    Scores `(..., end - start)` in `float32` ([`float32_linear`]) of states `(..., hidden_size)` against the rows
+    `start .. end - 1` of a model's output head (its `weight` and, when it has one, its `bias`): the logits of those
+    tokens alone, for ID-only heads that score one level's codes instead of the whole vocabulary.
+    """
+    bias = getattr(output_embeddings, "bias", None)
+    return float32_linear(head_states, output_embeddings.weight[start:end], None if bias is None else bias[start:end])
+
+
+__all__ = ["float32_linear", "output_rows_scores", "skip_output_head"]

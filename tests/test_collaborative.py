@@ -38,13 +38,19 @@ def test_co_occurrence_embeddings_are_seeded_and_leave_the_global_generator_alon
     assert np.array_equal(first, cooccurrence_embeddings(SEQUENCES, ITEMS, dimension=3, seed=1))
 
 
+def test_an_item_repeated_in_a_sequence_does_not_co_occur_with_itself():
+    embeddings = cooccurrence_embeddings([["a", "a"], ["b", "c"]], ITEMS, dimension=2)
+    assert not embeddings[ITEMS.index("a")].any()
+    assert np.allclose(np.linalg.norm(embeddings[[ITEMS.index("b"), ITEMS.index("c")]], axis=1), 1.0, atol=1e-5)
+
+
 def test_no_co_occurrence_gives_zero_rows():
     assert not cooccurrence_embeddings([["a"], []], ITEMS, dimension=2).any()
 
 
 @pytest.mark.parametrize("sequences, item_ids, dimension, window, message", [
     ([["a", "zzz"]], ITEMS, 2, 1, "Item 'zzz' of an interaction sequence is not in the catalogue"),
-    (SEQUENCES, ["a", "a", "b"], 2, 1, "item_ids repeats an item"),
+    (SEQUENCES, ["a", "b", "a"], 2, 1, "item_ids: duplicate doc id 'a' at positions 0 and 2"),
     (SEQUENCES, ITEMS, 8, 1, "dimension = 8 must lie between 1 and the catalogue size 7"),
     (SEQUENCES, ITEMS, 0, 1, "dimension = 0"),
     (SEQUENCES, ITEMS, 2, 0, "window = 0 must be at least 1"),

@@ -14,13 +14,20 @@ import torch
 from datasets import Dataset
 from script_runs import run_script
 from test_retrieval_tasks import SYNTHETIC_SEQUENCES, write_synthetic_beauty
-from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig, Qwen2Config
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    LlamaConfig,
+    PretrainedConfig,
+    Qwen2Config,
+    TrainingArguments,
+)
 
-from modeling_lmindexer import LMIndexerRecommender, SemanticIDs
+from modeling_lmindexer import LMIndexerRecommender, LMIndexerRecommenderConfig, SemanticIDs
 from modeling_lmindexer.data.recommendation import leave_one_out_split, training_windows
 from modeling_lmindexer.data.user_files import NamedCorpus
 from modeling_lmindexer.id_beam_search import DecoderOnlySteps, search_id_codes
-from trainers import RecommendationCollator, recommendation_training_dataset
+from trainers import LMIndexerRecommenderTrainer, RecommendationCollator, recommendation_training_dataset
 from trainers.commands import recommend as recommend_command
 from trainers.commands.common import CollaborativeArguments
 
@@ -236,6 +243,105 @@ def test_bad_input_gets_one_clear_error(caplog, tmp_path):
         without_ids.recommend([["item-1"]])
     with pytest.raises(ValueError, match="level 1 has codebook size 5 but the recommender's level 1 has 6"):
         model.set_semantic_ids(SemanticIDs(["a"], [[0, 0, 0]], [4, 5, 2]))
+
+
+def test_bad_histories_are_named_by_their_index_before_anything_is_decoded(monkeypatch):
+    model = tiny_recommender().train()
+    decoded = []
+    monkeypatch.setattr(DecoderOnlySteps, "first", lambda steps: decoded.append(steps) or 1 / 0)
+    with pytest.raises(ValueError, match=r"histories\[2\]: 1 item\(s\) are not in the recommender's catalogue"):
+        model.recommend([["item-1"], ["item-2"], ["nope"]], batch_size=1)
+    assert decoded == [] and model.training
+    with pytest.raises(ValueError, match=r"histories = 'item-1' is one string: pass a list of histories"):
+        model.recommend("item-1")
+    # An error while decoding leaves the model in the mode it was in.
+    with pytest.raises(ZeroDivisionError):
+        model.recommend([["item-1"]])
+    assert model.training
+
+
+@pytest.mark.parametrize("k_values, message", [
+    ([], r"k_values = \[\]: give at least one cut-off"),
+    ([0, 10], r"k_values = \[0, 10\]: give at least one cut-off, each at least 1"),
+    ([5, 30], "num_beams = 20 must be at least the largest cut-off 30"),
+])  # fmt: skip
+def test_the_trainer_refuses_cut_offs_it_cannot_rank(k_values, message, tmp_path):
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    with pytest.raises(ValueError, match=message):
+        LMIndexerRecommenderTrainer(tiny_recommender(), args, k_values=k_values)
+
+
+def test_forward_counts_positions_from_the_attention_mask_of_left_padded_prompts():
+    """Without position_ids, a left-padded prompt gets the logits it gets alone (GPT-2: absolute positions)."""
+    torch.manual_seed(0)
+    model = LMIndexerRecommender.from_semantic_ids(
+        SemanticIDs(ITEMS, [[index // 6, index % 6, 0] for index in range(len(ITEMS))], [4, 6, 2]),
+        decoder_config=decoder_configs()["gpt2"],
+        max_history_length=4,
+    ).eval()
+    prompts, attention_mask = model.history_prompts([["item-1", "item-2", "item-9"], ["item-20"]])
+    with torch.no_grad():
+        padded = model(input_ids=prompts, attention_mask=attention_mask).logits
+        alone = model(input_ids=prompts[1:, -4:]).logits
+    torch.testing.assert_close(padded[1, -4:], alone[0])
+    with pytest.raises(ValueError, match="attention_mask has 3 columns for 0 cached and 10 new tokens"):
+        model(input_ids=prompts, attention_mask=attention_mask[:, :3])
+
+
+def test_labels_that_a_position_cannot_produce_are_named():
+    model = tiny_recommender()
+    input_ids = torch.tensor([model.sequence_token_ids(["item-1", "item-2"])])
+    for bad_label in (model.config.vocab_size + 5, model.config.bos_token_id):
+        labels = input_ids.clone()
+        labels[0, :4] = -100
+        labels[0, 5] = bad_label
+        with pytest.raises(ValueError, match=rf"labels\[0, 5\] = {bad_label} cannot be produced there"):
+            model(input_ids=input_ids, labels=labels)
+
+
+def test_recommenders_built_from_one_decoder_config_keep_their_own_vocabularies(tmp_path):
+    shared = tiny_decoder_config()
+    small = LMIndexerRecommender.from_semantic_ids(SemanticIDs(["a", "b"], [[0, 0], [1, 0]], [2, 2]), shared)
+    large = LMIndexerRecommender.from_semantic_ids(
+        SemanticIDs(ITEMS, [[i // 6, i % 6, 0] for i in range(24)], [4, 6, 2]), shared
+    )
+    assert small.config.decoder_config.vocab_size == 3 + 4 and large.config.decoder_config.vocab_size == 3 + 12
+    assert shared.vocab_size == LlamaConfig().vocab_size
+    small.save_pretrained(tmp_path)
+    assert LMIndexerRecommender.from_pretrained(tmp_path).semantic_ids == small.semantic_ids
+
+
+def test_a_decoder_config_dict_without_model_type_overrides_the_small_default():
+    config = LMIndexerRecommenderConfig(decoder_config={"num_hidden_layers": 2}, codebook_sizes=[4, 6, 2])
+    decoder = config.decoder_config
+    assert (decoder.model_type, decoder.num_hidden_layers, decoder.hidden_size) == ("llama", 2, 128)
+    assert decoder.tie_word_embeddings and decoder.vocab_size == 3 + 12
+    gpt2 = LMIndexerRecommenderConfig(decoder_config={"model_type": "gpt2", "n_layer": 1}, codebook_sizes=[4, 6, 2])
+    assert (gpt2.decoder_config.n_layer, gpt2.decoder_config.n_embd) == (1, GPT2Config().n_embd)
+
+
+@pytest.mark.parametrize("dim", [8, 32])
+@pytest.mark.parametrize("tied", [True, False])
+def test_id_token_embeddings_start_from_codebooks_with_their_dot_products(dim, tied):
+    """Projected to the model's width (32) from a space as wide or narrower, the codebook's geometry is kept."""
+    codes = [[index // 6, index % 6, 0] for index in range(len(ITEMS))]
+    codebooks = [torch.randn(4, dim), torch.randn(6, dim)]
+    decoder_config = LlamaConfig(**{**tiny_decoder_config().to_dict(), "tie_word_embeddings": tied})
+    model = LMIndexerRecommender.from_semantic_ids(
+        SemanticIDs(ITEMS, codes, [4, 6, 2]), decoder_config=decoder_config, codebook_vectors=codebooks
+    )
+    layout = model.config.id_token_layout
+    for weight in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+        for level, vectors in enumerate(codebooks):
+            tokens = layout.level_token_ids(level)
+            rows = weight[tokens.start : tokens.stop].detach()
+            gram, expected = rows @ rows.T, vectors @ vectors.T
+            torch.testing.assert_close(gram / gram[0, 0], expected / expected[0, 0], atol=1e-4, rtol=1e-4)
+            assert rows.std().item() == pytest.approx(model.config.initializer_range, rel=1e-3)
+    with pytest.raises(
+        ValueError, match=r"codebook_vectors\[1\] has shape \(5, 8\); level 1 needs one vector per code: \(6, dim\)"
+    ):
+        model._initialize_id_embeddings_from([torch.randn(4, 8), torch.randn(5, 8)])
 
 
 def run_recommendation(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:

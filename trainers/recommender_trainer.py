@@ -5,19 +5,18 @@ from collections.abc import Sequence
 
 import torch
 from datasets import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
 from modeling_lmindexer import LMIndexerRecommender
 from modeling_lmindexer.data.recommendation import RecommendationExample
+from modeling_lmindexer.id_tokens import IGNORE_INDEX
 from modeling_lmindexer.metrics import compute_retrieval_metrics
 
 from .callbacks import LearningCurveMixin
 
 
 logger = logging.get_logger(__name__)
-
-IGNORE_INDEX = -100
 
 
 class RecommendationCollator:
@@ -117,7 +116,8 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
 
     Args:
         model ([`LMIndexerRecommender`]): The recommender, with its IDs.
-        args (`TrainingArguments`): The usual arguments (`group_by_length` batches sequences of similar lengths).
+        args (`TrainingArguments`): The usual arguments (`train_sampling_strategy="group_by_length"` batches
+            sequences of similar lengths).
         train_dataset (`Dataset`, *optional*): [`recommendation_training_dataset`] rows.
         eval_dataset (`Dataset`, *optional*): [`recommendation_evaluation_dataset`] rows.
         k_values (`Sequence[int]`): Cut-offs of the metrics.
@@ -135,8 +135,10 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
         k_values: Sequence[int] = (5, 10),
         num_beams: int = 20,
         eval_batch_size: int = 128,
-        callbacks=None,
+        callbacks: list[TrainerCallback] | None = None,
     ):
+        if not k_values or min(k_values) < 1:
+            raise ValueError(f"k_values = {list(k_values)}: give at least one cut-off, each at least 1.")
         if num_beams < max(k_values):
             raise ValueError(f"num_beams = {num_beams} must be at least the largest cut-off {max(k_values)}.")
         super().__init__(

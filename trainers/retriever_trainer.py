@@ -30,8 +30,8 @@ from transformers.trainer_utils import EvalLoopOutput, EvalPrediction, Predictio
 from transformers.utils import logging
 
 from modeling_lmindexer import LMIndexerRetriever
+from modeling_lmindexer.id_tokens import IGNORE_INDEX
 from modeling_lmindexer.metrics import compute_retrieval_metrics
-from modeling_lmindexer.modeling_retriever import IGNORE_INDEX
 
 from .callbacks import LearningCurveMixin
 
