@@ -87,7 +87,9 @@ def cooccurrence_embeddings(
         left, singular_values, _ = torch.svd_lowrank(ppmi, q=min(dimension + 10, num_items), niter=4)
     factors = (left[:, :dimension] * singular_values[:dimension].sqrt()).numpy()
     # Items without a positive PMI entry have zero rows in exact arithmetic; the SVD leaves rounding noise there.
-    factors[~np.isin(np.arange(num_items), ppmi.indices()[0].numpy())] = 0
+    has_entries = np.zeros(num_items, dtype=bool)
+    has_entries[ppmi.indices()[0].numpy()] = True
+    factors[~has_entries] = 0
     norms = np.linalg.norm(factors, axis=1, keepdims=True)
     np.divide(factors, norms, out=embeddings, where=norms > 0)
     return embeddings

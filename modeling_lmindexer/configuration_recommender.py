@@ -95,7 +95,10 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
     recommendation_metrics: dict | None = None
 
     def __post_init__(self, **kwargs):
-        if isinstance(self.decoder_config, dict) and "model_type" not in self.decoder_config:
+        if isinstance(self.decoder_config, PreTrainedConfig):
+            # A copy: a config passed in may be shared with other models, whose vocabulary is not this one.
+            self.decoder_config = copy.deepcopy(self.decoder_config)
+        elif isinstance(self.decoder_config, dict) and "model_type" not in self.decoder_config:
             self.decoder_config = {**DEFAULT_DECODER_CONFIG, **self.decoder_config}
         if self.codebook_sizes is None:
             self.codebook_sizes = [DEFAULT_CODEBOOK_SIZE] * 3
@@ -110,8 +113,6 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
                     f"{name} = {getattr(self, name)!r}: the recommender's special tokens are fixed (pad 0, bos 1, "
                     "eos 2), before the ID tokens."
                 )
-        # A copy: a config passed in may be shared with other models, whose vocabulary is not this one.
-        self.decoder_config = copy.deepcopy(self.decoder_config)
         self.decoder_config.vocab_size = self.vocab_size
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             setattr(self.decoder_config, name, getattr(self, name))
