@@ -54,6 +54,10 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
         id_beam_search (`bool`, *optional*, defaults to `True`):
             Decode beam and greedy search requests with [`id_beam_search`]: the history runs once per user rather than
             once per beam, and each step scores one level's codes. Requests it does not cover use the generic loop.
+        label_smoothing (`float`, *optional*, defaults to 0.0):
+            Share of every training target's probability spread evenly over the codes of its level (the tokens its
+            position can produce), in `[0, 1)`; `TrainingArguments.label_smoothing_factor` sets it when training with
+            [`LMIndexerRecommenderTrainer`].
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of the weights.
         dataset_name (`str`, *optional*):
@@ -86,6 +90,7 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
     max_history_length: int = 20
     constrain_to_trie: bool = True
     id_beam_search: bool = True
+    label_smoothing: float = 0.0
     initializer_range: float = 0.02
     pad_token_id: int | None = PAD_TOKEN_ID
     bos_token_id: int | None = BOS_TOKEN_ID
@@ -105,6 +110,8 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
         self.codebook_sizes = list(self.codebook_sizes)
         validate_codebook_sizes(self.codebook_sizes)
         super().__post_init__(**kwargs)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing = {self.label_smoothing}: a share in [0, 1) is needed.")
         if self.max_history_length < 1:
             raise ValueError(f"max_history_length = {self.max_history_length}: a history needs at least one item.")
         for name, expected in (("pad_token_id", 0), ("bos_token_id", 1), ("eos_token_id", 2)):

@@ -301,12 +301,12 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             )
         return left_padded_positions(attention_mask)[:, -length:]
 
-    @staticmethod
     def _loss(
-        logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch: int | torch.Tensor | None
+        self, logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch: int | torch.Tensor | None
     ) -> torch.Tensor:
         """The cross-entropy of `labels` `(batch_size, length)` under `logits` `(batch_size, length, vocab_size)`
-        (position `p` predicts `labels[:, p + 1]`), refusing a label that its position cannot produce."""
+        (position `p` predicts `labels[:, p + 1]`), smoothed over the level's codes by `config.label_smoothing`;
+        refuses a label that its position cannot produce."""
         targets = labels[:, 1:]
         is_target = targets != IGNORE_INDEX
         in_vocabulary = (targets >= 0) & (targets < logits.shape[-1])
@@ -320,8 +320,15 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
                 "position predicts the next ID level, and labels hold ID tokens or -100): build input_ids and labels "
                 "with `sequence_token_ids`."
             )
-        summed = nn.functional.cross_entropy(scores[is_target], targets[is_target], reduction="sum")
-        return summed / loss_denominator(is_target, num_items_in_batch)
+        log_probs = torch.log_softmax(scores[is_target], dim=-1)
+        per_target = -log_probs.gather(-1, targets[is_target][:, None])[:, 0]
+        smoothing = self.config.label_smoothing
+        if smoothing:
+            # -inf outside the level: the smoothing's uniform share goes to the level's codes only.
+            in_level = log_probs.isfinite()
+            uniform = -log_probs.masked_fill(~in_level, 0.0).sum(-1) / in_level.sum(-1)
+            per_target = (1.0 - smoothing) * per_target + smoothing * uniform
+        return per_target.sum() / loss_denominator(is_target, num_items_in_batch)
 
     def id_beam_search_unsupported_reason(self, input_ids: torch.LongTensor) -> str | None:
         """Why [`id_beam_search`] cannot decode a request (`None`: it always can for this model)."""

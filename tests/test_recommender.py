@@ -110,6 +110,81 @@ def test_packed_rows_train_each_sequence_as_if_it_were_alone(family):
     assert one_per_row == pytest.approx(sum(separate), rel=1e-5)
 
 
+def test_item_dropout_trains_on_ordered_sub_sequences_of_whole_items():
+    """Each batching leaves items out (whole items, order kept, at least two); no dropout leaves sequences as given."""
+    model = tiny_recommender()
+    num_levels, pad = model.config.num_levels, model.config.pad_token_id
+    window = [f"item-{index}" for index in range(20)]
+    tokens = model.sequence_token_ids(window)
+    items_of = {tuple(tokens[1 + index * num_levels : 1 + (index + 1) * num_levels]): index for index in range(20)}
+    plain = RecommendationCollator(num_levels, pad, pack_sequences=False)([{"input_ids": tokens}])
+    assert plain["input_ids"][0].tolist() == tokens
+    torch.manual_seed(0)
+    collator = RecommendationCollator(num_levels, pad, pack_sequences=False, item_dropout=0.3)
+    kept_counts, seen = [], set()
+    for _ in range(200):
+        batch = collator([{"input_ids": tokens}])
+        row = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
+        assert row[0] == model.config.bos_token_id and (len(row) - 1) % num_levels == 0
+        kept = [
+            items_of[tuple(row[1 + index * num_levels : 1 + (index + 1) * num_levels])]
+            for index in range((len(row) - 1) // num_levels)
+        ]
+        assert kept == sorted(set(kept)) and len(kept) >= 2
+        # Labels follow the shortened sequence: the ID tokens of every kept item after the first.
+        assert batch["labels"][0][: len(row)].tolist() == [-100] * (1 + num_levels) + row[1 + num_levels :]
+        kept_counts.append(len(kept))
+        seen.add(tuple(kept))
+    assert np.mean(kept_counts) == pytest.approx(20 * 0.7, abs=0.5)
+    assert len(seen) > 150
+    # A sequence that would keep fewer than two items is used whole.
+    two_items = model.sequence_token_ids(["item-1", "item-2"])
+    always = RecommendationCollator(num_levels, pad, item_dropout=0.99)
+    assert all(always([{"input_ids": two_items}])["input_ids"][0].tolist() == two_items for _ in range(20))
+    with pytest.raises(ValueError, match="item_dropout = 1.0"):
+        RecommendationCollator(num_levels, pad, item_dropout=1.0)
+
+
+def test_label_smoothing_spreads_over_the_level_codes_only():
+    """The smoothed loss is, per target, (1 - e) * cross-entropy + e * the mean negative log-probability of its
+    level's codes: torch's label smoothing applied to that level's scores alone, and finite."""
+    model = tiny_recommender()
+    collator = RecommendationCollator(model.config.num_levels, model.config.pad_token_id)
+    batch = collator([{"input_ids": model.sequence_token_ids(["item-3", "item-17", "item-8", "item-22"])}])
+    with torch.no_grad():
+        plain = model(**batch).loss
+        model.config.label_smoothing = 0.2
+        smoothed = model(**batch).loss
+        logits = model(**batch).logits[0, :-1]
+    targets = batch["labels"][0, 1:]
+    layout = model.config.id_token_layout
+    expected = []
+    for position in (targets != -100).nonzero()[:, 0].tolist():
+        level = layout.level_token_ids(position % model.config.num_levels)
+        scores = logits[position, level.start : level.stop]
+        target = targets[position] - level.start
+        expected.append(torch.nn.functional.cross_entropy(scores, target, label_smoothing=0.2))
+    assert smoothed.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+    assert smoothed.item() != pytest.approx(plain.item(), rel=1e-3)
+    with pytest.raises(ValueError, match="label_smoothing = 1.0"):
+        LMIndexerRecommenderConfig(label_smoothing=1.0)
+
+
+def test_trainer_label_smoothing_factor_sets_the_models_smoothing(tmp_path):
+    """`TrainingArguments.label_smoothing_factor` reaches the model's loss: a finite loss equal to the model's own."""
+    model = tiny_recommender().train()
+    dataset = recommendation_training_dataset(model, [["item-1", "item-2", "item-3"], ["item-4", "item-5"]])
+    args = TrainingArguments(
+        output_dir=str(tmp_path), label_smoothing_factor=0.1, report_to="none", use_cpu=True, disable_tqdm=True
+    )
+    trainer = LMIndexerRecommenderTrainer(model, args, train_dataset=dataset)
+    assert model.config.label_smoothing == 0.1 and trainer.label_smoother is None
+    batch = trainer.data_collator(list(dataset))
+    loss = trainer.compute_loss(model, dict(batch))
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(model(**batch).loss.item(), rel=1e-6)
+
+
 def test_training_windows_predict_every_training_target_once():
     sequences = {"u": [f"i{index}" for index in range(12)], "v": ["a", "b", "c"]}
     windows = training_windows(sequences, max_history_length=4)

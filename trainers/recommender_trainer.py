@@ -31,17 +31,37 @@ class RecommendationCollator:
     each sequence only (its packed-sequence masks), so the losses are exactly those of one sequence per row, while the
     rows to compute shrink by the padding saved (most users' histories are far shorter than the longest).
 
+    With `item_dropout` > 0, every item of a sequence is left out with that probability each time the sequence is
+    batched (its ID tokens removed, the items after it moved up), so that every epoch trains on other sub-sequences of
+    the same histories instead of repeating them; a sequence keeps at least two items (it is used whole when fewer
+    would remain). The draws use torch's global random state, which `Trainer` seeds.
+
     Args:
         num_levels (`int`): ID tokens per item.
         pad_token_id (`int`): The padding token.
         pack_sequences (`bool`): Pack several sequences into a row; otherwise one right-padded sequence per row with
             an `attention_mask`.
+        item_dropout (`float`): Probability of leaving an item out of a training sequence, in `[0, 1)`.
     """
 
-    def __init__(self, num_levels: int, pad_token_id: int, pack_sequences: bool = True):
+    def __init__(self, num_levels: int, pad_token_id: int, pack_sequences: bool = True, item_dropout: float = 0.0):
+        if not 0.0 <= item_dropout < 1.0:
+            raise ValueError(f"item_dropout = {item_dropout}: a probability in [0, 1) is needed.")
         self.num_levels = num_levels
         self.pad_token_id = pad_token_id
         self.pack_sequences = pack_sequences
+        self.item_dropout = item_dropout
+
+    def _drop_items(self, sequence: list[int]) -> list[int]:
+        """`sequence` (`bos` then `num_levels` tokens per item) without the items that `item_dropout` leaves out."""
+        num_items = (len(sequence) - 1) // self.num_levels
+        kept = (torch.rand(num_items) >= self.item_dropout).nonzero()[:, 0].tolist()
+        if len(kept) < 2:
+            return sequence
+        tokens = [sequence[0]]
+        for item in kept:
+            tokens.extend(sequence[1 + item * self.num_levels : 1 + (item + 1) * self.num_levels])
+        return tokens
 
     def _rows(self, sequences: list[list[int]]) -> list[list[list[int]]]:
         """The sequences of every row: first-fit, longest first, in rows of the longest sequence's length."""
@@ -60,7 +80,10 @@ class RecommendationCollator:
         return rows
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        rows = self._rows([list(feature["input_ids"]) for feature in features])
+        sequences = [list(feature["input_ids"]) for feature in features]
+        if self.item_dropout > 0.0:
+            sequences = [self._drop_items(sequence) for sequence in sequences]
+        rows = self._rows(sequences)
         length = max(sum(len(sequence) for sequence in row) for row in rows)
         input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
         labels = torch.full_like(input_ids, IGNORE_INDEX)
@@ -123,7 +146,13 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
         k_values (`Sequence[int]`): Cut-offs of the metrics.
         num_beams (`int`): Beam width of the rankings (at least the largest cut-off).
         eval_batch_size (`int`): Users ranked at once.
+        item_dropout (`float`): Probability of leaving an item out of a training sequence each time it is batched
+            (see [`RecommendationCollator`]).
         callbacks: As for [`Trainer`].
+
+    `args.label_smoothing_factor` sets the model's `config.label_smoothing` (smoothing over the codes of the level
+    each position predicts): `Trainer`'s own label smoother would spread probability onto the tokens a position cannot
+    produce.
     """
 
     def __init__(
@@ -135,6 +164,7 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
         k_values: Sequence[int] = (5, 10),
         num_beams: int = 20,
         eval_batch_size: int = 128,
+        item_dropout: float = 0.0,
         callbacks: list[TrainerCallback] | None = None,
     ):
         if not k_values or min(k_values) < 1:
@@ -146,9 +176,14 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
             args=args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
-            data_collator=RecommendationCollator(model.config.num_levels, model.config.pad_token_id),
+            data_collator=RecommendationCollator(
+                model.config.num_levels, model.config.pad_token_id, item_dropout=item_dropout
+            ),
             callbacks=callbacks,
         )
+        if args.label_smoothing_factor:
+            model.config.label_smoothing = args.label_smoothing_factor
+            self.label_smoother = None
         self.k_values = list(k_values)
         self.num_beams = num_beams
         self.eval_batch_size = eval_batch_size

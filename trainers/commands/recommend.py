@@ -145,6 +145,13 @@ class RecommendationArguments:
         default=None, metadata={"help": "Changes to the decoder config, e.g. 'hidden_size=256,num_hidden_layers=6'."}
     )
     max_history_length: int = field(default=20, metadata={"help": "Most recent items kept in a history."})
+    item_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability of leaving an item out of a training sequence each time it is batched (other "
+            "sub-sequences of the same histories every epoch); --label_smoothing_factor smooths over a level's codes."
+        },
+    )
     max_train_minutes: float | None = field(default=None, metadata={"help": "Stop training after N minutes."})
     eval_every_minutes: float | None = field(default=None, metadata={"help": "Validation interval (minutes)."})
     lr_decay_over_budget: str | None = field(
@@ -364,6 +371,12 @@ def main() -> None:
         )
     if args.num_beams < max(args.k_values):
         sys.exit(f"error: --num_beams {args.num_beams} must be at least the largest cut-off {max(args.k_values)}.")
+    for flag, value in (
+        ("--item_dropout", args.item_dropout),
+        ("--label_smoothing_factor", training_args.label_smoothing_factor),
+    ):
+        if not 0.0 <= value < 1.0:
+            sys.exit(f"error: {flag} {value}: a probability in [0, 1) is needed.")
     checkpoint = checkpoint_to_resume(training_args, args.auto_resume)
     budget = time_budget_callback(args)
     if args.interactions_file is None:
@@ -422,6 +435,7 @@ def main() -> None:
         k_values=args.k_values,
         num_beams=args.num_beams,
         eval_batch_size=args.eval_batch_size,
+        item_dropout=args.item_dropout,
         callbacks=[budget] if budget is not None else None,
     )
     train_start = time.time()
@@ -473,6 +487,8 @@ def main() -> None:
             "next-item targets per second": round(num_targets * epochs / max(training_seconds, 1e-9), 1),
             "beams": args.num_beams,
             "learning rate": training_args.learning_rate,
+            "item dropout": args.item_dropout,
+            "label smoothing": model.config.label_smoothing,
             "global train batch size": training_args.per_device_train_batch_size * training_args.world_size,
             "max train minutes": args.max_train_minutes,
             "seed": training_args.seed,
