@@ -55,9 +55,9 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
             Decode beam and greedy search requests with [`id_beam_search`]: the history runs once per user rather than
             once per beam, and each step scores one level's codes. Requests it does not cover use the generic loop.
         label_smoothing (`float`, *optional*, defaults to 0.0):
-            Share of every training target's probability spread evenly over the codes of its level (the tokens its
-            position can produce), in `[0, 1)`; `TrainingArguments.label_smoothing_factor` sets it when training with
-            [`LMIndexerRecommenderTrainer`].
+            Share of every label's probability that the loss spreads evenly over the codes of its level (the tokens
+            its position can produce), in `[0, 1)`; [`LMIndexerRecommenderTrainer`] sets it from
+            `TrainingArguments.label_smoothing_factor`.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of the weights.
         dataset_name (`str`, *optional*):

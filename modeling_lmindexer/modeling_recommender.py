@@ -261,8 +261,8 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
 
         Returns:
             [`CausalLMOutputWithPast`]: the mean cross-entropy of the labels, each under the softmax over its level's
-            codes, and logits `(batch_size, sequence_length, vocab_size)` with `-inf` outside the level each position
-            predicts.
+            codes (smoothed over them by `config.label_smoothing`), and logits `(batch_size, sequence_length,
+            vocab_size)` with `-inf` outside the level each position predicts.
         """
         kwargs.pop("return_dict", None)
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
@@ -393,7 +393,7 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs
         )
 
-    def _history_token_ids(self, histories: Sequence[Sequence[str]]) -> list[list[int]]:
+    def history_token_ids(self, histories: Sequence[Sequence[str]]) -> list[list[int]]:
         """
         Every history's prompt tokens (`bos_token_id`, then the ID tokens of its `config.max_history_length` most
         recent items), checking all histories before any is decoded.
@@ -425,7 +425,7 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         Raises:
             `ValueError`: As [`~LMIndexerRecommender.recommend`] does for bad histories.
         """
-        return self._left_padded(self._history_token_ids(histories))
+        return self._left_padded(self.history_token_ids(histories))
 
     def _left_padded(self, sequences: list[list[int]]) -> tuple[torch.LongTensor, torch.LongTensor]:
         """`sequences` as left-padded prompts `(batch_size, length)` and their attention mask, on the model's
@@ -471,7 +471,7 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         semantic_ids = self._require_semantic_ids()
         if k < 1 or batch_size < 1:
             raise ValueError(f"k = {k} and batch_size = {batch_size} must both be at least 1.")
-        sequences = self._history_token_ids(histories)
+        sequences = self.history_token_ids(histories)
         if k > len(semantic_ids):
             logger.warning(f"k = {k} is more than the {len(semantic_ids)} catalogue items: ranking all of them.")
             k = len(semantic_ids)

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo, `accelerate launch --num_processes 2`) learn the same IDs as one at equal global batch."""
+"""Two CPU processes (gloo, `accelerate launch --num_processes 2`) learn the same IDs as one at equal global batch,
+and share the ranking of a recommender's evaluation users."""
 
 import json
 import os
@@ -11,8 +12,11 @@ import pytest
 from conftest import batch_spread, random_codes_ami_ceiling, synthetic_documents, synthetic_topics
 from sklearn.metrics import adjusted_mutual_info_score
 
+from modeling_lmindexer.metrics import compute_retrieval_metrics
+
 
 SCRIPT = Path(__file__).parent / "scripts" / "tiny_indexing.py"
+EVALUATION_SCRIPT = Path(__file__).parent / "scripts" / "tiny_recommender_evaluation.py"
 BATCH_RECORDER = Path(__file__).parent / "batch_recorder.py"
 NUM_DOCUMENTS = len(synthetic_documents())
 
@@ -26,16 +30,9 @@ def launch(
     Train with `tests/scripts/tiny_indexing.py` and return its `ids.json`; with `record`, also every process's
     training batches (see `batch_recorder.py`) under `"batches"`, a list per process rank.
     """
-    accelerate = str(Path(sys.executable).with_name("accelerate"))
-    distributed = ["--multi_gpu"] if num_processes > 1 else ["--cpu"]
-    command = [accelerate, "launch", *distributed, "--num_processes", str(num_processes), "--num_machines", "1"]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
     log_prefix = output_dir / "batches"
-    command += [str(BATCH_RECORDER), str(log_prefix)] if record else []
-    command += [str(SCRIPT), str(output_dir), str(per_device_batch_size), sampling]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-5000:]
+    recorder = [str(BATCH_RECORDER), str(log_prefix)] if record else []
+    run_launched(num_processes, *recorder, str(SCRIPT), str(output_dir), str(per_device_batch_size), sampling)
     result = json.loads((output_dir / "ids.json").read_text())
     if record:
         result["batches"] = [
@@ -43,6 +40,17 @@ def launch(
             for rank in range(num_processes)
         ]
     return result
+
+
+def run_launched(num_processes: int, *script_and_arguments: str) -> None:
+    """Run a script under `accelerate launch` with `num_processes` CPU processes; fail the test if it fails."""
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    distributed = ["--multi_gpu"] if num_processes > 1 else ["--cpu"]
+    command = [accelerate, "launch", *distributed, "--num_processes", str(num_processes), "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    completed = subprocess.run([*command, *script_and_arguments], env=env, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-5000:]
 
 
 def level_1_ami(ids: dict) -> float:
@@ -117,3 +125,29 @@ def test_group_by_length_keeps_two_processes_identical_to_one(tmp_path, t5_token
             batch_spread(lengths, 4),
             np.mean(random_spreads),
         )
+
+
+def test_two_processes_rank_half_the_users_each_and_report_the_metrics_of_all(tmp_path):
+    """The recommender trainer's evaluate() shares the users between processes and gathers the rankings back in
+    order: every process reports the metrics that one process computes alone."""
+    for num_processes in (1, 2):
+        run_launched(num_processes, str(EVALUATION_SCRIPT), str(tmp_path / str(num_processes)))
+    one = json.loads((tmp_path / "1" / "evaluation.rank0.json").read_text())
+    two = [json.loads((tmp_path / "2" / f"evaluation.rank{rank}.json").read_text()) for rank in range(2)]
+    assert len(one["ranked"]) == 9
+    assert [len(result["ranked"]) for result in two] == [5, 4]
+    assert sorted(map(str, two[0]["ranked"] + two[1]["ranked"])) == sorted(map(str, one["ranked"]))
+    # The targets sit at ranks 1 to 9 of their users' rankings: recall@1 is 1/9 and recall@5 5/9.
+    assert one["metrics"]["eval_recall@1"] == pytest.approx(1 / 9)
+    assert one["metrics"]["eval_recall@5"] == pytest.approx(5 / 9)
+    # The check can fail: the rankings given back shard after shard (users 0, 2, ..., 8, then 1, 3, ..., 7) would
+    # score otherwise.
+    shard_order = [*range(0, 9, 2), *range(1, 9, 2)]
+    misplaced = compute_retrieval_metrics(
+        [one["rankings"][user] for user in shard_order], [{target} for target in one["targets"]], [1, 5, 10]
+    )
+    assert (misplaced["recall@1"], misplaced["ndcg@10"]) != pytest.approx(
+        (one["metrics"]["eval_recall@1"], one["metrics"]["eval_ndcg@10"])
+    )
+    for result in two:
+        assert result["metrics"] == pytest.approx(one["metrics"])

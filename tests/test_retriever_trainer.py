@@ -7,6 +7,7 @@ tiny T5 backbone saved by the tests.
 """
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from datasets import Dataset
 from script_runs import run_script
 from test_retrieval_tasks import write_synthetic_cranfield, write_synthetic_office
 from test_retriever import DOC_IDS, QUERIES, tiny_retriever
-from transformers import Seq2SeqTrainingArguments, TrainerCallback
+from transformers import Seq2SeqTrainingArguments, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging as transformers_logging
 
@@ -187,6 +188,10 @@ def test_bad_arguments_are_refused(t5_tokenizer, tmp_path):
     args = training_args(tmp_path)
     with pytest.raises(ValueError, match="computes its retrieval metrics itself"):
         LMIndexerRetrieverTrainer(model, args, processing_class=t5_tokenizer, compute_metrics=lambda prediction: {})
+    with pytest.raises(ValueError, match="label_smoothing_factor = 0.1: the ID-only head's loss has no label"):
+        LMIndexerRetrieverTrainer(
+            model, dataclasses.replace(args, label_smoothing_factor=0.1), processing_class=t5_tokenizer
+        )
     with pytest.raises(ValueError, match="num_beams = 5 is below the largest cut-off K = 10"):
         LMIndexerRetrieverTrainer(model, args, processing_class=t5_tokenizer, k_values=[1, 10], num_beams=5)
     with pytest.raises(ValueError, match="Pass processing_class"):
@@ -197,6 +202,27 @@ def test_bad_arguments_are_refused(t5_tokenizer, tmp_path):
         trainer.evaluate(train)
     with pytest.raises(ValueError, match="Query 1 has no relevant document with a semantic ID"):
         retrieval_evaluation_dataset(model, [[5, 1], [6, 1]], [{"doc-1": 1}, {"doc-99": 1, "doc-2": 0}])
+
+
+def test_time_budget_evaluates_and_stops_on_the_clock_shared_by_all_processes(monkeypatch):
+    """With several processes, each step's decisions follow the slowest process's clock (all-reduced), not the
+    process's own: otherwise some processes evaluate or stop while the others wait for them in a collective."""
+    other_process_seconds = 90.0
+    reduced = []
+
+    def all_reduce(tensor, op):
+        reduced.append(op)
+        tensor.copy_(torch.maximum(tensor, torch.tensor(other_process_seconds)))
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    args = TrainingArguments("unused", use_cpu=True, report_to="none")
+    budget = TimeBudgetCallback(max_minutes=1.5, eval_every_minutes=1.0)
+    budget.on_train_begin(args, TrainerState(), TrainerControl())
+    assert budget.elapsed_seconds < 5.0  # this process's own clock: not yet due, not over budget
+    control = budget.on_step_end(args, TrainerState(epoch=0.0), TrainerControl())
+    assert reduced == [torch.distributed.ReduceOp.MAX]
+    assert control.should_evaluate and control.should_training_stop and budget.evaluations_asked == 1
 
 
 def test_time_budget_stops_training_after_the_first_step_and_checkpoints_it(t5_tokenizer, tmp_path):

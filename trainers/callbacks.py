@@ -96,16 +96,19 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         self.start_time = time.monotonic()
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        elapsed = self.elapsed_seconds
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # One clock for all processes (the slowest's): they evaluate and stop at the same step, since an
+            # evaluation or a stop on some processes only would leave the others waiting in a collective.
+            shared = torch.tensor(elapsed, device=args.device)
+            torch.distributed.all_reduce(shared, op=torch.distributed.ReduceOp.MAX)
+            elapsed = shared.item()
         if self.eval_every_minutes is not None:
-            due = int(self.elapsed_seconds // (60.0 * self.eval_every_minutes))
+            due = int(elapsed // (60.0 * self.eval_every_minutes))
             if due > self.evaluations_asked:
                 self.evaluations_asked = due
                 control.should_evaluate = True
-        over_budget = self.elapsed_seconds >= 60.0 * self.max_minutes
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            flag = torch.tensor(float(over_budget), device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            over_budget = bool(flag.item())
+        over_budget = elapsed >= 60.0 * self.max_minutes
         if over_budget and not control.should_training_stop:
             logger.warning(
                 f"Training stopped by the time budget of {self.max_minutes:g} minutes at step "

@@ -4,6 +4,7 @@ import time
 from collections.abc import Sequence
 
 import torch
+from accelerate.utils import gather_object
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import logging
@@ -34,7 +35,8 @@ class RecommendationCollator:
     With `item_dropout` > 0, every item of a sequence is left out with that probability each time the sequence is
     batched (its ID tokens removed, the items after it moved up), so that every epoch trains on other sub-sequences of
     the same histories instead of repeating them; a sequence keeps at least two items (it is used whole when fewer
-    would remain). The draws use torch's global random state, which `Trainer` seeds.
+    would remain). The draws use torch's random state (seeded by `Trainer`; each dataloader worker's own with
+    `dataloader_num_workers > 0`).
 
     Args:
         num_levels (`int`): ID tokens per item.
@@ -140,19 +142,18 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
     Args:
         model ([`LMIndexerRecommender`]): The recommender, with its IDs.
         args (`TrainingArguments`): The usual arguments (`train_sampling_strategy="group_by_length"` batches
-            sequences of similar lengths).
+            sequences of similar lengths; `per_device_eval_batch_size` users are ranked at once).
         train_dataset (`Dataset`, *optional*): [`recommendation_training_dataset`] rows.
         eval_dataset (`Dataset`, *optional*): [`recommendation_evaluation_dataset`] rows.
         k_values (`Sequence[int]`): Cut-offs of the metrics.
         num_beams (`int`): Beam width of the rankings (at least the largest cut-off).
-        eval_batch_size (`int`): Users ranked at once.
         item_dropout (`float`): Probability of leaving an item out of a training sequence each time it is batched
             (see [`RecommendationCollator`]).
         callbacks: As for [`Trainer`].
 
     `args.label_smoothing_factor` sets the model's `config.label_smoothing` (smoothing over the codes of the level
-    each position predicts): `Trainer`'s own label smoother would spread probability onto the tokens a position cannot
-    produce.
+    each position predicts; saved with the model): `Trainer`'s own label smoother would spread probability onto the
+    tokens a position cannot produce, an infinite loss.
     """
 
     def __init__(
@@ -163,7 +164,6 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
         eval_dataset: Dataset | None = None,
         k_values: Sequence[int] = (5, 10),
         num_beams: int = 20,
-        eval_batch_size: int = 128,
         item_dropout: float = 0.0,
         callbacks: list[TrainerCallback] | None = None,
     ):
@@ -181,17 +181,17 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
             ),
             callbacks=callbacks,
         )
-        if args.label_smoothing_factor:
-            model.config.label_smoothing = args.label_smoothing_factor
-            self.label_smoother = None
+        if not 0.0 <= args.label_smoothing_factor < 1.0:
+            raise ValueError(f"label_smoothing_factor = {args.label_smoothing_factor}: a share in [0, 1) is needed.")
+        model.config.label_smoothing = args.label_smoothing_factor
+        self.label_smoother = None
         self.k_values = list(k_values)
         self.num_beams = num_beams
-        self.eval_batch_size = eval_batch_size
 
     def rankings(self, histories: Sequence[Sequence[str]]) -> list[list[str]]:
         """The top `max(k_values)` items of every history."""
         return self.model.recommend(
-            histories, k=max(self.k_values), num_beams=self.num_beams, batch_size=self.eval_batch_size
+            histories, k=max(self.k_values), num_beams=self.num_beams, batch_size=self.args.per_device_eval_batch_size
         )
 
     def evaluate(
@@ -201,12 +201,24 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
         """Item-level `recall@K` and `ndcg@K` of the rankings of `eval_dataset` (default: the trainer's), prefixed
-        with `metric_key_prefix`, plus the seconds the evaluation took and the number of users."""
+        with `metric_key_prefix`, plus the seconds the evaluation took and the number of users. With several
+        processes, each ranks its share of the users and every process returns the metrics of all of them (so every
+        process calls `evaluate`, as `Trainer` does)."""
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         if dataset is None:
             raise ValueError("Nothing to evaluate: pass an eval_dataset (recommendation_evaluation_dataset).")
         start = time.monotonic()
-        rankings = self.rankings(dataset["history"])
+        histories = list(dataset["history"])
+        process, processes = self.args.process_index, self.args.world_size
+        if processes > 1:
+            # Every process checks every history: a bad one raises everywhere (naming its row of the dataset)
+            # instead of on one process while the others wait for its rankings.
+            self.model.history_token_ids(histories)
+        # Every `processes`-th user: shares within one user of each other whatever the order of the dataset.
+        rankings = self.rankings(histories[process::processes])
+        if processes > 1:
+            shards = gather_object([rankings])
+            rankings = [shards[index % processes][index // processes] for index in range(len(histories))]
         scores = compute_retrieval_metrics(rankings, [{target} for target in dataset["target"]], self.k_values)
         seconds = time.monotonic() - start
         metrics = {

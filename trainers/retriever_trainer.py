@@ -177,6 +177,13 @@ class LMIndexerRetrieverTrainer(LearningCurveMixin, Seq2SeqTrainer):
         )
         if self.retriever.semantic_ids is None:
             raise ValueError("The retriever has no semantic IDs: build it with from_indexer or from_backbone.")
+        if self.args.label_smoothing_factor and self.retriever.config.id_only_head:
+            # Trainer's smoother spreads probability over the whole vocabulary, onto tokens that the ID-only head
+            # scores -inf at that step: an infinite loss.
+            raise ValueError(
+                f"label_smoothing_factor = {self.args.label_smoothing_factor}: the ID-only head's loss has no label "
+                "smoothing (set it to 0)."
+            )
         if not k_values or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in k_values):
             raise ValueError(f"k_values must be positive ints, got {list(k_values)}.")
         self.k_values = sorted(set(k_values))

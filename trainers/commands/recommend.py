@@ -89,6 +89,7 @@ START_TIME = time.time()
 TRAINING_DEFAULTS = {
     "learning_rate": 1e-3,
     "per_device_train_batch_size": 64,
+    "per_device_eval_batch_size": 128,
     "num_train_epochs": 50.0,
     "lr_scheduler_type": "constant_with_warmup",
     "warmup_steps": 100,
@@ -149,7 +150,7 @@ class RecommendationArguments:
         default=0.0,
         metadata={
             "help": "Probability of leaving an item out of a training sequence each time it is batched (other "
-            "sub-sequences of the same histories every epoch); --label_smoothing_factor smooths over a level's codes."
+            "sub-sequences of the same histories every epoch)."
         },
     )
     max_train_minutes: float | None = field(default=None, metadata={"help": "Stop training after N minutes."})
@@ -168,7 +169,6 @@ class RecommendationArguments:
         },
     )
     num_beams: int = field(default=20, metadata={"help": "Beam width of the rankings."})
-    eval_batch_size: int = field(default=128, metadata={"help": "Users ranked at once."})
     k_values: list[int] = field(default_factory=lambda: [5, 10], metadata={"help": "Metric cut-offs."})
     auto_resume: bool = field(
         default=True, metadata={"help": "Continue from the last checkpoint in output_dir (False starts over)."}
@@ -434,7 +434,6 @@ def main() -> None:
         eval_dataset=recommendation_evaluation_dataset(validation),
         k_values=args.k_values,
         num_beams=args.num_beams,
-        eval_batch_size=args.eval_batch_size,
         item_dropout=args.item_dropout,
         callbacks=[budget] if budget is not None else None,
     )
