@@ -967,11 +967,12 @@ def write_plots(result: dict, results_dir: Path, name: str) -> list[str]:
 
 def _other_commits_note(result: dict) -> list[str]:
     """
-    A line naming the rows trained at another commit than the table's, if any: runs kept by `--resume` or
-    `--keep_rows_from`, or runs that started after a commit made while the benchmark ran.
+    A line naming the rows (peer recommenders' included) trained at another commit than the table's, if any: runs
+    kept by `--resume` or `--keep_rows_from`, or runs that started after a commit made while the benchmark ran.
     """
     table_commit = result["machine"].get("git_commit")
-    others = [row for row in result["rows"] if row.get("commit") and row["commit"] != table_commit]
+    rows = [*result["rows"], *result.get("peer_rows", [])]
+    others = [row for row in rows if row.get("commit") and row["commit"] != table_commit]
     if not others:
         return []
     runs = ", ".join(f"{row['scheme']} seed {row['seed']} at {row['commit'][:7]}" for row in others)

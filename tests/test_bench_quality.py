@@ -512,6 +512,17 @@ def test_beauty_table_with_recommender_rows_a_cornac_peer_and_curves(t5_tokenize
     assert resumed["peer_rows"] == result["peer_rows"] and resumed["rows"] == result["rows"]
 
 
+def test_rows_of_other_commits_are_named_peer_rows_included():
+    bench = load_benchmark()
+    result = {
+        "machine": {"git_commit": "abc"},
+        "rows": [{"scheme": "rq_kmeans", "seed": 42, "commit": "abc"}, {"scheme": "lmindexer", "seed": 42}],
+        "peer_rows": [{"scheme": "sasrec_ce", "seed": 42, "commit": "d1513960f6"}],
+    }
+    note, blank = bench._other_commits_note(result)
+    assert blank == "" and note.endswith("after a commit): sasrec_ce seed 42 at d151396.**")
+
+
 def test_popularity_ranks_the_most_frequent_training_targets():
     bench = load_benchmark()
     train = [TrainingPair(("a",), target, "next-item") for target in ["x", "y", "y", "z", "y", "x"]]

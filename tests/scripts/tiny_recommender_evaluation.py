@@ -48,6 +48,10 @@ def main(output_dir: str) -> None:
     }
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     Path(output_dir, f"evaluation.rank{args.process_index}.json").write_text(json.dumps(result))
+    if torch.distributed.is_initialized():
+        # Without an orderly shutdown, gloo can abort a process at exit (SIGABRT) after the work is done.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
