@@ -74,6 +74,10 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
         constraint_num_threads (`int`, *optional*, defaults to 1):
             Torch threads for the prefix-tree masking of every decoding step ([`TrieConstrainedLogitsProcessor`]'s
             `num_threads`); `None` keeps torch's setting.
+        label_smoothing (`float`, *optional*, defaults to 0.0):
+            Share of every label's probability that the model's loss spreads evenly over the tokens its decoding step
+            can produce (with `id_only_head`; over the whole vocabulary otherwise), in `[0, 1)`;
+            [`LMIndexerRetrieverTrainer`] sets it from `TrainingArguments.label_smoothing_factor`.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of ID-token embeddings that are not copied from codebooks.
         decoder_start_token_id (`int`, *optional*):
@@ -111,6 +115,7 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
     center_by_prefix: bool = False
     constrain_to_trie: bool = True
     constraint_num_threads: int | None = 1
+    label_smoothing: float = 0.0
     initializer_range: float = 0.02
     decoder_start_token_id: int | None = None
     pad_token_id: int | None = None
@@ -143,6 +148,8 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
                 "score_decoder_states and center_by_prefix change what the ID-only head scores: they need "
                 "id_only_head = True."
             )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing = {self.label_smoothing}: a share in [0, 1) is needed.")
         if self.max_query_length < 1:
             raise ValueError(f"max_query_length = {self.max_query_length}: queries need at least one token.")
         max_positions = self.encoder_max_positions

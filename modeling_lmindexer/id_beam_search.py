@@ -154,7 +154,8 @@ class DecoderOnlySteps(IDDecodingSteps):
 
     Args:
         model: The model; `model.id_head_states(input_ids, attention_mask, position_ids, cache, **kwargs)` runs it
-            and `model.attention_implementation(name)` switches its decoder's attention for the block.
+            (returning its outputs and the ID-only head's states) and `model.attention_implementation(name)`
+            switches its decoder's attention for the block.
         prompt_ids (`torch.LongTensor` of shape `(batch_size, prompt_length)`): The prompts, left-padded.
         attention_mask (`torch.LongTensor` of shape `(batch_size, prompt_length)`, *optional*): 0 on padding.
     """
@@ -170,7 +171,7 @@ class DecoderOnlySteps(IDDecodingSteps):
 
     def first(self) -> torch.Tensor:
         prompt_cache = DynamicCache()
-        head_states = self.model.id_head_states(
+        _, head_states = self.model.id_head_states(
             input_ids=self.prompt_ids,
             attention_mask=self.attention_mask,
             position_ids=self.prompt_positions,
@@ -186,7 +187,7 @@ class DecoderOnlySteps(IDDecodingSteps):
     def next(self, newest_tokens: torch.LongTensor) -> torch.Tensor:
         self.positions = self.positions + 1
         with self.model.attention_implementation(SHARED_PREFIX_ATTENTION):
-            head_states = self.model.id_head_states(
+            _, head_states = self.model.id_head_states(
                 input_ids=newest_tokens,
                 position_ids=self.positions,
                 cache=self.cache,

@@ -36,6 +36,29 @@ def loss_denominator(is_target: torch.Tensor, num_items_in_batch: int | torch.Te
     return is_target.sum().clamp(min=1)
 
 
+def smoothed_cross_entropy(scores: torch.Tensor, targets: torch.LongTensor, smoothing: float = 0.0) -> torch.Tensor:
+    """
+    The cross-entropy of each target under scores where `-inf` marks the tokens its position cannot produce, with
+    `smoothing` (in `[0, 1)`) of the target's probability spread evenly over the tokens the position can produce.
+    torch's `label_smoothing` spreads it over every token, which gives an infinite loss next to `-inf` scores.
+
+    Args:
+        scores (`torch.FloatTensor` of shape `(num_targets, num_tokens)`): Scores, `-inf` for impossible tokens.
+        targets (`torch.LongTensor` of shape `(num_targets,)`): Token index of every target, in `0 .. num_tokens - 1`.
+        smoothing (`float`, *optional*, defaults to 0.0): Share of the probability spread over the possible tokens.
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_targets,)`, `float32`: every target's loss.
+    """
+    log_probs = torch.log_softmax(scores.float(), dim=-1)
+    losses = -log_probs.gather(-1, targets[:, None])[:, 0]
+    if smoothing:
+        possible = log_probs.isfinite()
+        uniform = -log_probs.masked_fill(~possible, 0.0).sum(-1) / possible.sum(-1)
+        losses = (1.0 - smoothing) * losses + smoothing * uniform
+    return losses
+
+
 @dataclass(frozen=True)
 class IDTokenLayout:
     """
@@ -167,4 +190,4 @@ class IDTokenLayout:
         return [*(int(token) for token in self.codes_to_tokens(np.asarray(codes, dtype=np.int64))), self.eos_token_id]
 
 
-__all__ = ["IGNORE_INDEX", "IDTokenLayout", "loss_denominator"]
+__all__ = ["IGNORE_INDEX", "IDTokenLayout", "loss_denominator", "smoothed_cross_entropy"]

@@ -17,21 +17,17 @@ from transformers import (
 )
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.utils import logging
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_recommender import LMIndexerRecommenderConfig
 from .evaluation_mode import evaluation_mode
 from .hub_utils import SemanticIDsHubMixin, render_model_card
 from .id_beam_search import DecoderOnlySteps, apply_id_generation_defaults, left_padded_positions, ranked_doc_ids
-from .id_tokens import IGNORE_INDEX, loss_denominator
+from .id_tokens import IGNORE_INDEX, loss_denominator, smoothed_cross_entropy
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import output_rows_scores, skip_output_head
 from .semantic_ids import SemanticIDs
 from .trie import ConstrainedIDsMixin, IDTrie
-
-
-logger = logging.get_logger(__name__)
 
 
 class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedModel, GenerationMixin):
@@ -53,6 +49,7 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
     config_class = LMIndexerRecommenderConfig
     base_model_prefix = "recommender"
     ids_owner = "recommender"
+    ids_items = "catalogue items"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -173,11 +170,30 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
+        use_cache: bool | None = None,
         **kwargs,
-    ) -> torch.Tensor:
-        """The states `(batch_size, sequence_length, hidden_size)` the ID-only head scores (what the causal language
-        model's output projection reads); `cache` is updated in place when given."""
-        return self._run_decoder(input_ids, attention_mask, position_ids, cache, cache is not None, **kwargs)[1]
+    ) -> tuple[CausalLMOutputWithPast, torch.Tensor]:
+        """
+        Run the causal language model without its vocabulary projection.
+
+        Returns:
+            The model's outputs (without logits) and the states the ID-only head scores, `(batch_size,
+            sequence_length, hidden_size)`: what the output projection reads. `cache` is updated in place when given
+            (`use_cache` defaults to whether it is).
+        """
+        # Without a cache to continue, none is built: training batches of packed sequences (no attention mask,
+        # restarting positions) get transformers' packed-sequence masks only when there is no cache.
+        use_cache = cache is not None if use_cache is None else use_cache
+        with skip_output_head(self.decoder.get_output_embeddings()) as head_inputs:
+            outputs = self.decoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        return outputs, head_inputs[-1]
 
     @contextmanager
     def attention_implementation(self, name: str) -> Iterator[None]:
@@ -189,18 +205,6 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             yield
         finally:
             config._attn_implementation = previous
-
-    def _run_decoder(self, input_ids, attention_mask, position_ids, cache, use_cache, **kwargs):
-        with skip_output_head(self.decoder.get_output_embeddings()) as head_inputs:
-            outputs = self.decoder(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                cache=cache,
-                use_cache=use_cache,
-                **kwargs,
-            )
-        return outputs, head_inputs[-1]
 
     def step_scores(
         self, head_states: torch.Tensor, level: int, prefix_codes: torch.Tensor | None = None
@@ -268,10 +272,7 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         if position_ids is None:
             position_ids = self._default_position_ids(input_ids, attention_mask, cache)
-        # Without a cache to continue, none is built: training batches of packed sequences (no attention mask,
-        # restarting positions) get transformers' packed-sequence masks only when there is no cache.
-        use_cache = cache is not None if use_cache is None else use_cache
-        outputs, head_states = self._run_decoder(input_ids, attention_mask, position_ids, cache, use_cache, **kwargs)
+        outputs, head_states = self.id_head_states(input_ids, attention_mask, position_ids, cache, use_cache, **kwargs)
         logits = self._id_logits(head_states, position_ids % self.config.num_levels)
         loss = None
         if labels is not None:
@@ -320,14 +321,7 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
                 "position predicts the next ID level, and labels hold ID tokens or -100): build input_ids and labels "
                 "with `sequence_token_ids`."
             )
-        log_probs = torch.log_softmax(scores[is_target], dim=-1)
-        per_target = -log_probs.gather(-1, targets[is_target][:, None])[:, 0]
-        smoothing = self.config.label_smoothing
-        if smoothing:
-            # -inf outside the level: the smoothing's uniform share goes to the level's codes only.
-            in_level = log_probs.isfinite()
-            uniform = -log_probs.masked_fill(~in_level, 0.0).sum(-1) / in_level.sum(-1)
-            per_target = (1.0 - smoothing) * per_target + smoothing * uniform
+        per_target = smoothed_cross_entropy(scores[is_target], targets[is_target], self.config.label_smoothing)
         return per_target.sum() / loss_denominator(is_target, num_items_in_batch)
 
     def id_beam_search_unsupported_reason(self, input_ids: torch.LongTensor) -> str | None:
@@ -454,7 +448,7 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
         Args:
             histories (`Sequence[Sequence[str]]`): Per user, item doc ids oldest first.
             k (`int`): Items per user; more than the catalogue gives the whole catalogue (with a warning).
-            num_beams (`int`, *optional*): Beam width, at least `k` (the default).
+            num_beams (`int`, *optional*): Beam width (default `k`), at least the number of items returned.
             batch_size (`int`): Users decoded at once.
             return_scores (`bool`): Also return every item's score: the log-probability of its ID (with
                 `generation_config.renormalize_logits`, each level's probability renormalised over the codes the
@@ -468,14 +462,8 @@ class LMIndexerRecommender(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedM
             instead of a list of histories, `k < 1`, or a recommender without IDs; every history is checked before
             any is decoded.
         """
-        semantic_ids = self._require_semantic_ids()
-        if k < 1 or batch_size < 1:
-            raise ValueError(f"k = {k} and batch_size = {batch_size} must both be at least 1.")
+        k, num_beams = self._ranking_size(k, num_beams, batch_size)
         sequences = self.history_token_ids(histories)
-        if k > len(semantic_ids):
-            logger.warning(f"k = {k} is more than the {len(semantic_ids)} catalogue items: ranking all of them.")
-            k = len(semantic_ids)
-        num_beams = max(k, num_beams or k)
         rankings, scores = [], []
         with evaluation_mode(self):
             for start in range(0, len(sequences), batch_size):

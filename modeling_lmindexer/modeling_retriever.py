@@ -26,7 +26,7 @@ from .configuration_retriever import LMIndexerRetrieverConfig, seq2seq_decoder_c
 from .evaluation_mode import evaluation_mode
 from .hub_utils import SemanticIDsHubMixin, render_model_card
 from .id_beam_search import EncoderDecoderSteps, apply_id_generation_defaults, ranked_doc_ids
-from .id_tokens import IGNORE_INDEX, loss_denominator
+from .id_tokens import IGNORE_INDEX, loss_denominator, smoothed_cross_entropy
 from .logits_process import TrieConstrainedLogitsProcessor
 from .output_head import output_rows_scores, skip_output_head
 from .semantic_ids import SemanticIDs
@@ -75,6 +75,7 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
     config_class = LMIndexerRetrieverConfig
     base_model_prefix = "retriever"
     ids_owner = "retriever"
+    ids_items = "indexed documents"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -345,7 +346,11 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             if labels is not None:
                 labels = labels.to(logits.device)
                 token_losses = nn.functional.cross_entropy(
-                    logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+                    logits.flatten(0, 1).float(),
+                    labels.flatten(),
+                    ignore_index=IGNORE_INDEX,
+                    reduction="sum",
+                    label_smoothing=self.config.label_smoothing,
                 )
                 loss = token_losses / loss_denominator(labels != IGNORE_INDEX, num_items_in_batch)
         return Seq2SeqLMOutput(
@@ -488,10 +493,12 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             scores = scores + final_logits_bias[0, start:end].float()
         return scores
 
-    @staticmethod
-    def _step_loss(scores: torch.Tensor, targets: torch.Tensor, start: int, end: int, position: int) -> torch.Tensor:
+    def _step_loss(
+        self, scores: torch.Tensor, targets: torch.Tensor, start: int, end: int, position: int
+    ) -> torch.Tensor:
         """Summed cross-entropy of `targets` `(batch_size,)` among the tokens `start .. end - 1` scored by
-        `scores` `(batch_size, end - start)`, refusing targets that this step cannot produce."""
+        `scores` `(batch_size, end - start)`, smoothed over those tokens by `config.label_smoothing`; refuses
+        targets that this step cannot produce."""
         is_target = targets != IGNORE_INDEX
         impossible = is_target & ((targets < start) | (targets >= end))
         if impossible.any():
@@ -500,8 +507,8 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
                 f"labels[{row}, {position}] = {int(targets[row])} cannot be generated at decoder position "
                 f"{position}, which produces the tokens {start} to {end - 1}; build labels with `id_tokens`."
             )
-        step_targets = torch.where(is_target, targets - start, IGNORE_INDEX)
-        return nn.functional.cross_entropy(scores, step_targets, ignore_index=IGNORE_INDEX, reduction="sum")
+        losses = smoothed_cross_entropy(scores[is_target], targets[is_target] - start, self.config.label_smoothing)
+        return losses.sum()
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return self.backbone.prepare_decoder_input_ids_from_labels(labels=labels)
@@ -604,7 +611,7 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             tokenizer (`PreTrainedTokenizerBase`, *optional*): The backbone's tokenizer. Defaults to the tokenizer
                 saved next to the model, loaded once from the folder or Hub repository the model was loaded from.
             k (`int`): Documents per query; more than the indexed documents gives all of them (with a warning).
-            num_beams (`int`, *optional*): Beam width; at least `k`, which is the default.
+            num_beams (`int`, *optional*): Beam width (default `k`), at least the number of documents returned.
             batch_size (`int`): Queries decoded at once.
             return_scores (`bool`): Also return every document's score: the log-probability of its ID (with a
                 full-vocabulary head, of the ID and its end token; with `renormalize_logits`, each level's
@@ -619,9 +626,7 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
             `ValueError`: For an empty query (naming its index), one string instead of a list of queries, `k < 1`,
             a retriever without IDs, or no `tokenizer` for a retriever saved without one.
         """
-        semantic_ids = self._require_semantic_ids()
-        if k < 1 or batch_size < 1:
-            raise ValueError(f"k = {k} and batch_size = {batch_size} must both be at least 1.")
+        num_return_sequences, num_beams = self._ranking_size(k, num_beams, batch_size)
         if isinstance(queries, str):
             raise ValueError(f"queries = {queries!r} is one string: pass a list of queries, e.g. [{queries!r}].")
         queries = list(queries)
@@ -631,10 +636,6 @@ class LMIndexerRetriever(ConstrainedIDsMixin, SemanticIDsHubMixin, PreTrainedMod
         if tokenizer is None:
             tokenizer = self._saved_tokenizer()
         self._warn_about_truncation(queries, tokenizer)
-        if k > len(semantic_ids):
-            logger.warning(f"k = {k} is more than the {len(semantic_ids)} indexed documents: ranking all of them.")
-        num_return_sequences = min(k, len(semantic_ids))
-        num_beams = max(num_return_sequences, k if num_beams is None else num_beams)
         rankings, scores = [], []
         with evaluation_mode(self):
             for batch_start in range(0, len(queries), batch_size):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from transformers.utils import logging
 
 from .semantic_ids import (
     SemanticIDs,
@@ -22,6 +23,9 @@ from .semantic_ids import (
     group_rows,
     validate_codebook_sizes,
 )
+
+
+logger = logging.get_logger(__name__)
 
 
 def _smallest_code_dtype(codebook_size: int) -> torch.dtype:
@@ -309,10 +313,12 @@ class ConstrainedIDsMixin:
     The ID table of a generative model that decodes only valid IDs ([`LMIndexerRetriever`], [`LMIndexerRecommender`]):
     `semantic_ids` (assigning checks the IDs against `config.codebook_sizes`) and its prefix tree `trie`, rebuilt on
     the model's device at every assignment. The model sets `self._semantic_ids = None` and `self.trie = None` in
-    `__init__` and names itself in error messages with the class attribute `ids_owner`.
+    `__init__` and names itself and what its IDs stand for in messages with the class attributes `ids_owner` and
+    `ids_items`.
     """
 
     ids_owner = "model"
+    ids_items = "items"
 
     @property
     def semantic_ids(self) -> SemanticIDs | None:
@@ -346,3 +352,20 @@ class ConstrainedIDsMixin:
                 "`set_semantic_ids(...)` first."
             )
         return self._semantic_ids
+
+    def _ranking_size(self, k: int, num_beams: int | None, batch_size: int) -> tuple[int, int]:
+        """
+        How many IDs a ranking call (`recommend`, `retrieve`) returns per request and with how many beams: `k`, or
+        every ID when there are fewer (with a warning), and `num_beams` beams (by default `k`), at least as many as
+        the IDs returned.
+
+        Raises:
+            `ValueError`: For `k < 1`, `batch_size < 1`, or a model without IDs.
+        """
+        semantic_ids = self._require_semantic_ids()
+        if k < 1 or batch_size < 1:
+            raise ValueError(f"k = {k} and batch_size = {batch_size} must both be at least 1.")
+        returned = min(k, len(semantic_ids))
+        if k > returned:
+            logger.warning(f"k = {k} is more than the {returned} {self.ids_items}: ranking all of them.")
+        return returned, max(returned, num_beams or k)

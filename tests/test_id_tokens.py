@@ -1,8 +1,11 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from modeling_lmindexer import IDTokenLayout
+from modeling_lmindexer.id_tokens import smoothed_cross_entropy
 
 
 LAYOUT = IDTokenLayout(text_vocab_size=100, codebook_sizes=(4, 5, 3), eos_token_id=1, pad_token_id=0)
@@ -42,3 +45,24 @@ def test_bad_layouts_are_refused():
         IDTokenLayout(100, (4, 4), eos_token_id=1).id_token_ids([0, 0, 0])
     with pytest.raises(ValueError, match="outside the 3 ID levels"):
         LAYOUT.level_token_ids(3)
+
+
+def test_smoothed_cross_entropy_spreads_the_smoothing_over_the_possible_tokens_only():
+    """Per target: torch's label-smoothed cross-entropy of the finite scores alone, finite next to `-inf` scores."""
+    torch.manual_seed(0)
+    scores = torch.randn(3, 6)
+    possible = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    targets = torch.tensor([2, 4, 0])
+    losses = smoothed_cross_entropy(scores.masked_fill(~possible, -math.inf), targets, smoothing=0.3)
+    expected = [
+        torch.nn.functional.cross_entropy(
+            scores[row, possible[row]], targets[row] - possible[row].long().argmax(), label_smoothing=0.3
+        )
+        for row in range(3)
+    ]
+    assert torch.allclose(losses, torch.stack(expected), atol=1e-6)
+    leaf = scores.masked_fill(~possible, -math.inf).requires_grad_()
+    smoothed_cross_entropy(leaf, targets, smoothing=0.3).sum().backward()
+    assert torch.isfinite(leaf.grad).all() and (leaf.grad[~possible] == 0).all()
+    plain = smoothed_cross_entropy(scores, targets)
+    assert torch.allclose(plain, torch.nn.functional.cross_entropy(scores, targets, reduction="none"), atol=1e-6)

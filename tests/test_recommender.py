@@ -308,7 +308,7 @@ def test_bad_input_gets_one_clear_error(caplog, tmp_path):
         model.recommend([[]])
     with pytest.raises(ValueError, match="k = 0"):
         model.recommend([["item-1"]], k=0)
-    with caplog.at_level("WARNING", logger="modeling_lmindexer.modeling_recommender"):
+    with caplog.at_level("WARNING", logger="modeling_lmindexer.trie"):
         (ranking,) = model.recommend([["item-1"]], k=100)
     assert sorted(ranking) == sorted(ITEMS)
     assert "k = 100 is more than the 24 catalogue items: ranking all of them." in caplog.text

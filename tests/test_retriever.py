@@ -580,10 +580,22 @@ def test_retrieve_warns_once_about_truncated_queries(trained_retriever, t5_token
 
 
 def test_retrieve_caps_k_at_the_number_of_documents(trained_retriever, t5_tokenizer, caplog):
-    with caplog.at_level(logging.WARNING, logger="modeling_lmindexer.modeling_retriever"):
+    with caplog.at_level(logging.WARNING, logger="modeling_lmindexer.trie"):
         (ranking,) = trained_retriever.retrieve(QUERIES[:1], t5_tokenizer, k=20)
     assert sorted(ranking) == sorted(DOC_IDS)
     assert f"k = 20 is more than the {len(DOC_IDS)} indexed documents: ranking all of them." in caplog.text
+
+
+def test_ranking_size_caps_k_at_the_ids_and_checks_k_before_the_queries():
+    """`recommend` and `retrieve` return `min(k, N)` IDs with `num_beams` beams (default `k`); a bad `k` is named
+    before anything else is checked or loaded (here: the tokenizer a retriever saved without one lacks)."""
+    model = tiny_retriever()
+    assert model._ranking_size(3, None, 4) == (3, 3)
+    assert model._ranking_size(3, 10, 4) == (3, 10)
+    assert model._ranking_size(20, None, 4) == (len(DOC_IDS), 20)
+    assert model._ranking_size(20, 2, 4) == (len(DOC_IDS), len(DOC_IDS))
+    with pytest.raises(ValueError, match="k = 0 and batch_size = 4 must both be at least 1"):
+        model.retrieve(["a query"], k=0, batch_size=4)
 
 
 def teacher_forced_log_probs(model: LMIndexerRetriever, tokenizer, query: str, doc_ids: list[str]) -> list[float]:
@@ -712,6 +724,7 @@ def test_model_card_usage_runs_with_the_tokenizer_saved_next_to_the_model(traine
         ({"codebook_sizes": [4, 1]}, r"codebook_sizes\[1\] = 1"),
         ({"max_query_length": 0}, "max_query_length = 0"),
         ({"constraint_num_threads": 0}, "constraint_num_threads = 0"),
+        ({"label_smoothing": 1.0}, "label_smoothing = 1.0"),
         ({"eos_token_id": TEXT_VOCAB_SIZE + 3}, "eos_token_id = 32103 must be a single text token id"),
         ({"text_vocab_size": 100}, "neither text_vocab_size = 100"),
         ({"is_encoder_decoder": False}, "is_encoder_decoder = False"),
@@ -720,3 +733,29 @@ def test_model_card_usage_runs_with_the_tokenizer_saved_next_to_the_model(traine
 def test_config_rejects_bad_values_naming_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
         LMIndexerRetrieverConfig(seq2seq_config=tiny_t5_config(), **overrides)
+
+
+@pytest.mark.parametrize("id_only_head", [True, False])
+def test_label_smoothing_spreads_over_the_tokens_each_step_can_produce(id_only_head, t5_tokenizer):
+    """With the ID-only head the smoothed loss is torch's label smoothing applied to each step's scores alone (the
+    level's codes, then the end token); with the full head, to the whole vocabulary. Both are finite."""
+    model = tiny_retriever(id_only_head=id_only_head).eval()
+    batch = training_batch(model, t5_tokenizer)
+    with torch.no_grad():
+        plain = model(**batch).loss
+        model.config.label_smoothing = 0.2
+        outputs = model(**batch)
+    labels = batch["labels"]
+    layout = model.config.id_token_layout
+    expected = []
+    for position in range(labels.shape[1]):
+        start, end = layout.step_token_range(position) if id_only_head else (0, model.config.vocab_size)
+        scores = outputs.logits[:, position, start:end]
+        expected.append(
+            torch.nn.functional.cross_entropy(
+                scores, labels[:, position] - start, label_smoothing=0.2, reduction="sum"
+            )
+        )
+    assert torch.isfinite(outputs.loss)
+    assert outputs.loss.item() == pytest.approx(torch.stack(expected).sum().item() / labels.numel(), rel=1e-5)
+    assert outputs.loss.item() != pytest.approx(plain.item(), rel=1e-5)

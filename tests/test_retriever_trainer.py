@@ -188,9 +188,9 @@ def test_bad_arguments_are_refused(t5_tokenizer, tmp_path):
     args = training_args(tmp_path)
     with pytest.raises(ValueError, match="computes its retrieval metrics itself"):
         LMIndexerRetrieverTrainer(model, args, processing_class=t5_tokenizer, compute_metrics=lambda prediction: {})
-    with pytest.raises(ValueError, match="label_smoothing_factor = 0.1: the ID-only head's loss has no label"):
+    with pytest.raises(ValueError, match=r"label_smoothing_factor = 1.0: a share in \[0, 1\)"):
         LMIndexerRetrieverTrainer(
-            model, dataclasses.replace(args, label_smoothing_factor=0.1), processing_class=t5_tokenizer
+            model, dataclasses.replace(args, label_smoothing_factor=1.0), processing_class=t5_tokenizer
         )
     with pytest.raises(ValueError, match="num_beams = 5 is below the largest cut-off K = 10"):
         LMIndexerRetrieverTrainer(model, args, processing_class=t5_tokenizer, k_values=[1, 10], num_beams=5)
@@ -202,6 +202,21 @@ def test_bad_arguments_are_refused(t5_tokenizer, tmp_path):
         trainer.evaluate(train)
     with pytest.raises(ValueError, match="Query 1 has no relevant document with a semantic ID"):
         retrieval_evaluation_dataset(model, [[5, 1], [6, 1]], [{"doc-1": 1}, {"doc-99": 1, "doc-2": 0}])
+
+
+@pytest.mark.parametrize("id_only_head", [True, False])
+def test_label_smoothing_factor_sets_the_models_smoothing(id_only_head, t5_tokenizer, tmp_path):
+    """`label_smoothing_factor` reaches the retriever's own loss (finite with the ID-only head, whose scores are
+    `-inf` outside each step's tokens) in place of the `Trainer`'s smoother."""
+    model = tiny_retriever(id_only_head=id_only_head).train()
+    trainer = make_trainer(model, t5_tokenizer, tmp_path, label_smoothing_factor=0.1)
+    assert model.config.label_smoothing == 0.1 and trainer.label_smoother is None
+    batch = trainer.data_collator([trainer.train_dataset[index] for index in range(4)])
+    loss = trainer.compute_loss(model, dict(batch))
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(model(**batch).loss.item(), rel=1e-6)
+    model.config.label_smoothing = 0.0
+    assert loss.item() != pytest.approx(model(**batch).loss.item(), rel=1e-5)
 
 
 def test_time_budget_evaluates_and_stops_on_the_clock_shared_by_all_processes(monkeypatch):
@@ -493,6 +508,8 @@ def read_report(output_dir: Path) -> dict:
                           "--lr_decay_over_budget", "step", "--max_train_minutes", "1"], "lr_decay = 'step': choose"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
                           "--training_pairs", "query", "documents"], "--training_pairs takes kinds among query, "),
+    ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
+                          "--label_smoothing_factor", "1.0"], "label_smoothing_factor = 1.0: a share in [0, 1)"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",
                           "--validation_queries", "4"], "cannot hold out 4 validation queries of 4 training queries"),
     ("run_retrieval.py", ["--dataset", "cranfield", "--data_dir", "{data}", "--id_scheme", "random",

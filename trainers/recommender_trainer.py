@@ -15,6 +15,7 @@ from modeling_lmindexer.id_tokens import IGNORE_INDEX
 from modeling_lmindexer.metrics import compute_retrieval_metrics
 
 from .callbacks import LearningCurveMixin
+from .training_args import move_label_smoothing_to_model
 
 
 logger = logging.get_logger(__name__)
@@ -181,10 +182,7 @@ class LMIndexerRecommenderTrainer(LearningCurveMixin, Trainer):
             ),
             callbacks=callbacks,
         )
-        if not 0.0 <= args.label_smoothing_factor < 1.0:
-            raise ValueError(f"label_smoothing_factor = {args.label_smoothing_factor}: a share in [0, 1) is needed.")
-        model.config.label_smoothing = args.label_smoothing_factor
-        self.label_smoother = None
+        move_label_smoothing_to_model(self, model.config)
         self.k_values = list(k_values)
         self.num_beams = num_beams
 

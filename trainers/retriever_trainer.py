@@ -34,6 +34,7 @@ from modeling_lmindexer.id_tokens import IGNORE_INDEX
 from modeling_lmindexer.metrics import compute_retrieval_metrics
 
 from .callbacks import LearningCurveMixin
+from .training_args import move_label_smoothing_to_model
 
 
 logger = logging.get_logger(__name__)
@@ -130,6 +131,10 @@ class LMIndexerRetrieverTrainer(LearningCurveMixin, Seq2SeqTrainer):
     Works with `accelerate launch` on any number of processes: predictions are gathered with
     `gather_for_metrics`, which drops the queries repeated to even out the last batch.
 
+    `args.label_smoothing_factor` sets the model's `config.label_smoothing` (with the ID-only head: smoothing over
+    the tokens each decoding step can produce; saved with the model): `Trainer`'s own label smoother would spread
+    probability onto the tokens the ID-only head scores `-inf`, an infinite loss.
+
     Args:
         model ([`LMIndexerRetriever`]): The retriever, with its semantic IDs.
         args ([`Seq2SeqTrainingArguments`], *optional*): `generation_num_beams`, when set, is the beam width.
@@ -177,13 +182,7 @@ class LMIndexerRetrieverTrainer(LearningCurveMixin, Seq2SeqTrainer):
         )
         if self.retriever.semantic_ids is None:
             raise ValueError("The retriever has no semantic IDs: build it with from_indexer or from_backbone.")
-        if self.args.label_smoothing_factor and self.retriever.config.id_only_head:
-            # Trainer's smoother spreads probability over the whole vocabulary, onto tokens that the ID-only head
-            # scores -inf at that step: an infinite loss.
-            raise ValueError(
-                f"label_smoothing_factor = {self.args.label_smoothing_factor}: the ID-only head's loss has no label "
-                "smoothing (set it to 0)."
-            )
+        move_label_smoothing_to_model(self, self.retriever.config)
         if not k_values or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in k_values):
             raise ValueError(f"k_values must be positive ints, got {list(k_values)}.")
         self.k_values = sorted(set(k_values))

@@ -1,8 +1,11 @@
-"""Training arguments of the progressive indexer: the Trainer's, with the paper's defaults and the stage plan."""
+"""
+Training arguments: the progressive indexer's (the Trainer's, with the paper's defaults and the stage plan), and how
+the generative models take over the Trainer's label smoothing.
+"""
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from transformers import PreTrainedConfig, Trainer, TrainingArguments
 
 from .stages import IndexingStage, default_stage_plan, load_stage_plan
 
@@ -83,4 +86,25 @@ class LMIndexerTrainingArguments(TrainingArguments):
         )
 
 
-__all__ = ["LMIndexerTrainingArguments"]
+def check_label_smoothing_factor(factor: float) -> None:
+    """Raises `ValueError` for a `label_smoothing_factor` outside `[0, 1)`."""
+    if not 0.0 <= factor < 1.0:
+        raise ValueError(f"label_smoothing_factor = {factor}: a share in [0, 1) is needed.")
+
+
+def move_label_smoothing_to_model(trainer: Trainer, config: PreTrainedConfig) -> None:
+    """
+    Let the model's own loss smooth the labels by `trainer.args.label_smoothing_factor` (`config.label_smoothing`,
+    saved with the model, so the evaluation loss is smoothed too) and turn the `Trainer`'s label smoother off: that
+    one spreads probability over the whole vocabulary, so with an ID-only head, which scores `-inf` the tokens a
+    position cannot produce, the loss would be infinite.
+
+    Raises:
+        `ValueError`: For a factor outside `[0, 1)` (setting the config's field does not run its checks).
+    """
+    check_label_smoothing_factor(trainer.args.label_smoothing_factor)
+    config.label_smoothing = trainer.args.label_smoothing_factor
+    trainer.label_smoother = None
+
+
+__all__ = ["LMIndexerTrainingArguments", "check_label_smoothing_factor", "move_label_smoothing_to_model"]

@@ -81,6 +81,7 @@ from trainers.report import (
     markdown_table,
     write_report_files,
 )
+from trainers.training_args import check_label_smoothing_factor
 
 
 logger = logging.getLogger(__name__)
@@ -371,12 +372,12 @@ def main() -> None:
         )
     if args.num_beams < max(args.k_values):
         sys.exit(f"error: --num_beams {args.num_beams} must be at least the largest cut-off {max(args.k_values)}.")
-    for flag, value in (
-        ("--item_dropout", args.item_dropout),
-        ("--label_smoothing_factor", training_args.label_smoothing_factor),
-    ):
-        if not 0.0 <= value < 1.0:
-            sys.exit(f"error: {flag} {value}: a probability in [0, 1) is needed.")
+    if not 0.0 <= args.item_dropout < 1.0:
+        sys.exit(f"error: --item_dropout {args.item_dropout}: a probability in [0, 1) is needed.")
+    try:
+        check_label_smoothing_factor(training_args.label_smoothing_factor)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     checkpoint = checkpoint_to_resume(training_args, args.auto_resume)
     budget = time_budget_callback(args)
     if args.interactions_file is None:

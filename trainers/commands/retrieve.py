@@ -78,6 +78,7 @@ from trainers.commands.common import (
     time_budget_callback,
 )
 from trainers.report import machine_info
+from trainers.training_args import check_label_smoothing_factor
 
 
 logger = logging.getLogger(__name__)
@@ -384,6 +385,7 @@ def train_evaluate_and_report(
                 "optimizer steps": trainer.state.global_step,
                 "epochs done": round(trainer.state.epoch or 0.0, 3),
                 "learning rate": training_args.learning_rate,
+                "label smoothing": training_args.label_smoothing_factor,
                 "global train batch size": training_args.train_batch_size
                 * training_args.gradient_accumulation_steps
                 * training_args.world_size,
@@ -464,6 +466,10 @@ def check_training_choices(
             sys.exit(f"error: --eval_every_minutes must be positive, got {retriever_args.eval_every_minutes}.")
         if not args.validation_queries or retriever_args.max_train_minutes is None:
             sys.exit("error: --eval_every_minutes needs --validation_queries N and --max_train_minutes.")
+    try:
+        check_label_smoothing_factor(training_args.label_smoothing_factor)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
 
 
 def select_training_pairs(task: RetrievalTask, args: RetrievalArguments, seed: int) -> RetrievalTask:
