@@ -7,7 +7,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .configuration_lmindexer import DEFAULT_CODEBOOK_SIZE
-from .id_tokens import IDTokenLayout
+from .id_tokens import IDTokenLayout, check_share
 from .semantic_ids import validate_codebook_sizes
 
 
@@ -110,8 +110,7 @@ class LMIndexerRecommenderConfig(PreTrainedConfig):
         self.codebook_sizes = list(self.codebook_sizes)
         validate_codebook_sizes(self.codebook_sizes)
         super().__post_init__(**kwargs)
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing = {self.label_smoothing}: a share in [0, 1) is needed.")
+        check_share("label_smoothing", self.label_smoothing)
         if self.max_history_length < 1:
             raise ValueError(f"max_history_length = {self.max_history_length}: a history needs at least one item.")
         for name, expected in (("pad_token_id", 0), ("bos_token_id", 1), ("eos_token_id", 2)):

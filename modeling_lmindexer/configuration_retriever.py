@@ -5,7 +5,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .configuration_lmindexer import DEFAULT_CODEBOOK_SIZE
-from .id_tokens import IDTokenLayout
+from .id_tokens import IDTokenLayout, check_share
 from .semantic_ids import validate_codebook_sizes
 
 
@@ -148,8 +148,7 @@ class LMIndexerRetrieverConfig(PreTrainedConfig):
                 "score_decoder_states and center_by_prefix change what the ID-only head scores: they need "
                 "id_only_head = True."
             )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing = {self.label_smoothing}: a share in [0, 1) is needed.")
+        check_share("label_smoothing", self.label_smoothing)
         if self.max_query_length < 1:
             raise ValueError(f"max_query_length = {self.max_query_length}: queries need at least one token.")
         max_positions = self.encoder_max_positions

@@ -36,6 +36,13 @@ def loss_denominator(is_target: torch.Tensor, num_items_in_batch: int | torch.Te
     return is_target.sum().clamp(min=1)
 
 
+def check_share(name: str, value: float) -> None:
+    """Raises `ValueError` naming `name` when `value` (a share or probability: smoothing, dropout) is outside
+    `[0, 1)`."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} = {value}: a share in [0, 1) is needed.")
+
+
 def smoothed_cross_entropy(scores: torch.Tensor, targets: torch.LongTensor, smoothing: float = 0.0) -> torch.Tensor:
     """
     The cross-entropy of each target under scores where `-inf` marks the tokens its position cannot produce, with
@@ -190,4 +197,4 @@ class IDTokenLayout:
         return [*(int(token) for token in self.codes_to_tokens(np.asarray(codes, dtype=np.int64))), self.eos_token_id]
 
 
-__all__ = ["IGNORE_INDEX", "IDTokenLayout", "loss_denominator", "smoothed_cross_entropy"]
+__all__ = ["IGNORE_INDEX", "IDTokenLayout", "check_share", "loss_denominator", "smoothed_cross_entropy"]

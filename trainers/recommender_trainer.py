@@ -11,7 +11,7 @@ from transformers.utils import logging
 
 from modeling_lmindexer import LMIndexerRecommender
 from modeling_lmindexer.data.recommendation import RecommendationExample
-from modeling_lmindexer.id_tokens import IGNORE_INDEX
+from modeling_lmindexer.id_tokens import IGNORE_INDEX, check_share
 from modeling_lmindexer.metrics import compute_retrieval_metrics
 
 from .callbacks import LearningCurveMixin
@@ -48,8 +48,7 @@ class RecommendationCollator:
     """
 
     def __init__(self, num_levels: int, pad_token_id: int, pack_sequences: bool = True, item_dropout: float = 0.0):
-        if not 0.0 <= item_dropout < 1.0:
-            raise ValueError(f"item_dropout = {item_dropout}: a probability in [0, 1) is needed.")
+        check_share("item_dropout", item_dropout)
         self.num_levels = num_levels
         self.pad_token_id = pad_token_id
         self.pack_sequences = pack_sequences

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from transformers import PreTrainedConfig, Trainer, TrainingArguments
 
+from modeling_lmindexer.id_tokens import check_share
+
 from .stages import IndexingStage, default_stage_plan, load_stage_plan
 
 
@@ -86,12 +88,6 @@ class LMIndexerTrainingArguments(TrainingArguments):
         )
 
 
-def check_label_smoothing_factor(factor: float) -> None:
-    """Raises `ValueError` for a `label_smoothing_factor` outside `[0, 1)`."""
-    if not 0.0 <= factor < 1.0:
-        raise ValueError(f"label_smoothing_factor = {factor}: a share in [0, 1) is needed.")
-
-
 def move_label_smoothing_to_model(trainer: Trainer, config: PreTrainedConfig) -> None:
     """
     Let the model's own loss smooth the labels by `trainer.args.label_smoothing_factor` (`config.label_smoothing`,
@@ -102,9 +98,9 @@ def move_label_smoothing_to_model(trainer: Trainer, config: PreTrainedConfig) ->
     Raises:
         `ValueError`: For a factor outside `[0, 1)` (setting the config's field does not run its checks).
     """
-    check_label_smoothing_factor(trainer.args.label_smoothing_factor)
+    check_share("label_smoothing_factor", trainer.args.label_smoothing_factor)
     config.label_smoothing = trainer.args.label_smoothing_factor
     trainer.label_smoother = None
 
 
-__all__ = ["LMIndexerTrainingArguments", "check_label_smoothing_factor", "move_label_smoothing_to_model"]
+__all__ = ["LMIndexerTrainingArguments", "move_label_smoothing_to_model"]

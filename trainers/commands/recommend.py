@@ -56,6 +56,7 @@ from modeling_lmindexer.data.recommendation import (
     training_windows,
 )
 from modeling_lmindexer.data.user_files import NamedCorpus, load_interactions_file
+from modeling_lmindexer.id_tokens import check_share
 from trainers import (
     LMIndexerRecommenderTrainer,
     ResumeError,
@@ -81,7 +82,6 @@ from trainers.report import (
     markdown_table,
     write_report_files,
 )
-from trainers.training_args import check_label_smoothing_factor
 
 
 logger = logging.getLogger(__name__)
@@ -372,10 +372,9 @@ def main() -> None:
         )
     if args.num_beams < max(args.k_values):
         sys.exit(f"error: --num_beams {args.num_beams} must be at least the largest cut-off {max(args.k_values)}.")
-    if not 0.0 <= args.item_dropout < 1.0:
-        sys.exit(f"error: --item_dropout {args.item_dropout}: a probability in [0, 1) is needed.")
     try:
-        check_label_smoothing_factor(training_args.label_smoothing_factor)
+        check_share("item_dropout", args.item_dropout)
+        check_share("label_smoothing_factor", training_args.label_smoothing_factor)
     except ValueError as error:
         sys.exit(f"error: {error}")
     checkpoint = checkpoint_to_resume(training_args, args.auto_resume)

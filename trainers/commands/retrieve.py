@@ -58,6 +58,7 @@ from modeling_lmindexer.data.retrieval_tasks import (
     queries_file_retrieval_task,
 )
 from modeling_lmindexer.data.user_files import load_queries_files
+from modeling_lmindexer.id_tokens import check_share
 from trainers import (
     LMIndexerRetrieverTrainer,
     ResumeError,
@@ -78,7 +79,6 @@ from trainers.commands.common import (
     time_budget_callback,
 )
 from trainers.report import machine_info
-from trainers.training_args import check_label_smoothing_factor
 
 
 logger = logging.getLogger(__name__)
@@ -467,7 +467,7 @@ def check_training_choices(
         if not args.validation_queries or retriever_args.max_train_minutes is None:
             sys.exit("error: --eval_every_minutes needs --validation_queries N and --max_train_minutes.")
     try:
-        check_label_smoothing_factor(training_args.label_smoothing_factor)
+        check_share("label_smoothing_factor", training_args.label_smoothing_factor)
     except ValueError as error:
         sys.exit(f"error: {error}")
 
